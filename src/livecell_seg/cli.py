@@ -1,0 +1,75 @@
+"""The ``livecell-seg`` command line: a thin, lazily-importing layer over the package modules.
+
+Each subcommand lives in ``livecell_seg.commands.<name>`` and exposes ``add_arguments(parser)``
+and ``run(args) -> int``. Only the chosen subcommand's module is imported, so ``--help`` is instant;
+heavy libraries (torch, streamlit) are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import LivecellError
+
+#: subcommand -> (module under livecell_seg.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("download", "download LIVECell (resumable, validated, unzipped)"),
+    "convert": ("convert", "COCO json -> uint16 instance label TIFFs (and optional binary masks)"),
+    "synth": ("synth", "generate a synthetic LIVECell-format dataset (images + COCO json)"),
+    "split": ("split", "leakage-free train/val/test splits grouped by cell type and well"),
+    "eda": ("eda", "exploratory data analysis report (HTML with plots)"),
+    "train": ("train", "train a U-Net (PyTorch Lightning)"),
+    "predict": ("predict", "segment images into cell instances"),
+    "postprocess": ("postprocess", "re-run instance extraction from saved probability maps"),
+    "tune": ("tune", "tune watershed parameters on a validation set"),
+    "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),
+    "demo": ("demo", "run the whole pipeline on the bundled sample"),
+    "app": ("app", "start the Streamlit web app"),
+}
+
+
+def _load(name: str):  # noqa: ANN202
+    return importlib.import_module(f"livecell_seg.commands.{COMMANDS[name][0]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; with ``only`` set, import just that subcommand's module."""
+    parser = argparse.ArgumentParser(
+        prog="livecell-seg",
+        description="Label-free live-cell segmentation on LIVECell: U-Net + watershed.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_mod, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == only:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script. Returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen not in COMMANDS:
+        chosen = None
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except LivecellError as e:
+        print(f"livecell-seg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"livecell-seg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The U-Net and the self-describing model folder.
+
+A model folder holds ``model.pt`` (the network's state dict), ``config.json`` (the training
+config, whose ``model`` entry is a :class:`ModelConfig`) and, once tuned, ``postprocess.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import InputFileError, LivecellError
+from .heads import head_channels
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+POSTPROCESS_FILE = "postprocess.json"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the U-Net.
+
+    ``arch``: ``"unet"`` (ours: configurable ``depth`` and ``base_features``, channels double per
+    level, bilinear upsampling) or ``"monai_basicunet"`` (MONAI's BasicUNet, depth 4, features
+    ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.heads`).
+    """
+
+    head: str = "fg+boundary"
+    arch: str = "unet"
+    in_channels: int = 1
+    base_features: int = 16
+    depth: int = 4
+    norm: str = "batch"  # batch | instance | group
+    dropout: float = 0.0
+
+    @property
+    def out_channels(self) -> int:
+        return len(head_channels(self.head))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_model(cfg: ModelConfig):  # noqa: ANN201 - returns torch.nn.Module
+    """Build the network described by ``cfg`` (imports torch)."""
+    head_channels(cfg.head)  # validate
+    if cfg.arch == "unet":
+        return UNet(cfg)
+    if cfg.arch == "monai_basicunet":
+        from monai.networks.nets import BasicUNet
+
+        f = cfg.base_features
+        return BasicUNet(
+            spatial_dims=2,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.out_channels,
+            features=(f, f, 2 * f, 4 * f, 8 * f, f),
+            dropout=cfg.dropout,
+        )
+    raise LivecellError(f"unknown model arch {cfg.arch!r} (choose unet or monai_basicunet)")
+
+
+def _torch_unet():  # noqa: ANN202
+    import torch
+    from torch import nn
+
+    def norm_layer(kind: str, ch: int) -> nn.Module:
+        if kind == "batch":
+            return nn.BatchNorm2d(ch)
+        if kind == "instance":
+            return nn.InstanceNorm2d(ch, affine=True)
+        if kind == "group":
+            return nn.GroupNorm(min(8, ch), ch)
+        raise LivecellError(f"unknown norm {kind!r} (choose batch, instance or group)")
+
+    class ConvBlock(nn.Sequential):
+        def __init__(self, cin: int, cout: int, norm: str, dropout: float) -> None:
+            layers: list[nn.Module] = [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                norm_layer(norm, cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                norm_layer(norm, cout),
+                nn.ReLU(inplace=True),
+            ]
+            if dropout > 0:
+                layers.append(nn.Dropout2d(dropout))
+            super().__init__(*layers)
+
+    class _UNet(nn.Module):
+        """Plain U-Net: ``depth`` down-sampling levels, features doubling per level."""
+
+        def __init__(self, cfg: ModelConfig) -> None:
+            super().__init__()
+            f = [cfg.base_features * 2**i for i in range(cfg.depth + 1)]
+            self.depth = cfg.depth
+            self.enc = nn.ModuleList([ConvBlock(cfg.in_channels, f[0], cfg.norm, 0.0)])
+            for i in range(1, cfg.depth + 1):
+                self.enc.append(ConvBlock(f[i - 1], f[i], cfg.norm, cfg.dropout if i == cfg.depth else 0.0))
+            self.pool = nn.MaxPool2d(2)
+            self.up = nn.ModuleList()
+            self.dec = nn.ModuleList()
+            for i in range(cfg.depth, 0, -1):
+                self.up.append(nn.Conv2d(f[i], f[i - 1], 1))
+                self.dec.append(ConvBlock(2 * f[i - 1], f[i - 1], cfg.norm, 0.0))
+            self.out = nn.Conv2d(f[0], cfg.out_channels, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[-2:]
+            m = 2**self.depth
+            ph, pw = (-h) % m, (-w) % m
+            if ph or pw:  # any input size: reflect-pad to a multiple of 2**depth, crop back
+                x = nn.functional.pad(
+                    x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate"
+                )
+            skips = []
+            for i, block in enumerate(self.enc):
+                x = block(x if i == 0 else self.pool(x))
+                skips.append(x)
+            x = skips.pop()
+            for up, dec in zip(self.up, self.dec):
+                skip = skips.pop()
+                x = nn.functional.interpolate(
+                    up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False
+                )
+                x = dec(torch.cat([x, skip], dim=1))
+            return self.out(x)[..., :h, :w]
+
+    return _UNet
+
+
+class _LazyUNet:
+    """``UNet(cfg)`` builds our U-Net; torch is imported only when it is first used."""
+
+    def __call__(self, cfg: ModelConfig):  # noqa: ANN204
+        return _torch_unet()(cfg)
+
+
+UNet = _LazyUNet()
+
+
+@dataclass
+class LoadedModel:
+    """A network loaded from a model folder, with its configs."""
+
+    net: Any
+    model_config: ModelConfig
+    config: dict[str, Any] = field(default_factory=dict)
+    postprocess: dict[str, Any] | None = None
+    path: Path | None = None
+
+    @property
+    def head(self) -> str:
+        return self.model_config.head
+
+
+def save_model_dir(
+    path: str | Path, net: Any, config: dict[str, Any], postprocess: dict | None = None
+) -> Path:
+    """Write ``model.pt`` and ``config.json`` (and ``postprocess.json`` if given) atomically.
+
+    ``config`` must hold a ``model`` entry (a :class:`ModelConfig` as dict).
+    """
+    import torch
+
+    from .io import atomic_path, write_json_atomic
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if "model" not in config:
+        raise ValueError("config needs a 'model' entry")
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    with atomic_path(path / MODEL_FILE) as tmp:
+        torch.save(state, tmp)
+    write_json_atomic(path / CONFIG_FILE, config)
+    if postprocess is not None:
+        write_json_atomic(path / POSTPROCESS_FILE, postprocess)
+    return path
+
+
+def default_model_dir() -> Path:
+    """The model bundled with the package (used when no ``--model`` is given)."""
+    return Path(__file__).parent / "models" / "default"
+
+
+def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
+    """Read ``config.json`` of a model folder (no torch needed)."""
+    p = Path(path) / CONFIG_FILE
+    if not p.is_file():
+        raise InputFileError(Path(path), f"not a model folder (no {CONFIG_FILE})")
+    try:
+        config = json.loads(p.read_text())
+        return config, ModelConfig.from_dict(config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputFileError(p, f"invalid model config ({type(e).__name__}: {e})") from None
+
+
+def read_postprocess(path: str | Path) -> dict[str, Any] | None:
+    """Read ``postprocess.json`` of a model folder, or None when it has none."""
+    p = Path(path) / POSTPROCESS_FILE
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputFileError(p, f"invalid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:
+    """Load a model folder (default: the bundled model) onto ``device``, in eval mode."""
+    import torch
+
+    path = Path(path) if path is not None else default_model_dir()
+    config, mcfg = read_model_config(path)
+    weights = path / MODEL_FILE
+    if not weights.is_file():
+        raise InputFileError(path, f"not a model folder (no {MODEL_FILE})")
+    net = build_model(mcfg)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
+    net.to(device).eval()
+    return LoadedModel(
+        net=net, model_config=mcfg, config=config, postprocess=read_postprocess(path), path=path
+    )
+
+
+def model_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """ModelConfig as a JSON-ready dict."""
+    return asdict(cfg)
