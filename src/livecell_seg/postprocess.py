@@ -1,0 +1,431 @@
+"""Probability maps -> cell instances: watersheds for every head (pure numpy/scipy/scikit-image).
+
+Input maps are ``(C, H, W)`` float arrays in [0, 1] in the channel order of
+:data:`livecell_seg.heads.HEADS`. Output is an ``int32`` label image, 0 = background, instances
+numbered 1..n consecutively.
+
+- ``fg``: threshold -> Euclidean distance transform -> markers (local maxima at least
+  ``min_distance`` apart, or h-maxima when ``h > 0``) -> watershed on -distance inside the mask.
+- ``fg+boundary``: seeds = ``fg > fg_threshold & boundary < boundary_threshold`` (connected
+  components), flooding the boundary map inside the foreground mask.
+- ``fg+dist``: seeds = ``fg > fg_threshold & center_dist < center_threshold &
+  boundary_dist < boundary_dist_threshold``, flooding the mean of both distance maps.
+
+Every chain then keeps foreground components that got no seed as instances of their own, removes
+objects below ``min_size`` pixels, optionally smooths outlines (a per-object opening of radius
+``smooth``) and renumbers consecutively. Everything is vectorized (no per-object Python loop).
+No torch here: the module is imported by the CLI, the app and the metrics-side tools.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InputFileError, LivecellError
+from .heads import HEADS, head_channels
+
+MAPS_META_FILE = "maps.json"
+
+_STRUCT8 = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class PostprocessParams:
+    """Parameters of instance extraction, one dataclass for all heads (JSON via to/from_dict).
+
+    Only the fields a head uses matter: ``fg`` uses fg_threshold, min_distance, h, min_seed_size;
+    ``fg+boundary`` fg_threshold, boundary_threshold, min_seed_size; ``fg+dist`` fg_threshold,
+    center_threshold, boundary_dist_threshold, min_seed_size. All heads use min_size, smooth and
+    keep_unseeded.
+    """
+
+    fg_threshold: float = 0.5
+    #: fg+boundary: seeds = fg > fg_threshold & boundary < boundary_threshold
+    boundary_threshold: float = 0.5
+    #: fg+dist: seeds = fg > t & center_dist < center_threshold & boundary_dist < boundary_dist_threshold
+    center_threshold: float = 0.5
+    boundary_dist_threshold: float = 0.5
+    #: fg head: markers are maxima of the distance transform at least this far apart (pixels)
+    min_distance: int = 5
+    #: fg head: h-maxima height in pixels of distance; 0 = use min_distance peaks instead
+    h: float = 0.0
+    #: seeds (connected components) smaller than this many pixels are dropped
+    min_seed_size: int = 1
+    #: instances smaller than this many pixels are removed
+    min_size: int = 20
+    #: outline smoothing: per-object opening radius in pixels, 0 = off
+    smooth: int = 0
+    #: foreground components that received no seed become instances of their own
+    keep_unseeded: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
+        """Build from a dict (e.g. ``postprocess.json``); unknown keys are ignored, values coerced."""
+        if not d:
+            return cls()
+        if "params" in d and isinstance(d["params"], dict):  # a tuned postprocess.json
+            d = d["params"]
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in d and d[f.name] is not None:
+                default = f.default
+                kw[f.name] = type(default)(d[f.name])
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def read(cls, path: str | Path) -> PostprocessParams:
+        """Read parameters from a JSON file (a bare params dict or a tuned ``postprocess.json``)."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputFileError(p, "file not found")
+        try:
+            d = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputFileError(p, f"invalid JSON ({type(e).__name__})") from None
+        if not isinstance(d, dict):
+            raise InputFileError(p, "expected a JSON object of post-processing parameters")
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise InputFileError(p, f"invalid parameter value ({e})") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# small vectorized helpers
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Renumber a label image to 1..n (0 stays background), int32."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return labels.astype(np.int32)
+    mx = int(labels.max())
+    if mx <= 0:
+        return np.zeros(labels.shape, np.int32)
+    present = np.zeros(mx + 1, dtype=bool)
+    present[labels.ravel()] = True
+    present[0] = False
+    lut = np.zeros(mx + 1, dtype=np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[labels]
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Zero out instances with fewer than ``min_size`` pixels and renumber (int32)."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or int(labels.max()) == 0:
+        return np.zeros(labels.shape, np.int32)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(int(min_size), 1)
+    keep[0] = False
+    lut = np.zeros(sizes.size, dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[labels]
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    lab, n = ndi.label(mask, structure=_STRUCT8)
+    return lab.astype(np.int32, copy=False), int(n)
+
+
+def smooth_labels(labels: np.ndarray, radius: int) -> np.ndarray:
+    """Per-object morphological opening with a disk of ``radius`` (vectorized, via two EDTs).
+
+    A pixel survives when it lies within ``radius`` of a pixel of its own object that is at
+    least ``radius`` deep inside that object; spurs and thin protrusions disappear.
+    """
+    labels = np.asarray(labels)
+    if radius <= 0 or labels.size == 0 or int(labels.max()) == 0:
+        return labels.astype(np.int32, copy=False)
+    from skimage.segmentation import find_boundaries
+
+    # distance of every object pixel to the nearest pixel outside its own object
+    outside = (labels == 0) | find_boundaries(labels, mode="inner")
+    depth = ndi.distance_transform_edt(~outside)
+    core = (labels > 0) & (depth >= radius)
+    if not core.any():
+        return np.zeros(labels.shape, np.int32)
+    dist, (iy, ix) = ndi.distance_transform_edt(~core, return_indices=True)
+    nearest = labels[iy, ix]
+    keep = (labels > 0) & (dist <= radius + 0.5) & (nearest == labels)
+    return np.where(keep, labels, 0).astype(np.int32)
+
+
+def _finish(ws: np.ndarray, mask: np.ndarray, params: PostprocessParams) -> np.ndarray:
+    """Unseeded components, small-object removal, smoothing, consecutive labels."""
+    ws = ws.astype(np.int32, copy=False)
+    if params.keep_unseeded:
+        rest = mask & (ws == 0)
+        if rest.any():
+            lab, n = _label(rest)
+            if n:
+                off = int(ws.max())
+                ws = np.where(lab > 0, lab + off, ws)
+    ws = remove_small(ws, params.min_size)
+    if params.smooth > 0:
+        ws = remove_small(smooth_labels(ws, params.smooth), params.min_size)
+    return ws
+
+
+def _seeds(seed_mask: np.ndarray, min_seed_size: int) -> np.ndarray:
+    markers, n = _label(seed_mask)
+    if n and min_seed_size > 1:
+        markers = remove_small(markers, min_seed_size)
+    return markers
+
+
+def _check_2d(name: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
+    return a
+
+
+# ----------------------------------------------------------------------------------------------
+# the watersheds
+
+
+def distance_peaks(distance: np.ndarray, mask: np.ndarray, min_distance: int) -> np.ndarray:
+    """Markers at local maxima of ``distance`` inside ``mask`` (vectorized ``peak_local_max``).
+
+    A pixel is a peak when it equals the maximum of its ``(2*min_distance+1)²`` neighbourhood;
+    connected peak pixels (plateaus) form one marker. Returns int32 markers 1..n.
+    """
+    size = 2 * max(int(min_distance), 0) + 1
+    mx = ndi.maximum_filter(distance, size=size, mode="constant", cval=0.0)
+    peaks = mask & (distance > 0) & (distance >= mx)
+    markers, _ = _label(peaks)
+    return markers
+
+
+def watershed_fg(fg_prob: np.ndarray, params: PostprocessParams | None = None) -> np.ndarray:
+    """Foreground-only chain: threshold -> distance transform -> markers -> watershed on -distance.
+
+    Markers are local maxima of the distance transform ``min_distance`` apart (plateaus merged),
+    or h-maxima of height ``params.h`` when ``h > 0``. Returns int32 labels 1..n.
+    """
+    from skimage.segmentation import watershed
+
+    p = params or PostprocessParams()
+    fg = _check_2d("fg_prob", fg_prob)
+    mask = fg > p.fg_threshold
+    if not mask.any():
+        return np.zeros(fg.shape, np.int32)
+    distance = ndi.distance_transform_edt(mask).astype(np.float32)
+    if p.h > 0:
+        from skimage.morphology import h_maxima
+
+        markers = _seeds(h_maxima(distance, p.h, footprint=_STRUCT8).astype(bool), p.min_seed_size)
+    else:
+        markers = distance_peaks(distance, mask, p.min_distance)
+        if p.min_seed_size > 1:
+            markers = remove_small(markers, p.min_seed_size)
+    ws = watershed(-distance, markers, mask=mask)
+    return _finish(ws, mask, p)
+
+
+def watershed_boundary(
+    fg_prob: np.ndarray, boundary_prob: np.ndarray, params: PostprocessParams | None = None
+) -> np.ndarray:
+    """Seeded watershed for ``fg+boundary``: seeds from foreground minus boundary, flood the boundary map.
+
+    Seeds are the connected components of ``fg > fg_threshold & boundary < boundary_threshold``;
+    the watershed floods ``boundary_prob`` inside the foreground mask. Returns int32 labels 1..n.
+    """
+    from skimage.segmentation import watershed
+
+    p = params or PostprocessParams()
+    fg = _check_2d("fg_prob", fg_prob)
+    bd = _check_2d("boundary_prob", boundary_prob)
+    if fg.shape != bd.shape:
+        raise ValueError(f"fg {fg.shape} and boundary {bd.shape} maps differ in shape")
+    mask = fg > p.fg_threshold
+    if not mask.any():
+        return np.zeros(fg.shape, np.int32)
+    markers = _seeds(mask & (bd < p.boundary_threshold), p.min_seed_size)
+    ws = watershed(bd.astype(np.float32, copy=False), markers, mask=mask) if markers.any() else markers
+    return _finish(ws, mask, p)
+
+
+def watershed_dist(
+    fg_prob: np.ndarray,
+    center_dist: np.ndarray,
+    boundary_dist: np.ndarray,
+    params: PostprocessParams | None = None,
+) -> np.ndarray:
+    """Seeded watershed for ``fg+dist``: seeds where both distance maps are low, flood their mean.
+
+    Seeds are the connected components of ``fg > fg_threshold & center_dist < center_threshold
+    & boundary_dist < boundary_dist_threshold``; the watershed floods
+    ``(center_dist + boundary_dist) / 2`` inside the foreground mask. Returns int32 labels 1..n.
+    """
+    from skimage.segmentation import watershed
+
+    p = params or PostprocessParams()
+    fg = _check_2d("fg_prob", fg_prob)
+    cd = _check_2d("center_dist", center_dist)
+    bd = _check_2d("boundary_dist", boundary_dist)
+    if not (fg.shape == cd.shape == bd.shape):
+        raise ValueError(f"map shapes differ: fg {fg.shape}, center {cd.shape}, boundary {bd.shape}")
+    mask = fg > p.fg_threshold
+    if not mask.any():
+        return np.zeros(fg.shape, np.int32)
+    seeds = mask & (cd < p.center_threshold) & (bd < p.boundary_dist_threshold)
+    markers = _seeds(seeds, p.min_seed_size)
+    if markers.any():
+        elevation = (cd.astype(np.float32) + bd.astype(np.float32)) * 0.5
+        ws = watershed(elevation, markers, mask=mask)
+    else:
+        ws = markers
+    return _finish(ws, mask, p)
+
+
+def instances_from_maps(maps: np.ndarray, head: str, params: PostprocessParams | None = None) -> np.ndarray:
+    """Instances from a model's ``(C, H, W)`` probability maps (HEADS order) -> int32 labels 0..n."""
+    channels = head_channels(head)
+    maps = np.asarray(maps)
+    if maps.ndim == 2 and len(channels) == 1:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[0] != len(channels):
+        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    p = params or PostprocessParams()
+    if head == "fg":
+        return watershed_fg(maps[0], p)
+    if head == "fg+boundary":
+        return watershed_boundary(maps[0], maps[1], p)
+    if head == "fg+dist":
+        return watershed_dist(maps[0], maps[1], maps[2], p)
+    raise ValueError(f"no post-processing for head {head!r}")  # pragma: no cover
+
+
+def instance_scores(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
+    """Mean foreground probability of each instance (the detection score used for AP)."""
+    labels = np.asarray(labels)
+    fg = np.asarray(fg_prob, dtype=np.float64)
+    if labels.shape != fg.shape:
+        raise ValueError(f"labels {labels.shape} and fg_prob {fg.shape} differ in shape")
+    if labels.size == 0 or int(labels.max()) == 0:
+        return {}
+    flat = labels.ravel()
+    counts = np.bincount(flat)
+    sums = np.bincount(flat, weights=fg.ravel(), minlength=counts.size)
+    ids = np.nonzero(counts)[0]
+    ids = ids[ids > 0]
+    means = sums[ids] / counts[ids]
+    return {int(i): float(m) for i, m in zip(ids, means)}
+
+
+# ----------------------------------------------------------------------------------------------
+# saved maps (written by ``predict --save-maps``, read by ``postprocess``)
+
+
+def infer_head(n_channels: int) -> str:
+    """The head with ``n_channels`` channels (each head has a distinct channel count)."""
+    for head, chans in HEADS.items():
+        if len(chans) == n_channels:
+            return head
+    raise ValueError(f"no head has {n_channels} channels")
+
+
+def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
+    """Save ``(C, H, W)`` maps as float16 ``.npy`` atomically and record the head in ``maps.json``.
+
+    ``maps.json`` (next to the file) holds ``{"head": ..., "channels": [...], "dtype": "float16",
+    "layout": "CHW"}``; one folder holds maps of one head. Returns the written path.
+    """
+    from .io import atomic_path, write_json_atomic
+
+    channels = head_channels(head)
+    maps = np.asarray(maps)
+    if maps.ndim == 2 and len(channels) == 1:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[0] != len(channels):
+        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    p = Path(path)
+    if p.suffix.lower() != ".npy":
+        p = p.with_suffix(".npy")
+    meta_path = p.parent / MAPS_META_FILE
+    meta = {"head": head, "channels": list(channels), "dtype": "float16", "layout": "CHW"}
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if isinstance(old, dict) and old.get("head") not in (None, head):
+            raise LivecellError(
+                f"{meta_path}: folder already holds maps of head {old.get('head')!r}, not {head!r}"
+            )
+    with atomic_path(p) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.clip(maps, 0.0, 1.0).astype(np.float16))
+    if not meta_path.is_file() or json.loads(meta_path.read_text() or "{}") != meta:
+        write_json_atomic(meta_path, meta)
+    return p
+
+
+def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
+    """Load maps saved by :func:`save_maps` (``.npy``, or a ``(C, H, W)`` ``.tif``) -> (float32 maps, head).
+
+    The head comes from ``maps.json`` next to the file, or from the channel count when absent.
+    Raises :class:`InputFileError` for a missing, unreadable or ill-shaped file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "file not found")
+    try:
+        if p.suffix.lower() == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(p)
+        else:
+            raise InputFileError(p, "unsupported maps file (expected .npy or .tif)")
+    except InputFileError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(p, f"cannot read maps ({type(e).__name__})") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.floating):
+        raise InputFileError(p, f"expected float maps of shape (C, H, W), got {arr.dtype} {arr.shape}")
+    head: str | None = None
+    meta_path = p.parent / MAPS_META_FILE
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            head = meta.get("head") if isinstance(meta, dict) else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputFileError(meta_path, "invalid JSON") from None
+        if head is not None and head not in HEADS:
+            raise InputFileError(meta_path, f"unknown head {head!r}")
+    if head is None:
+        try:
+            head = infer_head(arr.shape[0])
+        except ValueError:
+            raise InputFileError(p, f"{arr.shape[0]} channels match no head") from None
+    if arr.shape[0] != len(HEADS[head]):
+        raise InputFileError(p, f"{arr.shape[0]} channels, but head {head!r} has {len(HEADS[head])}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputFileError(p, "maps contain NaN or infinite values")
+    return arr, head
+
+
+def list_maps(folder: str | Path) -> list[Path]:
+    """Saved map files in ``folder`` (``*.npy``, ``*.tif``, ``*.tiff``), sorted."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise InputFileError(d, "not a folder")
+    return sorted(q for q in d.iterdir() if q.is_file() and q.suffix.lower() in (".npy", ".tif", ".tiff"))
