@@ -161,6 +161,23 @@ def smooth_labels(labels: np.ndarray, radius: int) -> np.ndarray:
     return np.where(keep, labels, 0).astype(np.int32)
 
 
+#: parameters applied after the watershed (by :func:`finish_instances`); the others shape the watershed
+FINISH_FIELDS = ("min_size", "smooth", "keep_unseeded")
+
+
+def finish_instances(
+    raw: np.ndarray, fg_prob: np.ndarray, params: PostprocessParams | None = None
+) -> np.ndarray:
+    """Last steps of every chain, on a raw watershed (``finish=False`` output) -> int32 labels 1..n.
+
+    Foreground components without a seed become instances (``keep_unseeded``), objects under
+    ``min_size`` pixels go, outlines are smoothed (``smooth``), labels are renumbered. Tuning
+    uses it to vary :data:`FINISH_FIELDS` without re-running the watershed.
+    """
+    p = params or PostprocessParams()
+    return _finish(np.asarray(raw), np.asarray(fg_prob) > p.fg_threshold, p)
+
+
 def _finish(ws: np.ndarray, mask: np.ndarray, params: PostprocessParams) -> np.ndarray:
     """Unseeded components, small-object removal, smoothing, consecutive labels."""
     ws = ws.astype(np.int32, copy=False)
@@ -208,7 +225,9 @@ def distance_peaks(distance: np.ndarray, mask: np.ndarray, min_distance: int) ->
     return markers
 
 
-def watershed_fg(fg_prob: np.ndarray, params: PostprocessParams | None = None) -> np.ndarray:
+def watershed_fg(
+    fg_prob: np.ndarray, params: PostprocessParams | None = None, *, finish: bool = True
+) -> np.ndarray:
     """Foreground-only chain: threshold -> distance transform -> markers -> watershed on -distance.
 
     Markers are local maxima of the distance transform ``min_distance`` apart (plateaus merged),
@@ -231,11 +250,15 @@ def watershed_fg(fg_prob: np.ndarray, params: PostprocessParams | None = None) -
         if p.min_seed_size > 1:
             markers = remove_small(markers, p.min_seed_size)
     ws = watershed(-distance, markers, mask=mask)
-    return _finish(ws, mask, p)
+    return _finish(ws, mask, p) if finish else ws.astype(np.int32, copy=False)
 
 
 def watershed_boundary(
-    fg_prob: np.ndarray, boundary_prob: np.ndarray, params: PostprocessParams | None = None
+    fg_prob: np.ndarray,
+    boundary_prob: np.ndarray,
+    params: PostprocessParams | None = None,
+    *,
+    finish: bool = True,
 ) -> np.ndarray:
     """Seeded watershed for ``fg+boundary``: seeds from foreground minus boundary, flood the boundary map.
 
@@ -254,7 +277,7 @@ def watershed_boundary(
         return np.zeros(fg.shape, np.int32)
     markers = _seeds(mask & (bd < p.boundary_threshold), p.min_seed_size)
     ws = watershed(bd.astype(np.float32, copy=False), markers, mask=mask) if markers.any() else markers
-    return _finish(ws, mask, p)
+    return _finish(ws, mask, p) if finish else ws.astype(np.int32, copy=False)
 
 
 def watershed_dist(
@@ -262,6 +285,8 @@ def watershed_dist(
     center_dist: np.ndarray,
     boundary_dist: np.ndarray,
     params: PostprocessParams | None = None,
+    *,
+    finish: bool = True,
 ) -> np.ndarray:
     """Seeded watershed for ``fg+dist``: seeds where both distance maps are low, flood their mean.
 
@@ -287,11 +312,16 @@ def watershed_dist(
         ws = watershed(elevation, markers, mask=mask)
     else:
         ws = markers
-    return _finish(ws, mask, p)
+    return _finish(ws, mask, p) if finish else ws.astype(np.int32, copy=False)
 
 
-def instances_from_maps(maps: np.ndarray, head: str, params: PostprocessParams | None = None) -> np.ndarray:
-    """Instances from a model's ``(C, H, W)`` probability maps (HEADS order) -> int32 labels 0..n."""
+def instances_from_maps(
+    maps: np.ndarray, head: str, params: PostprocessParams | None = None, *, finish: bool = True
+) -> np.ndarray:
+    """Instances from a model's ``(C, H, W)`` probability maps (HEADS order) -> int32 labels 0..n.
+
+    With ``finish=False`` the raw watershed is returned (see :func:`finish_instances`).
+    """
     channels = head_channels(head)
     maps = np.asarray(maps)
     if maps.ndim == 2 and len(channels) == 1:
@@ -300,11 +330,11 @@ def instances_from_maps(maps: np.ndarray, head: str, params: PostprocessParams |
         raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
     p = params or PostprocessParams()
     if head == "fg":
-        return watershed_fg(maps[0], p)
+        return watershed_fg(maps[0], p, finish=finish)
     if head == "fg+boundary":
-        return watershed_boundary(maps[0], maps[1], p)
+        return watershed_boundary(maps[0], maps[1], p, finish=finish)
     if head == "fg+dist":
-        return watershed_dist(maps[0], maps[1], maps[2], p)
+        return watershed_dist(maps[0], maps[1], maps[2], p, finish=finish)
     raise ValueError(f"no post-processing for head {head!r}")  # pragma: no cover
 
 

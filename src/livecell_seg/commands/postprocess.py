@@ -1,16 +1,91 @@
-"""`livecell-seg postprocess` (not implemented yet)."""
+"""`livecell-seg postprocess`: re-run instance extraction from saved probability maps (no network)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    parser.add_argument(
+        "--maps",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="folder of maps saved by 'predict --save-maps' (<stem>.npy + maps.json), or map files",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder for <stem>.tif label images")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        help="post-processing parameters: a JSON file or a model folder (its postprocess.json); "
+        "default: built-in defaults",
+    )
+    parser.add_argument(
+        "--head",
+        choices=("fg", "fg+boundary", "fg+dist"),
+        help="head of the maps (default: from maps.json, else from the channel count)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+
+
+def _read_params(path: Path | None):  # noqa: ANN202
+    from ..errors import InputFileError
+    from ..model import POSTPROCESS_FILE
+    from ..postprocess import PostprocessParams
+
+    if path is None:
+        return PostprocessParams()
+    if path.is_dir():
+        if not (path / POSTPROCESS_FILE).is_file():
+            raise InputFileError(path, f"folder has no {POSTPROCESS_FILE}")
+        path = path / POSTPROCESS_FILE
+    return PostprocessParams.read(path)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..errors import LivecellError
+    from ..errors import InputFileError, LivecellError
+    from ..heads import HEADS
+    from ..io import write_labels
+    from ..postprocess import instances_from_maps, list_maps, load_maps
 
-    raise LivecellError("'postprocess' is not implemented yet")
+    params = _read_params(args.params)
+    files: list[Path] = []
+    for item in args.maps:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(list_maps(p))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputFileError(p, "no such file or folder")
+    if not files:
+        raise LivecellError(f"no map files (.npy/.tif) in {' '.join(map(str, args.maps))}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = done = skipped = 0
+    for i, f in enumerate(files, 1):
+        out = args.out / f"{f.stem}.tif"
+        if out.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        try:
+            maps, head = load_maps(f)
+            if args.head and args.head != head:
+                if maps.shape[0] != len(HEADS[args.head]):
+                    raise InputFileError(
+                        f, f"{maps.shape[0]} channels, but head {args.head!r} needs {len(HEADS[args.head])}"
+                    )
+                head = args.head
+            labels = instances_from_maps(maps, head, params)
+            write_labels(out, labels)
+        except LivecellError as e:
+            failed += 1
+            print(f"livecell-seg postprocess: skipped: {e}", file=sys.stderr)
+            continue
+        done += 1
+        print(f"[{i}/{len(files)}] {f.name} -> {out.name}: {int(labels.max())} cells", flush=True)
+    print(f"{done} written, {skipped} already done, {failed} failed -> {args.out}")
+    return 1 if failed else 0

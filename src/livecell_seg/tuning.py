@@ -1,0 +1,307 @@
+"""Search of the post-processing parameters on a validation set, maximizing mask AP.
+
+The network's maps are computed once per image; the search then only re-runs the (fast)
+post-processing. Two strategies: ``coordinate`` (coordinate ascent over the grid's axes, from a
+start point, until a full round changes nothing) and ``grid`` (every combination). Parameters
+applied after the watershed (``min_size``, ``smooth``) reuse the last raw watershed, so varying
+them costs almost nothing.
+
+:func:`tune_params` works on precomputed maps (used by the demo, training and the app);
+:func:`tune_model_dir` computes the maps of a model on a COCO validation set and writes
+``postprocess.json`` into the model folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LivecellError
+from .heads import head_channels
+from .postprocess import (
+    FINISH_FIELDS,
+    PostprocessParams,
+    finish_instances,
+    instance_scores,
+    instances_from_maps,
+)
+
+#: ``score_fn(gt_list, pred_list, scores_list) -> float``: higher is better.
+ScoreFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[dict[int, float]]], float]
+
+_COMMON_SMALL = {"min_size": [0, 10, 20, 40]}
+_COMMON_FULL = {"min_size": [0, 5, 10, 20, 30, 50, 80], "smooth": [0, 1, 2]}
+_FG_T_SMALL = [0.3, 0.4, 0.5, 0.6, 0.7]
+_FG_T_FULL = [0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8]
+_T_SMALL = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+_T_FULL = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8]
+
+#: grid name -> head -> parameter -> candidate values (searched in this order)
+GRIDS: dict[str, dict[str, dict[str, list]]] = {
+    "small": {
+        "fg": {
+            "fg_threshold": _FG_T_SMALL,
+            "min_distance": [2, 3, 5, 7, 10],
+            "h": [0.0, 1.0, 2.0],
+            **_COMMON_SMALL,
+        },
+        "fg+boundary": {
+            "fg_threshold": _FG_T_SMALL,
+            "boundary_threshold": _T_SMALL,
+            "min_seed_size": [1, 5, 10],
+            **_COMMON_SMALL,
+        },
+        "fg+dist": {
+            "fg_threshold": _FG_T_SMALL,
+            "center_threshold": _T_SMALL,
+            "boundary_dist_threshold": _T_SMALL,
+            "min_seed_size": [1, 5, 10],
+            **_COMMON_SMALL,
+        },
+    },
+    "full": {
+        "fg": {
+            "fg_threshold": _FG_T_FULL,
+            "min_distance": [1, 2, 3, 4, 5, 6, 8, 10, 12, 15],
+            "h": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
+            "min_seed_size": [1, 3, 5],
+            **_COMMON_FULL,
+        },
+        "fg+boundary": {
+            "fg_threshold": _FG_T_FULL,
+            "boundary_threshold": _T_FULL,
+            "min_seed_size": [1, 3, 5, 10, 20],
+            **_COMMON_FULL,
+        },
+        "fg+dist": {
+            "fg_threshold": _FG_T_FULL,
+            "center_threshold": _T_FULL,
+            "boundary_dist_threshold": _T_FULL,
+            "min_seed_size": [1, 3, 5, 10, 20],
+            **_COMMON_FULL,
+        },
+    },
+}
+
+
+def default_grid(head: str, size: str = "small") -> dict[str, list]:
+    """The named grid (``small`` or ``full``) for ``head``: parameter -> candidate values."""
+    head_channels(head)
+    if size not in GRIDS:
+        raise LivecellError(f"unknown grid {size!r} (choose {' or '.join(GRIDS)})")
+    return {k: list(v) for k, v in GRIDS[size][head].items()}
+
+
+def mask_ap_score(
+    gt_list: Sequence[np.ndarray], pred_list: Sequence[np.ndarray], scores_list: Sequence[dict[int, float]]
+) -> float:
+    """COCO mask AP (LIVECell protocol, in percent) of predicted label images against ground truth."""
+    from .metrics import coco_mask_ap
+
+    res = coco_mask_ap(list(gt_list), list(pred_list), list(scores_list))
+    if isinstance(res, dict):
+        return float(res["AP"])
+    return float(res)
+
+
+def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list]:
+    known = set(PostprocessParams().to_dict())
+    out: dict[str, list] = {}
+    for k, v in grid.items():
+        if k not in known:
+            raise LivecellError(f"unknown post-processing parameter in grid: {k!r}")
+        vals = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not vals:
+            raise LivecellError(f"empty candidate list for {k!r}")
+        out[k] = vals
+    return out
+
+
+class _Evaluator:
+    """Scores parameter sets on fixed maps; caches scores and the last raw watershed."""
+
+    def __init__(
+        self,
+        maps_list: Sequence[np.ndarray],
+        gt_list: Sequence[np.ndarray],
+        head: str,
+        score_fn: ScoreFn,
+    ) -> None:
+        self.maps_list = maps_list
+        self.gt_list = gt_list
+        self.head = head
+        self.score_fn = score_fn
+        self.cache: dict[tuple, float] = {}
+        self.history: list[dict[str, Any]] = []
+        self._raw_key: tuple | None = None
+        self._raw: list[np.ndarray] = []
+
+    @staticmethod
+    def _key(p: PostprocessParams) -> tuple:
+        return tuple(sorted(p.to_dict().items()))
+
+    @staticmethod
+    def _raw_key_of(p: PostprocessParams) -> tuple:
+        return tuple(sorted((k, v) for k, v in p.to_dict().items() if k not in FINISH_FIELDS))
+
+    def __call__(self, p: PostprocessParams) -> float:
+        key = self._key(p)
+        if key in self.cache:
+            return self.cache[key]
+        t0 = time.perf_counter()
+        rk = self._raw_key_of(p)
+        if rk != self._raw_key:
+            self._raw = [instances_from_maps(m, self.head, p, finish=False) for m in self.maps_list]
+            self._raw_key = rk
+        preds = [finish_instances(r, m[0], p) for r, m in zip(self._raw, self.maps_list)]
+        scores = [instance_scores(lab, m[0]) for lab, m in zip(preds, self.maps_list)]
+        s = float(self.score_fn(self.gt_list, preds, scores))
+        if not np.isfinite(s):
+            s = float("-inf")
+        self.cache[key] = s
+        self.history.append({"params": p.to_dict(), "score": s, "seconds": time.perf_counter() - t0})
+        return s
+
+
+def tune_params(
+    maps_list: Sequence[np.ndarray],
+    gt_list: Sequence[np.ndarray],
+    head: str,
+    score_fn: ScoreFn | None = None,
+    grid: str | dict[str, Sequence[Any]] = "small",
+    *,
+    method: str = "coordinate",
+    start: PostprocessParams | None = None,
+    max_rounds: int = 4,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[PostprocessParams, float, list[dict[str, Any]]]:
+    """Find the post-processing parameters that maximize ``score_fn`` on precomputed maps.
+
+    ``maps_list``: ``(C, H, W)`` maps in HEADS order, one per image; ``gt_list``: matching
+    ground-truth label images. ``score_fn`` defaults to :func:`mask_ap_score` (COCO mask AP).
+    ``grid``: ``"small"``, ``"full"`` or a dict parameter -> candidate values. ``method``:
+    ``"coordinate"`` (ascent along one parameter at a time, rounds until nothing changes, at most
+    ``max_rounds``) or ``"grid"`` (every combination). Parameters not in the grid keep their
+    ``start`` value (default :class:`PostprocessParams`). Returns ``(best_params, best_score,
+    history)``, history being every evaluated ``{"params", "score", "seconds"}`` in order.
+    """
+    head_channels(head)
+    if len(maps_list) != len(gt_list):
+        raise ValueError(f"{len(maps_list)} maps but {len(gt_list)} ground-truth images")
+    if not maps_list:
+        raise ValueError("no images to tune on")
+    if method not in ("coordinate", "grid"):
+        raise LivecellError(f"unknown search method {method!r} (choose coordinate or grid)")
+    g = _check_grid(default_grid(head, grid) if isinstance(grid, str) else grid)
+    ev = _Evaluator(maps_list, gt_list, head, score_fn or mask_ap_score)
+    say = progress or (lambda _msg: None)
+    best = start or PostprocessParams()
+    best_score = ev(best)
+
+    if method == "grid":
+        # watershed parameters vary slowest, so the raw watershed is reused across finish values
+        names = [n for n in g if n not in FINISH_FIELDS] + [n for n in g if n in FINISH_FIELDS]
+        combos = list(itertools.product(*(g[n] for n in names)))
+        for j, combo in enumerate(combos, 1):
+            p = replace(start or PostprocessParams(), **dict(zip(names, combo)))
+            s = ev(p)
+            if s > best_score:
+                best, best_score = p, s
+            if j % 25 == 0 or j == len(combos):
+                say(f"grid {j}/{len(combos)}: best {best_score:.3f}")
+        return best, best_score, ev.history
+
+    for rnd in range(1, max_rounds + 1):
+        changed = False
+        for name, values in g.items():
+            for v in values:
+                p = replace(best, **{name: v})
+                s = ev(p)
+                if s > best_score + 1e-12:
+                    best, best_score, changed = p, s, True
+            say(f"round {rnd}, {name} = {getattr(best, name)!r}: best {best_score:.3f}")
+        if not changed:
+            break
+    return best, best_score, ev.history
+
+
+def tune_model_dir(
+    model_dir: str | Path,
+    json_path: str | Path,
+    images_dir: str | Path,
+    *,
+    grid: str | dict[str, Sequence[Any]] = "small",
+    method: str = "coordinate",
+    max_images: int | None = None,
+    device: str = "cpu",
+    tta: bool = False,
+    score_fn: ScoreFn | None = None,
+    write: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Tune a model folder's post-processing on a COCO validation set; write ``postprocess.json``.
+
+    Maps are computed once per image with :func:`livecell_seg.inference.predict_maps`. The written
+    file holds the parameters (top level, readable by :meth:`PostprocessParams.from_dict`) and a
+    ``tuning`` record: head, metric, score, default-parameter score, image count, grid, method,
+    evaluations. Returns that dict.
+    """
+    from .data.coco import annotations_to_labels, find_image, load_coco
+    from .inference import predict_maps
+    from .io import read_image, write_json_atomic
+    from .model import POSTPROCESS_FILE, load_model_dir
+
+    say = progress or (lambda _msg: None)
+    model_dir = Path(model_dir)
+    loaded = load_model_dir(model_dir, device=device)
+    head = loaded.head
+    ds = load_coco(json_path)
+    images = [im for im in ds.images if ds.anns_by_image.get(int(im["id"]))]
+    if max_images is not None:
+        images = images[: max(int(max_images), 0)]
+    if not images:
+        raise LivecellError(f"{json_path}: no annotated images to tune on")
+    maps_list: list[np.ndarray] = []
+    gt_list: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    for i, im in enumerate(images, 1):
+        path = find_image(images_dir, im["file_name"])
+        img = read_image(path)
+        gt = annotations_to_labels(ds.anns_by_image[int(im["id"])], img.shape[0], img.shape[1])
+        maps_list.append(np.asarray(predict_maps(loaded, img, tta=tta), dtype=np.float32))
+        gt_list.append(gt)
+        if i % 10 == 0 or i == len(images):
+            say(f"maps {i}/{len(images)} ({time.perf_counter() - t0:.0f} s)")
+    start = PostprocessParams.from_dict(loaded.postprocess) if loaded.postprocess else PostprocessParams()
+    score_fn = score_fn or mask_ap_score
+    baseline = _Evaluator(maps_list, gt_list, head, score_fn)(PostprocessParams())
+    best, best_score, history = tune_params(
+        maps_list, gt_list, head, score_fn, grid, method=method, start=start, progress=progress
+    )
+    g = default_grid(head, grid) if isinstance(grid, str) else {k: list(v) for k, v in grid.items()}
+    result: dict[str, Any] = {
+        **best.to_dict(),
+        "head": head,
+        "tuning": {
+            "metric": "mask AP" if score_fn is mask_ap_score else getattr(score_fn, "__name__", "custom"),
+            "score": best_score,
+            "default_score": baseline,
+            "n_images": len(images),
+            "json": str(json_path),
+            "grid": grid if isinstance(grid, str) else "custom",
+            "grid_values": g,
+            "method": method,
+            "evaluations": len(history),
+            "tta": tta,
+        },
+    }
+    if write:
+        write_json_atomic(model_dir / POSTPROCESS_FILE, result)
+        say(f"wrote {model_dir / POSTPROCESS_FILE}")
+    return result

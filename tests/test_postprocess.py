@@ -1,0 +1,259 @@
+"""Post-processing on hand-made arrays: oracle maps of every head, params, saved maps, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from livecell_seg.cli import main
+from livecell_seg.errors import InputFileError
+from livecell_seg.heads import HEADS
+from livecell_seg.postprocess import (
+    PostprocessParams,
+    distance_peaks,
+    finish_instances,
+    instance_scores,
+    instances_from_maps,
+    load_maps,
+    relabel_consecutive,
+    remove_small,
+    save_maps,
+    smooth_labels,
+    watershed_boundary,
+    watershed_dist,
+    watershed_fg,
+)
+from livecell_seg.targets import make_targets
+
+ALL_HEADS = list(HEADS)
+
+
+def two_touching_squares() -> np.ndarray:
+    """Two 20x20 squares sharing a 10-pixel edge (the union has a waist, so fg alone can split it)."""
+    lab = np.zeros((50, 60), np.int32)
+    lab[5:25, 5:25] = 1
+    lab[15:35, 25:45] = 2
+    return lab
+
+
+def disk(r: int = 15, size: int = 50) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < r**2).astype(np.int32)
+
+
+def best_iou(pred: np.ndarray, gt_mask: np.ndarray) -> float:
+    ids = np.unique(pred[gt_mask])
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return 0.0
+    return max(float((gt_mask & (pred == i)).sum()) / float((gt_mask | (pred == i)).sum()) for i in ids)
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_two_touching_squares_give_two_instances(head: str) -> None:
+    gt = two_touching_squares()
+    out = instances_from_maps(make_targets(gt, head), head)
+    assert out.dtype == np.int32
+    assert out.max() == 2
+    assert set(np.unique(out)) == {0, 1, 2}
+    for i in (1, 2):
+        assert best_iou(out, gt == i) > 0.95
+    assert (out[gt == 0] == 0).all()
+
+
+def test_full_edge_touching_squares_split_by_boundary_and_dist_heads() -> None:
+    # two squares sharing a whole edge form a rectangle: only heads that see the cut split it
+    gt = np.zeros((30, 50), np.int32)
+    gt[5:25, 5:25] = 1
+    gt[5:25, 25:45] = 2
+    for head in ("fg+boundary", "fg+dist"):
+        out = instances_from_maps(make_targets(gt, head), head)
+        assert out.max() == 2, head
+        assert best_iou(out, gt == 1) > 0.95 and best_iou(out, gt == 2) > 0.95
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_single_disk_gives_one_instance(head: str) -> None:
+    gt = disk()
+    out = instances_from_maps(make_targets(gt, head), head)
+    assert out.max() == 1
+    assert best_iou(out, gt == 1) > 0.97
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_empty_maps_give_no_instances(head: str) -> None:
+    maps = np.zeros((len(HEADS[head]), 32, 40), np.float32)
+    out = instances_from_maps(maps, head)
+    assert out.shape == (32, 40) and out.dtype == np.int32 and out.max() == 0
+    assert instance_scores(out, maps[0]) == {}
+
+
+def test_many_cells_consecutive_labels() -> None:
+    gt = np.zeros((64, 64), np.int32)
+    k = 0
+    for y in range(2, 60, 12):
+        for x in range(2, 60, 12):
+            k += 1
+            gt[y : y + 10, x : x + 10] = k
+    for head in ALL_HEADS:
+        out = instances_from_maps(make_targets(gt, head), head, PostprocessParams(min_size=5, min_distance=3))
+        assert out.max() == k, head
+        assert np.array_equal(np.unique(out), np.arange(k + 1))
+
+
+def test_small_object_removal() -> None:
+    gt = disk(12, 60)
+    gt[2:5, 2:5] = 2  # a 9-pixel speck
+    maps = make_targets(gt, "fg+boundary")
+    kept = instances_from_maps(maps, "fg+boundary", PostprocessParams(min_size=5))
+    assert kept.max() == 2
+    removed = instances_from_maps(maps, "fg+boundary", PostprocessParams(min_size=20))
+    assert removed.max() == 1
+    assert removed[3, 3] == 0
+    lab = np.array([[1, 1, 0, 3], [1, 1, 0, 3], [0, 0, 0, 0], [5, 0, 0, 0]])
+    np.testing.assert_array_equal(
+        remove_small(lab, 2), np.array([[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0], [0, 0, 0, 0]])
+    )
+    np.testing.assert_array_equal(relabel_consecutive(np.array([[0, 7], [3, 7]])), np.array([[0, 2], [1, 2]]))
+
+
+def test_unseeded_component_kept_only_when_asked() -> None:
+    fg = np.zeros((30, 30), np.float32)
+    fg[5:25, 5:25] = 1.0
+    bd = np.ones_like(fg)  # boundary everywhere: no seed at all
+    assert watershed_boundary(fg, bd, PostprocessParams()).max() == 1
+    assert watershed_boundary(fg, bd, PostprocessParams(keep_unseeded=False)).max() == 0
+
+
+def test_thresholds_matter() -> None:
+    fg = np.zeros((30, 30), np.float32)
+    fg[5:25, 5:25] = 0.6
+    assert watershed_fg(fg, PostprocessParams(fg_threshold=0.5)).max() == 1
+    assert watershed_fg(fg, PostprocessParams(fg_threshold=0.7)).max() == 0
+    cd = np.full_like(fg, 0.4)
+    bd = np.full_like(fg, 0.4)
+    assert watershed_dist(fg, cd, bd, PostprocessParams()).max() == 1
+    # no seed passes: the component survives only as an unseeded instance
+    assert watershed_dist(fg, cd, bd, PostprocessParams(center_threshold=0.3, keep_unseeded=False)).max() == 0
+
+
+def test_h_maxima_markers() -> None:
+    gt = two_touching_squares()
+    fg = make_targets(gt, "fg")[0]
+    out = watershed_fg(fg, PostprocessParams(h=1.0, min_distance=0))
+    assert out.max() == 2
+    # a large h merges the two maxima into one marker
+    assert watershed_fg(fg, PostprocessParams(h=20.0)).max() == 1
+
+
+def test_distance_peaks_merges_plateaus() -> None:
+    d = np.zeros((20, 20), np.float32)
+    d[5:15, 5:15] = 1.0
+    d[8:12, 8:12] = 3.0  # a plateau of 16 equal maxima -> one marker
+    m = distance_peaks(d, d > 0, 3)
+    assert m.max() == 1 and (m > 0).sum() == 16
+
+
+def test_smoothing_removes_spurs_and_finish_matches() -> None:
+    lab = np.zeros((40, 40), np.int32)
+    lab[10:30, 10:30] = 1
+    lab[19:21, 30:38] = 1  # a 2-pixel-wide spur
+    sm = smooth_labels(lab, 2)
+    assert sm[20, 35] == 0 and sm[20, 20] == 1
+    assert (sm[10:30, 10:30] == 1).mean() > 0.97
+    assert not (sm & (lab == 0)).any()
+    fg = (lab > 0).astype(np.float32)
+    bd = make_targets(lab, "fg+boundary")[1]
+    p = PostprocessParams(smooth=2)
+    full = watershed_boundary(fg, bd, p)
+    raw = watershed_boundary(fg, bd, p, finish=False)
+    np.testing.assert_array_equal(finish_instances(raw, fg, p), full)
+    assert full[20, 35] == 0
+
+
+def test_instance_scores_mean_probability() -> None:
+    lab = np.array([[1, 1, 0], [2, 0, 4]])
+    fg = np.array([[0.8, 0.6, 0.1], [0.9, 0.2, 0.5]])
+    s = instance_scores(lab, fg)
+    assert s.keys() == {1, 2, 4}
+    assert s[1] == pytest.approx(0.7) and s[2] == pytest.approx(0.9) and s[4] == pytest.approx(0.5)
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError):
+        instances_from_maps(np.zeros((1, 8, 8)), "fg+boundary")
+    with pytest.raises(ValueError):
+        instances_from_maps(np.zeros((2, 8, 8)), "nope")
+
+
+def test_params_json_round_trip(tmp_path) -> None:
+    p = PostprocessParams(
+        fg_threshold=0.35, boundary_threshold=0.25, min_distance=7, h=1.5, min_size=33, smooth=2
+    )
+    assert PostprocessParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    # unknown keys (tuning record, head) are ignored; ints given as floats are coerced
+    d = {**p.to_dict(), "head": "fg+boundary", "tuning": {"score": 1.0}, "min_size": 33.0}
+    assert PostprocessParams.from_dict(d) == p
+    assert PostprocessParams.from_dict({"params": p.to_dict()}) == p
+    assert PostprocessParams.from_dict(None) == PostprocessParams()
+    f = tmp_path / "pp.json"
+    f.write_text(json.dumps(d))
+    assert PostprocessParams.read(f) == p
+    f.write_text("<html>not json")
+    with pytest.raises(InputFileError, match="pp.json"):
+        PostprocessParams.read(f)
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_save_load_maps(tmp_path, head: str) -> None:
+    maps = make_targets(two_touching_squares(), head)
+    path = save_maps(tmp_path / "maps" / "img1.npy", maps, head)
+    meta = json.loads((tmp_path / "maps" / "maps.json").read_text())
+    assert meta["head"] == head and meta["channels"] == list(HEADS[head])
+    loaded, h = load_maps(path)
+    assert h == head and loaded.dtype == np.float32 and loaded.shape == maps.shape
+    np.testing.assert_allclose(loaded, maps, atol=1e-3)
+    # without maps.json the head follows from the channel count
+    (tmp_path / "maps" / "maps.json").unlink()
+    assert load_maps(path)[1] == head
+
+
+def test_load_maps_errors(tmp_path) -> None:
+    with pytest.raises(InputFileError, match="missing.npy"):
+        load_maps(tmp_path / "missing.npy")
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(InputFileError, match="bad.npy"):
+        load_maps(bad)
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(InputFileError, match="ints.npy"):
+        load_maps(ints)
+    four = tmp_path / "four.npy"
+    np.save(four, np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(InputFileError, match="channels"):
+        load_maps(four)
+
+
+def test_postprocess_cli(tmp_path, capsys) -> None:
+    import tifffile
+
+    gt = two_touching_squares()
+    mdir = tmp_path / "maps"
+    save_maps(mdir / "a.npy", make_targets(gt, "fg+boundary"), "fg+boundary")
+    save_maps(mdir / "b.npy", make_targets(disk(), "fg+boundary"), "fg+boundary")
+    (mdir / "broken.npy").write_bytes(b"not a numpy file")
+    params = tmp_path / "pp.json"
+    params.write_text(json.dumps({"min_size": 5, "head": "fg+boundary"}))
+    out = tmp_path / "out"
+    rc = main(["postprocess", "--maps", str(mdir), "--out", str(out), "--params", str(params)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "broken.npy" in err  # the broken file is named, the others are written
+    a = tifffile.imread(out / "a.tif")
+    assert a.dtype == np.uint16 and a.max() == 2
+    assert tifffile.imread(out / "b.tif").max() == 1
+    (mdir / "broken.npy").unlink()
+    assert main(["postprocess", "--maps", str(mdir), "--out", str(out)]) == 0
+    assert main(["postprocess", "--maps", str(tmp_path / "nope"), "--out", str(out)]) == 2
