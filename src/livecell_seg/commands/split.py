@@ -1,4 +1,4 @@
-"""`livecell-seg split` (not implemented yet)."""
+"""`livecell-seg split`: leakage-free train/val/test splits grouped by cell type and well."""
 
 from __future__ import annotations
 
@@ -7,10 +7,96 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    parser.add_argument(
+        "--json",
+        action="append",
+        required=True,
+        metavar="ANN.json",
+        help="LIVECell COCO json (list or dict form); repeat to merge several (e.g. train, val, test)",
+    )
+    parser.add_argument("--out", required=True, help="output folder for train.json, val.json, test.json")
+    parser.add_argument("--val", type=float, default=0.2, help="fraction of all images for validation (0.2)")
+    parser.add_argument("--test", type=float, default=0.0, help="fraction of all images for a test split (0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same split (0)"
+    )
+
+
+def print_table(result, console=None) -> None:  # noqa: ANN001 - SplitResult, rich Console
+    """Print images / wells / cells per cell type and split as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"split (val={result.val}, test={result.test}, seed={result.seed})")
+    for name, justify in (("cell type", "left"), ("split", "left"), ("images", "right"), ("wells", "right")):
+        table.add_column(name, justify=justify)
+    table.add_column("cells", justify="right")
+    table.add_column("share of images", justify="right")
+    rows = result.rows()
+    type_total: dict[str, int] = {}
+    for r in rows:
+        type_total[r.cell_type] = type_total.get(r.cell_type, 0) + r.images
+    for i, r in enumerate(rows):
+        last = i + 1 == len(rows) or rows[i + 1].cell_type != r.cell_type
+        share = r.images / type_total[r.cell_type] if type_total[r.cell_type] else 0.0
+        style = "red" if r.images == 0 else None
+        table.add_row(
+            r.cell_type if r.split == result.splits[0] else "",
+            r.split,
+            f"{r.images:,}",
+            f"{r.wells:,}",
+            f"{r.cells:,}",
+            f"{share:.0%}",
+            end_section=last,
+            style=style,
+        )
+    rep = result.report()
+    for s in result.splits:
+        t = rep["totals"][s]
+        table.add_row(
+            "all" if s == result.splits[0] else "",
+            s,
+            f"{t['images']:,}",
+            f"{t['wells']:,}",
+            f"{t['cells']:,}",
+            f"{rep['fractions'][s]:.0%}",
+            style="bold",
+        )
+    console.print(table)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..errors import LivecellError
+    import sys
 
-    raise LivecellError("'split' is not implemented yet")
+    from rich.console import Console
+
+    from ..data.splits import split_datasets, write_splits
+
+    result = split_datasets(args.json, val=args.val, test=args.test, seed=args.seed)
+    written = write_splits(result, args.out)
+    print_table(result)
+    err = Console(stderr=True, soft_wrap=True)
+    dups = result.merged.duplicates
+    if dups:
+        n_cross = sum(d.cross_file for d in dups)
+        n_diff = sum(d.annotations_differ for d in dups)
+        err.print(
+            f"removed {sum(len(d.dropped) for d in dups)} duplicate image entr(y/ies) of {len(dups)} file name(s) "
+            f"({n_cross} across files; {n_diff} with different annotations: the copy with most annotations kept); "
+            "see split_report.json"
+        )
+    if result.merged.remapped_image_ids or result.merged.remapped_annotation_ids:
+        err.print(
+            f"renumbered {result.merged.remapped_image_ids} image id(s) and "
+            f"{result.merged.remapped_annotation_ids} annotation id(s) that collided across files"
+        )
+    for m in result.moved_groups:
+        err.print(
+            f"moved well {m['group']} from {m['from']} to {m['to']} so that {m['cell_type']} is in every split"
+        )
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    print(f"wrote {', '.join(str(p) for p in written.values())}", file=sys.stdout)
+    return 0
