@@ -1,0 +1,367 @@
+"""Typed training configuration: dataclasses loaded from YAML/JSON with dotted overrides.
+
+Pure Python (+ PyYAML); no torch. ``livecell-seg train --config cfg.yaml --set optim.lr=1e-3``
+builds a :class:`TrainConfig`; the run folder's ``config.json`` is :func:`config_to_dict` of it,
+whose ``model`` entry is the :class:`~livecell_seg.model.ModelConfig` a model folder needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputFileError, LivecellError
+from .heads import HEADS
+from .model import ModelConfig
+
+
+@dataclass
+class SourceConfig:
+    """One set of annotated images.
+
+    Exactly one of: ``folder`` (a converted folder holding ``images/`` and ``labels/`` with the
+    same file stems, as written by ``livecell-seg convert``), ``json`` + ``images`` (a LIVECell
+    COCO json and its images folder), or ``sample: true`` (the bundled real LIVECell sample).
+    ``include`` / ``exclude`` filter images by file stem (``A172_Phase_C7_1_02d16h00m_2``) or
+    by a stem prefix such as a cell type (``A172``).
+    """
+
+    folder: str | None = None
+    json: str | None = None
+    images: str | None = None
+    sample: bool = False
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+    def validate(self, where: str) -> None:
+        kinds = [self.folder is not None, self.json is not None, self.sample]
+        if sum(kinds) != 1:
+            raise LivecellError(
+                f"{where}: give exactly one of 'folder', 'json' (+ 'images') or 'sample: true'"
+            )
+        if self.json is not None and self.images is None:
+            raise LivecellError(f"{where}: 'json' needs 'images' (the images folder)")
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation of training crops. ``strength`` scales every range below (0 turns all off).
+
+    Geometric transforms act on the image and (nearest-neighbour) on the instance labels before
+    the targets are computed; intensity transforms act on the normalized image only.
+    """
+
+    strength: float = 1.0
+    flips: bool = True
+    rot90: bool = True
+    scale: float = 0.15  # zoom factor drawn from [1 - scale, 1 + scale]
+    brightness: float = 0.1  # additive shift, in units of the normalized range
+    contrast: float = 0.2  # multiplicative factor from [1 - c, 1 + c] about the mean
+    gamma: float = 0.2  # gamma from [1 - g, 1 + g]
+    noise: float = 0.03  # Gaussian noise std drawn from [0, noise]
+    blur: float = 1.0  # Gaussian blur sigma drawn from [0, blur]
+    p_intensity: float = 0.5  # probability of each intensity transform
+    p_scale: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    """Training/validation data and loading."""
+
+    train: list[SourceConfig] = field(default_factory=lambda: [SourceConfig(sample=True)])
+    val: list[SourceConfig] = field(default_factory=list)
+    crop_size: int = 256  # square crops at native resolution (images smaller than this are padded)
+    target_margin: int = 32  # context around a crop used when computing its targets
+    boundary_width: int = 1  # width of the `boundary` target, pixels
+    samples_per_epoch: int | None = None  # crops per epoch (default: one per training image)
+    batch_size: int = 8
+    num_workers: int = 2
+    pin_memory: str | bool = "auto"  # auto: on when training on a GPU
+    cache_images: int = 4  # decoded images kept per worker (LRU)
+    val_max_images: int | None = None  # validate on the first N validation images only
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (AdamW) and learning-rate schedule."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    warmup_steps: int = 0  # linear warm-up (cosine/constant)
+    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
+    epochs: int = 100
+    max_steps: int = -1  # stop after this many optimizer steps (-1: epochs decide)
+    grad_clip: float | None = 1.0
+    accumulate_grad_batches: int = 1
+
+
+LOSS_KINDS = ("bce_dice", "focal_dice", "bce_tversky")
+
+
+@dataclass
+class LossConfig:
+    """Loss per output channel.
+
+    Binary channels (``fg``, ``boundary``) use ``kind``: ``bce_dice`` (BCE + soft Dice, the default),
+    ``focal_dice`` (focal + soft Dice) or ``bce_tversky`` (BCE + Tversky). Distance channels
+    (``center_dist``, ``boundary_dist``) are regression targets defined only inside cells: their
+    loss (``dist_loss``: soft-target BCE, offset so a perfect prediction scores 0, or ``mse``, plus
+    soft Dice) is masked by the ground-truth foreground.
+    """
+
+    kind: str = "bce_dice"
+    dist_loss: str = "bce"  # bce | mse
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    tversky_alpha: float = 0.3  # weight of false positives
+    tversky_beta: float = 0.7  # weight of false negatives
+    channel_weights: dict[str, float] = field(default_factory=dict)  # channel name -> weight
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings."""
+
+    accelerator: str = "auto"  # auto | cpu | gpu | ...
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
+    precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true on CPU
+    deterministic: bool | str = "auto"  # auto: on for CPU, off for GPU (cuDNN speed)
+    val_every_n_epochs: int = 1
+    early_stopping_patience: int = 0  # validations without mSA improvement; 0 disables
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + "wandb"
+    wandb_project: str = "livecell-seg"
+    wandb_offline: bool = True
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+    threads: int | None = None  # torch CPU threads (default: torch's choice)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    out_dir: str = "runs/train"
+    seed: int = 0
+    resume: str | bool = "auto"  # auto: resume when out_dir/checkpoints/last.ckpt exists
+
+    def validate(self) -> TrainConfig:
+        """Check values that would otherwise fail deep inside training; returns self."""
+        if self.model.head not in HEADS:
+            raise LivecellError(f"model.head: unknown head {self.model.head!r}; choose {', '.join(HEADS)}")
+        if self.model.arch not in ("unet", "monai_basicunet"):
+            raise LivecellError(f"model.arch: unknown {self.model.arch!r} (unet or monai_basicunet)")
+        if self.loss.kind not in LOSS_KINDS:
+            raise LivecellError(f"loss.kind: unknown {self.loss.kind!r}; choose {', '.join(LOSS_KINDS)}")
+        if self.loss.dist_loss not in ("bce", "mse"):
+            raise LivecellError(f"loss.dist_loss: unknown {self.loss.dist_loss!r} (bce or mse)")
+        if self.optim.schedule not in ("cosine", "onecycle", "constant"):
+            raise LivecellError(
+                f"optim.schedule: unknown {self.optim.schedule!r} (cosine, onecycle, constant)"
+            )
+        if not self.data.train:
+            raise LivecellError("data.train: no training source given")
+        for name, srcs in (("train", self.data.train), ("val", self.data.val)):
+            for i, s in enumerate(srcs):
+                s.validate(f"data.{name}[{i}]")
+        if self.data.crop_size < 16:
+            raise LivecellError("data.crop_size must be at least 16")
+        if self.data.batch_size < 1:
+            raise LivecellError("data.batch_size must be at least 1")
+        for lg in self.trainer.loggers:
+            if lg not in ("csv", "tensorboard", "wandb"):
+                raise LivecellError(f"trainer.loggers: unknown logger {lg!r} (csv, tensorboard, wandb)")
+        if str(self.resume) not in ("auto", "True", "False"):
+            raise LivecellError("resume: auto, true or false")
+        return self
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML/JSON value to the annotated type ``tp`` (nested dataclasses, lists, unions)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise LivecellError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, where)
+            except LivecellError as e:
+                errors.append(str(e))
+        raise LivecellError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, dict):  # a single source written without the list dash
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise LivecellError(f"{where}: expected a list, got {value!r}")
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise LivecellError(f"{where}: expected a mapping, got {value!r}")
+        return {_convert(kt, k, where): _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise LivecellError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise LivecellError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise LivecellError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise LivecellError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise LivecellError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where != "config" else k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a plain dict (unknown keys are errors)."""
+    return _from_dict(TrainConfig, dict(d)).validate()
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """JSON-ready dict of ``cfg`` (its ``model`` entry is a ModelConfig dict)."""
+    return asdict(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value in YAML syntax) into (key path, value)."""
+    import yaml
+
+    if "=" not in text:
+        raise LivecellError(f"override {text!r}: expected key=value, e.g. optim.lr=1e-3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise LivecellError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML reads 1e-3 as a string; accept it as a number
+        try:
+            value = float(value) if any(c in value for c in "eE.") and not value.isalpha() else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply dotted ``key=value`` overrides to a nested config dict (in place; returns it).
+
+    List items are addressed by index: ``data.train.0.folder=/data/train``.
+    """
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = d
+        for i, part in enumerate(path[:-1]):
+            where = ".".join(path[: i + 1])
+            if isinstance(node, list):
+                try:
+                    node = node[int(part)]
+                except (ValueError, IndexError):
+                    raise LivecellError(f"override {text!r}: no list item {part!r} at {where}") from None
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise LivecellError(f"override {text!r}: {where} is not a section")
+        last = path[-1]
+        if isinstance(node, list):
+            try:
+                node[int(last)] = value
+            except (ValueError, IndexError):
+                raise LivecellError(f"override {text!r}: no list item {last!r}") from None
+        else:
+            node[last] = value
+    return d
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file as a dict (InputFileError on a bad file)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "config file not found")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputFileError(p, f"invalid config ({first})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputFileError(p, "config must be a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a :class:`TrainConfig` from a YAML/JSON file (or defaults) plus dotted overrides.
+
+    A model folder's or run folder's ``config.json`` works too (its extra keys, if any, are errors).
+    """
+    d = read_config_file(path) if path is not None else {}
+    d = apply_overrides(d, list(overrides or []))
+    try:
+        return config_from_dict(d)
+    except LivecellError as e:
+        if path is not None:
+            raise InputFileError(path, str(e)) from None
+        raise

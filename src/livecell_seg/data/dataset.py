@@ -1,0 +1,325 @@
+"""Streaming training/validation datasets: lazy per-sample reading, native-resolution crops,
+augmentation of image and instance labels, targets computed on the fly.
+
+Nothing is held in memory per dataset beyond a file list (and, for a COCO json source, each
+image's polygons as one compact bytes blob), plus a small LRU of decoded images per worker, so
+memory stays flat whatever the dataset size. numpy/scipy/scikit-image only; torch is imported
+inside the dataset methods that return tensors.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import AugmentConfig, SourceConfig
+from ..errors import InputFileError, LivecellError
+from ..io import IMAGE_SUFFIXES, normalize_image, read_image, read_labels
+from ..targets import make_targets
+
+LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """Where one annotated image lives: an image file plus a label TIFF or pickled COCO polygons."""
+
+    name: str
+    image: str
+    labels: str | None = None
+    anns: bytes | None = None  # pickle of [segmentation, ...] (COCO json sources)
+    height: int | None = None
+    width: int | None = None
+
+
+def _selected(name: str, include: Sequence[str] | None, exclude: Sequence[str] | None) -> bool:
+    def hit(patterns: Sequence[str]) -> bool:
+        return any(name == p or name.startswith(p) for p in patterns)
+
+    if include is not None and not hit(include):
+        return False
+    return not (exclude and hit(exclude))
+
+
+def _folder_refs(folder: Path) -> list[SampleRef]:
+    img_dir, lab_dir = folder / "images", folder / "labels"
+    for d in (img_dir, lab_dir):
+        if not d.is_dir():
+            raise InputFileError(folder, f"not a converted folder (no {d.name}/ inside)")
+    labels: dict[str, Path] = {}
+    for p in sorted(lab_dir.rglob("*")):
+        if p.is_file() and p.suffix.lower() in (".tif", ".tiff", ".png"):
+            labels.setdefault(p.stem, p)
+    refs = []
+    for p in sorted(img_dir.rglob("*")):
+        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        lab = next((labels[p.stem + s] for s in LABEL_SUFFIXES if p.stem + s in labels), None)
+        if lab is not None:
+            refs.append(SampleRef(name=p.stem, image=str(p), labels=str(lab)))
+    return refs
+
+
+def _json_refs(json_path: Path, images_dir: Path) -> list[SampleRef]:
+    from .coco import find_image, load_coco
+
+    coco = load_coco(json_path)
+    refs = []
+    for im in coco.images:
+        anns = coco.anns_by_image.get(int(im["id"]), [])
+        segs = [a.get("segmentation") for a in anns]
+        refs.append(
+            SampleRef(
+                name=Path(im["file_name"]).stem,
+                image=str(find_image(images_dir, im["file_name"])),
+                anns=pickle.dumps(segs, protocol=pickle.HIGHEST_PROTOCOL),
+                height=int(im["height"]),
+                width=int(im["width"]),
+            )
+        )
+    return refs
+
+
+def resolve_sources(sources: Sequence[SourceConfig], max_images: int | None = None) -> list[SampleRef]:
+    """List the annotated images of ``sources`` (filtered by include/exclude), in a stable order."""
+    refs: list[SampleRef] = []
+    for src in sources:
+        if src.sample:
+            from . import sample_paths
+
+            js, imgs = sample_paths()
+            found = _json_refs(js, imgs)
+        elif src.folder is not None:
+            found = _folder_refs(Path(src.folder))
+            if not found:
+                raise InputFileError(src.folder, "no image with a matching label file (images/, labels/)")
+        else:
+            found = _json_refs(Path(src.json), Path(src.images))  # type: ignore[arg-type]
+        refs.extend(r for r in found if _selected(r.name, src.include, src.exclude))
+    if max_images is not None:
+        refs = refs[:max_images]
+    return refs
+
+
+def load_sample(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized float32 image, int32 instance labels) of one sample; shapes must agree."""
+    img = normalize_image(read_image(ref.image))
+    if ref.labels is not None:
+        labels = read_labels(ref.labels).astype(np.int32, copy=False)
+    else:
+        from .coco import annotations_to_labels
+
+        segs = pickle.loads(ref.anns or pickle.dumps([]))
+        h, w = (ref.height, ref.width) if ref.height else img.shape
+        labels = annotations_to_labels([{"segmentation": s} for s in segs], h, w).astype(np.int32)
+    if labels.shape != img.shape:
+        raise InputFileError(
+            ref.labels or ref.image, f"labels {labels.shape} and image {img.shape} differ in size"
+        )
+    return img, labels
+
+
+class _LRU:
+    """A tiny least-recently-used cache of decoded samples (per dataset copy, i.e. per worker)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, int(size))
+        self.items: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, key: int, refs: Sequence[SampleRef]) -> tuple[np.ndarray, np.ndarray]:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = load_sample(refs[key])
+        if self.size:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
+# augmentation (numpy / scipy)
+# --------------------------------------------------------------------------------------------------
+
+
+def extract_window(arr: np.ndarray, y0: int, x0: int, h: int, w: int, fill: float) -> np.ndarray:
+    """``arr[y0:y0+h, x0:x0+w]`` where parts outside ``arr`` are filled with ``fill``."""
+    H, W = arr.shape
+    out = np.full((h, w), fill, dtype=arr.dtype)
+    sy0, sx0 = max(y0, 0), max(x0, 0)
+    sy1, sx1 = min(y0 + h, H), min(x0 + w, W)
+    if sy1 > sy0 and sx1 > sx0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = arr[sy0:sy1, sx0:sx1]
+    return out
+
+
+def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    if arr.shape == (size, size):
+        return arr
+    out = resize(arr, (size, size), order=order, preserve_range=True, anti_aliasing=False, mode="edge")
+    return out.astype(arr.dtype, copy=False)
+
+
+def random_window(
+    img: np.ndarray, labels: np.ndarray, crop: int, margin: int, scale: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random (crop + 2·margin)² window of image and labels, zoomed by ``scale``.
+
+    The inner ``crop``² lies inside the image when the image is big enough (else it is padded:
+    image with its median, labels with background). Labels are resized nearest-neighbour.
+    """
+    H, W = img.shape
+    inner = max(1, int(round(crop / scale)))
+    m = int(round(margin / scale))
+
+    def start(n: int) -> int:
+        return int(rng.integers(0, n - inner + 1)) if n >= inner else -int(rng.integers(0, inner - n + 1))
+
+    y0, x0 = start(H) - m, start(W) - m
+    size = inner + 2 * m
+    win_img = extract_window(img, y0, x0, size, size, float(np.median(img)))
+    win_lab = extract_window(labels, y0, x0, size, size, 0)
+    out = crop + 2 * margin
+    return _resize(win_img, out, 1), _resize(win_lab, out, 0)
+
+
+def geometric_flips(
+    img: np.ndarray, labels: np.ndarray, aug: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random horizontal/vertical flips and 90° rotations, identical for image and labels."""
+    if aug.strength <= 0:
+        return img, labels
+    if aug.flips:
+        if rng.random() < 0.5:
+            img, labels = img[:, ::-1], labels[:, ::-1]
+        if rng.random() < 0.5:
+            img, labels = img[::-1], labels[::-1]
+    if aug.rot90:
+        k = int(rng.integers(0, 4))
+        if k:
+            img, labels = np.rot90(img, k), np.rot90(labels, k)
+    return np.ascontiguousarray(img), np.ascontiguousarray(labels)
+
+
+def intensity_augment(img: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, gamma, Gaussian blur and noise on a normalized image (float32)."""
+    s = aug.strength
+    if s <= 0:
+        return img
+    x = img.astype(np.float32, copy=True)
+    p = aug.p_intensity
+    if aug.brightness > 0 and rng.random() < p:
+        x += rng.uniform(-1, 1) * aug.brightness * s
+    if aug.contrast > 0 and rng.random() < p:
+        mean = float(x.mean())
+        x = (x - mean) * (1 + rng.uniform(-1, 1) * aug.contrast * s) + mean
+    if aug.gamma > 0 and rng.random() < p:
+        g = max(0.1, 1 + rng.uniform(-1, 1) * aug.gamma * s)
+        pos = np.clip(x, 0, None)
+        x = np.minimum(x, 0) + pos**g
+    if aug.blur > 0 and rng.random() < p:
+        from scipy.ndimage import gaussian_filter
+
+        sigma = rng.uniform(0, aug.blur * s)
+        if sigma > 0.1:
+            x = gaussian_filter(x, sigma)
+    if aug.noise > 0 and rng.random() < p:
+        x += rng.normal(0, rng.uniform(0, aug.noise * s), x.shape).astype(np.float32)
+    return x.astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------------------
+
+
+class CropDataset:
+    """Random augmented crops for training (a ``torch.utils.data.Dataset``-compatible class).
+
+    Item ``i`` is a crop of image ``i % n_images``: ``{"image": (1, S, S), "target": (C, S, S)}``
+    float32 tensors, S = ``crop_size``. ``samples_per_epoch`` sets the length (default: one crop
+    per image), so tiny datasets still give full epochs. The augmentation's randomness comes from
+    torch's RNG, so it is reproducible under ``seed_everything`` and differs per worker and epoch.
+    """
+
+    def __init__(
+        self,
+        refs: Sequence[SampleRef],
+        head: str,
+        crop_size: int = 256,
+        augment: AugmentConfig | None = None,
+        samples_per_epoch: int | None = None,
+        target_margin: int = 32,
+        boundary_width: int = 1,
+        cache_images: int = 4,
+    ) -> None:
+        if not refs:
+            raise LivecellError("no training images")
+        self.refs = list(refs)
+        self.head = head
+        self.crop = int(crop_size)
+        self.aug = augment or AugmentConfig()
+        self.length = int(samples_per_epoch) if samples_per_epoch else len(self.refs)
+        self.margin = max(0, int(target_margin))
+        self.boundary_width = boundary_width
+        self.cache = _LRU(cache_images)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(image (S, S) float32, targets (C, S, S) float32) for item ``index`` drawn with ``rng``."""
+        img, labels = self.cache.get(index % len(self.refs), self.refs)
+        a = self.aug
+        scale = 1.0
+        if a.strength > 0 and a.scale > 0 and rng.random() < a.p_scale:
+            scale = float(
+                np.exp(rng.uniform(np.log(1 - a.scale * a.strength), np.log(1 + a.scale * a.strength)))
+            )
+        win_img, win_lab = random_window(img, labels, self.crop, self.margin, scale, rng)
+        win_img, win_lab = geometric_flips(win_img, win_lab, a, rng)
+        targets = make_targets(win_lab, self.head, self.boundary_width)
+        m, c = self.margin, self.crop
+        image = intensity_augment(win_img[m : m + c, m : m + c], a, rng)
+        return image, np.ascontiguousarray(targets[:, m : m + c, m : m + c])
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        image, targets = self.sample(index, np.random.default_rng(seed))
+        return {"image": torch.from_numpy(image[None]), "target": torch.from_numpy(targets)}
+
+
+class FullImageDataset:
+    """Whole images at native size for validation: ``{"image": (1, H, W), "target": (C, H, W),
+    "labels": (H, W) int32, "name": str}``. Use batch size 1 (sizes may differ)."""
+
+    def __init__(self, refs: Sequence[SampleRef], head: str, boundary_width: int = 1) -> None:
+        self.refs = list(refs)
+        self.head = head
+        self.boundary_width = boundary_width
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        ref = self.refs[index]
+        img, labels = load_sample(ref)
+        targets = make_targets(labels, self.head, self.boundary_width)
+        return {
+            "image": torch.from_numpy(img[None]),
+            "target": torch.from_numpy(targets),
+            "labels": torch.from_numpy(labels.astype(np.int32, copy=False)),
+            "name": ref.name,
+        }

@@ -1,0 +1,360 @@
+"""Lightning training: ``train(cfg) -> run_dir``.
+
+The run folder is self-describing::
+
+    run_dir/
+      config.json        the TrainConfig (its ``model`` entry is the ModelConfig)
+      model.pt           best network weights (by validation mSA after the watershed)
+      summary.json       best score, steps, timings
+      model/             the same network as a clean model folder (config.json, model.pt, summary.json)
+      checkpoints/       best-*.ckpt and last.ckpt (Lightning; resume from last.ckpt)
+      logs/              CSV (logs/csv/version_N/metrics.csv) and TensorBoard (logs/tensorboard)
+
+This module imports torch and Lightning at the top: import it only inside functions from the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from .config import TrainConfig, config_from_dict, config_to_dict
+from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources
+from .errors import LivecellError
+from .heads import head_channels
+from .io import write_json_atomic
+from .losses import SegLoss
+from .model import CONFIG_FILE, MODEL_FILE, build_model, save_model_dir
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CKPT = "last.ckpt"
+SUMMARY_FILE = "summary.json"
+
+
+def _use_gpu(cfg: TrainConfig) -> bool:
+    acc = cfg.trainer.accelerator
+    return acc in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """``auto`` → bf16-mixed on a GPU that supports it (else 16-mixed), 32-true on CPU."""
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    if _use_gpu(cfg):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _input_multiple(cfg: TrainConfig) -> int:
+    return 2**cfg.model.depth if cfg.model.arch == "unet" else 16
+
+
+class SegModule(pl.LightningModule):
+    """The U-Net, its loss, the optimizer/schedule and the instance-level validation."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = config_from_dict(config)
+        self.head = self.cfg.model.head
+        self.channels = head_channels(self.head)
+        self.net = build_model(self.cfg.model)
+        self.loss_fn = SegLoss(self.head, self.cfg.loss)
+        self._val_scores: list[tuple[float, float]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.net(batch["image"])
+        loss, parts = self.loss_fn(logits, batch["target"])
+        n = batch["image"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for ch, v in parts.items():
+            self.log(f"train/loss_{ch}", v, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        m = _input_multiple(self.cfg)
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
+            image = torch.nn.functional.pad(image, (0, pw, 0, ph), mode=mode)
+        return self.net(image)[..., :h, :w]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        from .metrics import segmentation_accuracies
+        from .postprocess import instances_from_maps
+
+        logits = self._full_forward(batch["image"]).float()
+        loss, _ = self.loss_fn(logits, batch["target"])
+        self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        probs = torch.sigmoid(logits).cpu().numpy()
+        gts = batch["labels"].cpu().numpy()
+        for maps, gt in zip(probs, gts):
+            pred = instances_from_maps(maps, self.head)
+            sa = segmentation_accuracies(gt, pred)
+            self._val_scores.append((float(np.mean(sa)), float(sa[0])))
+
+    def on_validation_epoch_end(self) -> None:
+        scores = np.array(self._val_scores or [(0.0, 0.0)], dtype=np.float64)
+        count = len(self._val_scores)
+        self._val_scores = []
+        t = torch.tensor(
+            [scores[:, 0].sum(), scores[:, 1].sum(), count], dtype=torch.float64, device=self.device
+        )
+        if self.trainer.world_size > 1:
+            t = self.trainer.strategy.reduce(t, reduce_op="sum")
+        n = max(float(t[2]), 1.0)
+        self.log("val/mSA", float(t[0]) / n, prog_bar=True, sync_dist=True)
+        self.log("val/SA50", float(t[1]) / n, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        opt = torch.optim.AdamW(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if o.schedule == "onecycle":
+            sched: Any = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total + 1)
+        else:
+            warm = max(0, o.warmup_steps)
+            floor = o.min_lr_ratio
+            cosine = o.schedule == "cosine"
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / (warm + 1)
+                if not cosine:
+                    return 1.0
+                p = min(1.0, (step - warm) / max(1, total - warm))
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _collate_val(batch: list[dict]) -> dict:
+    from torch.utils.data import default_collate
+
+    names = [b["name"] for b in batch]
+    out = default_collate([{k: v for k, v in b.items() if k != "name"} for b in batch])
+    out["name"] = names
+    return out
+
+
+class SegDataModule(pl.LightningDataModule):
+    """Training crops and full validation images for a :class:`TrainConfig`."""
+
+    def __init__(self, cfg: TrainConfig, train_refs: list[SampleRef], val_refs: list[SampleRef]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.train_refs = train_refs
+        self.val_refs = val_refs
+
+    def _pin(self) -> bool:
+        pin = self.cfg.data.pin_memory
+        return _use_gpu(self.cfg) if pin == "auto" else bool(pin)
+
+    def train_dataloader(self) -> Any:
+        from torch.utils.data import DataLoader
+
+        d = self.cfg.data
+        ds = CropDataset(
+            self.train_refs,
+            self.cfg.model.head,
+            crop_size=d.crop_size,
+            augment=d.augment,
+            samples_per_epoch=d.samples_per_epoch,
+            target_margin=d.target_margin,
+            boundary_width=d.boundary_width,
+            cache_images=d.cache_images,
+        )
+        return DataLoader(
+            ds,  # type: ignore[arg-type]
+            batch_size=d.batch_size,
+            shuffle=True,
+            num_workers=d.num_workers,
+            pin_memory=self._pin(),
+            drop_last=len(ds) > d.batch_size,
+            persistent_workers=d.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> Any:
+        from torch.utils.data import DataLoader
+
+        d = self.cfg.data
+        ds = FullImageDataset(self.val_refs, self.cfg.model.head, boundary_width=d.boundary_width)
+        workers = min(d.num_workers, 2)
+        return DataLoader(
+            ds,  # type: ignore[arg-type]
+            batch_size=1,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self._pin(),
+            collate_fn=_collate_val,
+            persistent_workers=workers > 0,
+        )
+
+
+def _loggers(cfg: TrainConfig, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    out: list[Any] = []
+    for name in cfg.trainer.loggers:
+        if name == "csv":
+            out.append(CSVLogger(run_dir / "logs", name="csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", default_hp_metric=False))
+        elif name == "wandb":
+            import importlib.util
+
+            if importlib.util.find_spec("wandb") is None:
+                raise LivecellError("trainer.loggers: 'wandb' needs the wandb package (pip install wandb)")
+            from lightning.pytorch.loggers import WandbLogger
+
+            out.append(
+                WandbLogger(
+                    project=cfg.trainer.wandb_project,
+                    save_dir=str(run_dir / "logs"),
+                    offline=cfg.trainer.wandb_offline,
+                    name=run_dir.name,
+                )
+            )
+    return out
+
+
+def find_resume_checkpoint(cfg: TrainConfig) -> Path | None:
+    """The checkpoint to resume from: ``out_dir/checkpoints/last.ckpt`` if it exists and
+    ``resume`` is auto/true; raises if ``resume: true`` and there is none."""
+    last = Path(cfg.out_dir) / CHECKPOINT_DIR / LAST_CKPT
+    if cfg.resume is False or str(cfg.resume) == "False":
+        return None
+    if last.is_file():
+        return last
+    if cfg.resume is True or str(cfg.resume) == "True":
+        raise LivecellError(f"{last}: no checkpoint to resume from")
+    return None
+
+
+def export_checkpoint(
+    ckpt: str | Path, run_dir: Path, config: dict[str, Any], summary: dict[str, Any]
+) -> Path:
+    """Write the checkpoint's network as ``run_dir/model.pt`` and as a model folder ``run_dir/model``."""
+    from .model import ModelConfig
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    net = build_model(ModelConfig.from_dict(config["model"]))
+    net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
+    model_dir = save_model_dir(run_dir / "model", net, config)
+    write_json_atomic(model_dir / SUMMARY_FILE, summary)
+    save_model_dir(run_dir, net, config)  # the run folder itself is a model folder too
+    return model_dir
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train the U-Net described by ``cfg``; return the run folder (``cfg.out_dir``).
+
+    Resumes from ``out_dir/checkpoints/last.ckpt`` when it exists (``resume: auto``), continuing
+    at the same global step. At the end the best checkpoint (by validation mSA; the last one
+    without validation data) is exported as ``out_dir/model`` and ``out_dir/model.pt``.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    cfg.validate()
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    run_dir = Path(cfg.out_dir)
+    config = config_to_dict(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    train_refs = resolve_sources(cfg.data.train)
+    if not train_refs:
+        raise LivecellError("data.train: no training images left after include/exclude")
+    val_refs = resolve_sources(cfg.data.val, cfg.data.val_max_images) if cfg.data.val else []
+    has_val = bool(val_refs)
+
+    callbacks: list[Any] = []
+    ckpt_cb = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="best-epoch{epoch:04d}-step{step:07d}" if has_val else "epoch{epoch:04d}-step{step:07d}",
+        auto_insert_metric_name=False,
+        monitor="val/mSA" if has_val else None,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+    )
+    callbacks.append(ckpt_cb)
+    if has_val and cfg.trainer.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping("val/mSA", mode="max", patience=cfg.trainer.early_stopping_patience))
+    loggers = _loggers(cfg, run_dir)
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    det = cfg.trainer.deterministic
+    deterministic = (not _use_gpu(cfg)) if det == "auto" else det
+
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy,
+        precision=resolve_precision(cfg),  # type: ignore[arg-type]
+        max_epochs=cfg.optim.epochs,
+        max_steps=cfg.optim.max_steps,
+        gradient_clip_val=cfg.optim.grad_clip,
+        accumulate_grad_batches=cfg.optim.accumulate_grad_batches,
+        check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
+        limit_val_batches=1.0 if has_val else 0,
+        num_sanity_val_steps=0,
+        deterministic=deterministic,
+        logger=loggers or False,
+        callbacks=callbacks,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    resume = find_resume_checkpoint(cfg)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / CONFIG_FILE, config)
+        if resume is not None:
+            print(f"resuming from {resume}", flush=True)
+    module = SegModule(config)
+    dm = SegDataModule(cfg, train_refs, val_refs)
+    t0 = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    elapsed = time.time() - t0
+
+    if trainer.is_global_zero:
+        best = ckpt_cb.best_model_path or ""
+        last = run_dir / CHECKPOINT_DIR / LAST_CKPT
+        src = best if best and Path(best).is_file() else (str(last) if last.is_file() else "")
+        if not src:
+            raise LivecellError(f"{run_dir}: training produced no checkpoint")
+        best_score = ckpt_cb.best_model_score
+        summary = {
+            "checkpoint": Path(src).name,
+            "best_val_mSA": float(best_score) if best_score is not None and has_val else None,
+            "global_step": int(trainer.global_step),
+            "epochs_done": int(trainer.current_epoch),
+            "train_images": len(train_refs),
+            "val_images": len(val_refs),
+            "fit_seconds": round(elapsed, 1),
+            "resumed_from": str(resume) if resume else None,
+            "loss": config["loss"]["kind"],
+            "head": cfg.model.head,
+        }
+        export_checkpoint(src, run_dir, config, summary)
+        write_json_atomic(run_dir / SUMMARY_FILE, summary)
+        print(json.dumps(summary), flush=True)
+    return run_dir
+
+
+__all__ = ["SegModule", "SegDataModule", "train", "find_resume_checkpoint", "export_checkpoint", "MODEL_FILE"]
