@@ -327,3 +327,22 @@ def test_maxdets_2000_limit() -> None:
     scores = {i: float(i) for i in range(1, n + 1)}
     r = M.coco_mask_ap([g], [g.copy()], [scores])
     assert r["AFNR"] == pytest.approx(1 - 2000 / n)
+
+
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_evaluate_subsets_equals_fresh_runs(backend: str) -> None:
+    rng = np.random.default_rng(11)
+    gts = [disks(60, 60, 12, rng) for _ in range(4)]
+    preds = [np.roll(g, (1, 2), axis=(0, 1)) for g in gts]
+    preds[2] = disks(60, 60, 10, rng)
+    scores = [{int(v): float(rng.random()) for v in np.unique(p)[1:]} for p in preds]
+    gd, res = M.labels_to_coco(gts, preds, scores)
+    ev = M.coco_eval_livecell(gd, res, backend=backend)
+    full = M.summarize_coco_eval(ev.eval)
+    sub = M.evaluate_subsets(ev, {"a": [1, 2], "b": [3, 4]})
+    for name, idx in (("a", [0, 1]), ("b", [2, 3])):
+        fresh = M.coco_mask_ap([gts[i] for i in idx], [preds[i] for i in idx], [scores[i] for i in idx])
+        for k in M.AP_KEYS:
+            assert sub[name]["summary"][k] == pytest.approx(fresh[k], nan_ok=True), (name, k)
+    assert sub["a"]["summary"]["AP"] != pytest.approx(sub["b"]["summary"]["AP"])
+    assert full["AP"] == pytest.approx(M.coco_mask_ap(gts, preds, scores)["AP"])

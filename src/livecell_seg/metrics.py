@@ -641,3 +641,42 @@ def coco_mask_ap(
     gt_dataset, results = labels_to_coco(gts, preds, scores, image_ids)
     ev = coco_eval_livecell(gt_dataset, results, backend=backend)
     return summarize_coco_eval(ev.eval)
+
+
+def evaluate_subsets(ev: Any, subsets: dict[str, Sequence[int]]) -> dict[str, dict[str, Any]]:
+    """Re-run an evaluated COCOeval on image subsets (e.g. one per cell type), reusing its IoUs.
+
+    ``ev`` comes from :func:`coco_eval_livecell`; the IoUs computed for all images are looked up
+    instead of recomputed. Returns ``{name: {"summary": LIVECell summary, "precision": array}}``;
+    ``ev`` is left evaluated on the last subset, its ``params.imgIds`` restored afterwards.
+    """
+    import contextlib
+    import io
+
+    cache = dict(ev.ious)
+    all_ids = list(ev.params.imgIds)
+    # pycocotools' accumulate() overwrites params.catIds with [-1] when useCats=0; a second
+    # evaluate() would then find no ground truth, so the category ids are restored each time
+    cat_ids = sorted(ev.cocoGt.getCatIds())
+
+    def cached(img_id: int, cat_id: int) -> Any:
+        return cache.get((img_id, cat_id), [])
+
+    out: dict[str, dict[str, Any]] = {}
+    ev.computeIoU = cached
+    try:
+        for name, ids in subsets.items():
+            ev.params.imgIds = sorted(int(i) for i in ids)
+            ev.params.catIds = list(cat_ids)
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev.evaluate()
+                ev.accumulate()
+            out[name] = {
+                "summary": summarize_coco_eval(ev.eval),
+                "precision": np.asarray(ev.eval["precision"]),
+            }
+    finally:
+        del ev.computeIoU
+        ev.params.imgIds = all_ids
+        ev.params.catIds = list(cat_ids)
+    return out
