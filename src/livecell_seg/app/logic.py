@@ -1,0 +1,461 @@
+"""The web app's page logic as plain functions (no Streamlit here), so it is testable on its own.
+
+The page script (``streamlit_app.py``) only lays out widgets and caches: it decodes an image with
+:func:`decode_image`, runs the network once per image and model with :func:`compute_maps`, and
+re-runs only :func:`segment` (the watershed) when a post-processing slider moves.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputFileError, LivecellError
+from ..heads import head_channels
+from ..io import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model import LoadedModel
+    from ..postprocess import PostprocessParams
+
+#: file types the uploader accepts (lower-case, no dot)
+UPLOAD_TYPES: tuple[str, ...] = tuple(s.lstrip(".") for s in IMAGE_SUFFIXES)
+#: images larger than this are refused in the browser app (use ``livecell-seg predict``)
+MAX_PIXELS = 50_000_000
+#: test-time augmentation choices: label -> ``predict_maps(tta=...)``
+TTA_CHOICES: dict[str, bool | str] = {"none": False, "4 flips": "flips", "8 flips/rotations": True}
+#: human-readable channel names
+CHANNEL_TITLES = {
+    "fg": "foreground",
+    "boundary": "boundary",
+    "center_dist": "distance to centre",
+    "boundary_dist": "distance to boundary",
+}
+
+#: how many times the network ran in this process (the page caches maps; tests check this)
+network_runs = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------------
+def digest(data: bytes) -> str:
+    """A short content hash of ``data`` (the cache key of an image)."""
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def sample_images() -> list[Path]:
+    """The bundled LIVECell sample images (real data, CC BY-NC 4.0), sorted by file name."""
+    from ..data import sample_paths
+
+    _json, images_dir = sample_paths()
+    if not images_dir.is_dir():
+        return []
+    return sorted(
+        (p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+
+
+def decode_image(name: str, data: bytes) -> np.ndarray:
+    """Decode an uploaded file (TIFF incl. LZW/16-bit, PNG, JPEG) into a 2-D grey array.
+
+    Raises :class:`InputFileError` naming ``name`` for an unsupported type, an empty or
+    unreadable file, or an image too small or too large for the app.
+    """
+    from ..io import read_image
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputFileError(name, f"unsupported file type {suffix or '(none)'!r}; use TIFF, PNG or JPEG")
+    if not data:
+        raise InputFileError(name, "file is empty")
+    with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
+        tmp = Path(d) / f"upload{suffix}"
+        tmp.write_bytes(data)
+        try:
+            img = read_image(tmp)
+        except InputFileError as e:
+            raise InputFileError(name, e.problem) from None
+    if not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
+        raise InputFileError(name, f"unsupported pixel type {img.dtype}")
+    if min(img.shape) < 8:
+        raise InputFileError(
+            name, f"image too small ({img.shape[1]}x{img.shape[0]} pixels; need 8x8 or more)"
+        )
+    if img.size > MAX_PIXELS:
+        raise InputFileError(
+            name,
+            f"image too large for the web app ({img.shape[1]}x{img.shape[0]} pixels); "
+            "use `livecell-seg predict`",
+        )
+    if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
+        raise InputFileError(name, "image contains NaN or infinite values")
+    return img
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """The grey image as uint8 for display (percentile-normalized like the network input)."""
+    from ..io import normalize_image
+
+    return (np.clip(normalize_image(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(prob: np.ndarray, cmap: str = "magma") -> np.ndarray:
+    """A probability map in [0, 1] as an ``(H, W, 3)`` uint8 colour image."""
+    import matplotlib
+
+    lut = (matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    idx = np.clip(np.asarray(prob, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return lut[idx]
+
+
+# --------------------------------------------------------------------------------------------------
+# model and network
+# --------------------------------------------------------------------------------------------------
+def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
+    """The model folder to use: ``path`` (``~`` expanded) or, when empty, the bundled default.
+
+    Raises :class:`InputFileError` when it is not a model folder (no ``config.json`` / ``model.pt``).
+    """
+    from ..model import MODEL_FILE, default_model_dir, read_model_config
+
+    if path is None or not str(path).strip():
+        p = default_model_dir()
+        if not (p / MODEL_FILE).is_file():
+            raise InputFileError(p, "the bundled model is not installed; choose a model folder")
+    else:
+        p = Path(str(path).strip()).expanduser()
+        if not p.is_dir():
+            raise InputFileError(p, "no such model folder")
+    p = p.resolve()
+    read_model_config(p)
+    if not (p / MODEL_FILE).is_file():
+        raise InputFileError(p, f"not a model folder (no {MODEL_FILE})")
+    return p
+
+
+def model_key(model_dir: Path) -> str:
+    """Cache key of a model folder: its path plus the modification times of its files.
+
+    Retraining or re-tuning a model in place therefore invalidates the cached maps and defaults.
+    """
+    from ..model import CONFIG_FILE, MODEL_FILE, POSTPROCESS_FILE
+
+    stamps = []
+    for name in (MODEL_FILE, CONFIG_FILE, POSTPROCESS_FILE):
+        f = model_dir / name
+        stamps.append(str(f.stat().st_mtime_ns) if f.is_file() else "-")
+    return f"{model_dir}|{'|'.join(stamps)}"
+
+
+def load_model(model_dir: Path) -> LoadedModel:
+    """Load a model folder for inference (CUDA when available, else CPU)."""
+    import torch
+
+    from ..model import load_model_dir
+
+    return load_model_dir(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_model(model: LoadedModel) -> str:
+    """One line about the model: folder, architecture, head, whether post-processing is tuned."""
+    cfg = model.model_config
+    tuned = "tuned post-processing" if model.postprocess else "default post-processing (not tuned)"
+    name = model.path.name if model.path is not None else "?"
+    return f"`{name}`: {cfg.arch}, {cfg.base_features} base features, depth {cfg.depth}, head `{cfg.head}`, {tuned}"
+
+
+def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
+    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds)``."""
+    global network_runs
+    from ..inference import predict_maps
+
+    t0 = time.perf_counter()
+    maps = predict_maps(model, image, tta=tta)
+    network_runs += 1
+    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------------------
+# post-processing parameters
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamSpec:
+    """How the page shows one :class:`PostprocessParams` field (a slider, or a checkbox for bools)."""
+
+    name: str
+    label: str
+    lo: float
+    hi: float
+    step: float
+    help: str
+    #: heads that use the parameter (None: all heads)
+    heads: tuple[str, ...] | None = None
+
+
+PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("fg_threshold", "Foreground threshold", 0.05, 0.95, 0.01, "foreground probability above which a pixel belongs to a cell"),
+    ParamSpec("boundary_threshold", "Seed: boundary below", 0.05, 0.95, 0.01, "seeds are foreground pixels whose boundary probability is below this", ("fg+boundary",)),
+    ParamSpec("center_threshold", "Seed: centre distance below", 0.05, 0.95, 0.01, "seeds need a normalized distance to the cell centre below this", ("fg+dist",)),
+    ParamSpec("boundary_dist_threshold", "Seed: boundary distance below", 0.05, 0.95, 0.01, "seeds need a normalized inverted distance to the boundary below this", ("fg+dist",)),
+    ParamSpec("min_distance", "Seed spacing (px)", 1, 30, 1, "markers are distance-transform maxima at least this far apart", ("fg",)),
+    ParamSpec("h", "h-maxima height (px, 0 = off)", 0.0, 10.0, 0.5, "when > 0, markers are h-maxima of the distance transform instead", ("fg",)),
+    ParamSpec("min_seed_size", "Minimum seed size (px)", 1, 200, 1, "seeds smaller than this are dropped"),
+    ParamSpec("min_size", "Minimum cell size (px)", 0, 1000, 5, "instances smaller than this are removed"),
+    ParamSpec("smooth", "Outline smoothing (px)", 0, 10, 1, "per-cell opening radius; 0 = off"),
+    ParamSpec("keep_unseeded", "Keep unseeded regions", 0, 1, 1, "foreground blobs without a seed become cells of their own"),
+)  # fmt: skip
+
+
+def param_specs(head: str) -> list[ParamSpec]:
+    """The parameters that matter for ``head`` (those :class:`PostprocessParams` actually has)."""
+    from ..postprocess import PostprocessParams
+
+    head_channels(head)
+    known = {f.name for f in fields(PostprocessParams)}
+    return [s for s in PARAM_SPECS if s.name in known and (s.heads is None or head in s.heads)]
+
+
+def model_params(model: LoadedModel) -> PostprocessParams:
+    """The model's post-processing parameters (its ``postprocess.json``, else the defaults)."""
+    from ..postprocess import PostprocessParams
+
+    try:
+        return PostprocessParams.from_dict(model.postprocess)
+    except (TypeError, ValueError) as e:
+        where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
+        raise InputFileError(where, f"invalid parameter value ({e})") from None
+
+
+def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:
+    """The slider's (min, max), widened to include ``value`` (a tuned value may lie outside)."""
+    return min(spec.lo, value), max(spec.hi, value)
+
+
+def params_with(base: PostprocessParams, values: dict[str, Any]) -> PostprocessParams:
+    """A copy of ``base`` with ``values`` applied (types coerced to the field types)."""
+    from ..postprocess import PostprocessParams
+
+    d = base.to_dict()
+    d.update({k: v for k, v in values.items() if k in d})
+    return PostprocessParams.from_dict(d)
+
+
+def segment(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarray:
+    """Instance labels (int32, 0 = background) from the maps: the part that re-runs on every slider move."""
+    from ..postprocess import instances_from_maps
+
+    return instances_from_maps(maps, head, params)
+
+
+# --------------------------------------------------------------------------------------------------
+# ground truth and scores
+# --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _sample_coco():  # noqa: ANN202
+    from ..data import sample_paths
+    from ..data.coco import load_coco
+
+    return load_coco(sample_paths()[0])
+
+
+def sample_ground_truth(name: str, image: np.ndarray) -> np.ndarray | None:
+    """Ground-truth labels when ``image`` is one of the bundled LIVECell samples, else None.
+
+    Matched by file name **and** pixel content, so a different image that merely shares a sample's
+    name gets no (wrong) ground truth.
+    """
+    from ..data.coco import annotations_to_labels
+    from ..io import read_image
+
+    by_name = {p.name: p for p in sample_images()}
+    path = by_name.get(Path(name).name)
+    if path is None:
+        return None
+    sample = read_image(path)
+    if sample.shape != image.shape or not np.array_equal(sample, image):
+        return None
+    coco = _sample_coco()
+    entry = coco.image_by_file(path.name)
+    if entry is None:
+        return None
+    h, w = int(entry["height"]), int(entry["width"])
+    if (h, w) != image.shape:
+        return None
+    return np.asarray(annotations_to_labels(coco.anns_by_image.get(int(entry["id"]), []), h, w))
+
+
+def read_ground_truth(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """Decode an uploaded ground-truth label image (integer TIFF/PNG) of the given ``shape``."""
+    from ..io import read_labels
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputFileError(name, f"unsupported file type {suffix or '(none)'!r}; use a label TIFF or PNG")
+    with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
+        tmp = Path(d) / f"labels{suffix}"
+        tmp.write_bytes(data)
+        try:
+            labels = read_labels(tmp)
+        except InputFileError as e:
+            raise InputFileError(name, e.problem) from None
+    if labels.shape != tuple(shape):
+        raise InputFileError(
+            name, f"label image is {labels.shape[1]}x{labels.shape[0]}, the image {shape[1]}x{shape[0]}"
+        )
+    if int(labels.min()) < 0:
+        raise InputFileError(name, "label image has negative values")
+    return labels
+
+
+def scores_of(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
+    """Per-cell confidence: mean foreground probability (as ``predict`` and the AP use it)."""
+    from ..postprocess import instance_scores
+
+    return instance_scores(labels, fg_prob)
+
+
+def score_against(gt: np.ndarray, labels: np.ndarray, scores: dict[int, float]) -> dict[str, float]:
+    """Scores of ``labels`` against ground truth ``gt``: LIVECell-protocol mask ``AP``/``AP50``
+    (percent; detections ranked by ``scores``) and ``F1``/``precision``/``recall`` at IoU 0.5."""
+    from ..metrics import coco_mask_ap, match_instances
+
+    m = match_instances(gt, labels, 0.5)
+    ap = coco_mask_ap([gt], [labels], [scores])
+    return {
+        "AP": float(ap["AP"]),
+        "AP50": float(ap["AP50"]),
+        "F1": float(m.f1),
+        "precision": float(m.precision),
+        "recall": float(m.recall),
+        "gt_cells": int(np.unique(gt[gt > 0]).size),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# measurements, plots and downloads
+# --------------------------------------------------------------------------------------------------
+def cell_areas(labels: np.ndarray) -> np.ndarray:
+    """Area in pixels of each instance 1..n."""
+    counts = np.bincount(np.asarray(labels).ravel())
+    return counts[1:][counts[1:] > 0]
+
+
+def count_cells(labels: np.ndarray) -> int:
+    """Number of instances."""
+    return int(cell_areas(labels).size)
+
+
+def area_histogram_png(areas: np.ndarray, width_px: int = 640, height_px: int = 300) -> bytes:
+    """A histogram of cell areas as PNG bytes (matplotlib, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    ax = fig.add_subplot()
+    areas = np.asarray(areas)
+    if areas.size:
+        ax.hist(areas, bins=min(40, max(5, int(np.sqrt(areas.size)) * 2)), color="#3b75af", edgecolor="white")
+        med = float(np.median(areas))
+        ax.axvline(med, color="#d62728", lw=1.5, label=f"median {med:.0f} px")
+        ax.legend(frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("cell area (pixels)")
+    ax.set_ylabel("cells")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+#: outline colouring choices: label -> ``overlay_image(color_by=...)``
+COLOR_CHOICES = {"one colour per cell": "label", "confidence (red → green)": "score", "yellow": "uniform"}
+
+
+def overlay(
+    image: np.ndarray, labels: np.ndarray, color_by: str = "label", scores: dict[int, float] | None = None
+) -> np.ndarray:
+    """The instance overlay (``(H, W, 3)`` uint8) drawn by :mod:`livecell_seg.outputs`."""
+    from ..outputs import overlay_image
+
+    return np.asarray(overlay_image(image, labels, color_by=color_by, scores=scores), dtype=np.uint8)
+
+
+def measurements(
+    labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
+) -> dict[str, np.ndarray]:
+    """The per-cell measurements of :mod:`livecell_seg.outputs` as columns (one row per cell)."""
+    from ..outputs import measurements_table
+
+    return measurements_table(labels, image, scores)
+
+
+def labels_tiff_bytes(labels: np.ndarray) -> bytes:
+    """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells)."""
+    import tifffile
+
+    labels = np.asarray(labels)
+    dtype = np.uint16 if labels.size == 0 or int(labels.max()) <= np.iinfo(np.uint16).max else np.uint32
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, labels.astype(dtype), compression="zlib")
+    return buf.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An ``(H, W[, 3])`` uint8 array as PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def measurements_csv_bytes(
+    labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
+) -> bytes:
+    """The measurements CSV, written by the same function as ``livecell-seg predict`` uses."""
+    from ..outputs import write_measurements_csv
+
+    with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
+        out = Path(d) / "measurements.csv"
+        write_measurements_csv(out, labels, image, scores)
+        return out.read_bytes()
+
+
+def rois_zip(labels: np.ndarray) -> bytes:
+    """ImageJ/Fiji ROI zip of the instances."""
+    from ..outputs import rois_zip_bytes
+
+    return rois_zip_bytes(labels)
+
+
+def download_names(image_name: str) -> dict[str, str]:
+    """Download file names derived from the image's name."""
+    stem = Path(image_name).stem or "image"
+    return {
+        "labels": f"{stem}_labels.tif",
+        "overlay": f"{stem}_overlay.png",
+        "csv": f"{stem}_measurements.csv",
+        "rois": f"{stem}_rois.zip",
+    }
+
+
+def error_message(exc: BaseException, name: str | None = None) -> str:
+    """A one-line message for the page: our own errors as they are, others with their type."""
+    if isinstance(exc, LivecellError):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    where = f"{name}: " if name else ""
+    return f"{where}{type(exc).__name__}{': ' + text if text else ''}"

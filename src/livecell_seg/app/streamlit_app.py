@@ -1,0 +1,280 @@
+"""The livecell-seg web page (Streamlit script; start it with ``livecell-seg app``).
+
+Thin layout over :mod:`livecell_seg.app.logic`. The network runs once per (image, model, TTA):
+its probability maps are cached, so moving a post-processing slider re-runs only the watershed.
+Query parameter ``?sample=<file name>`` preselects a bundled sample image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import streamlit as st
+
+from livecell_seg.app import MODEL_ENV, logic
+from livecell_seg.heads import head_channels
+
+st.set_page_config(page_title="livecell-seg", page_icon="🔬", layout="wide")
+
+
+# --------------------------------------------------------------------------------------------------
+# caches: the model per folder (and file times), decoded images and maps per content hash
+# --------------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=3, show_spinner=False)
+def get_model(model_key: str, _model_dir):  # noqa: ANN001, ANN201
+    return logic.load_model(_model_dir)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def get_image(name: str, image_key: str, _data: bytes) -> np.ndarray:
+    return logic.decode_image(name, _data)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def get_maps(image_key: str, model_key: str, tta: str, _model, _image) -> tuple[np.ndarray, float]:  # noqa: ANN001
+    return logic.compute_maps(_model, _image, logic.TTA_CHOICES[tta])
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def get_labels(maps_key: str, params_json: str, head: str, _maps, _params) -> np.ndarray:  # noqa: ANN001
+    return logic.segment(_maps, head, _params)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def get_sample_gt(name: str, image_key: str, _image) -> np.ndarray | None:  # noqa: ANN001
+    return logic.sample_ground_truth(name, _image)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def get_outputs(labels_key: str, color_by: str, _image, _labels, _fg) -> dict:  # noqa: ANN001
+    """Scores, overlay, table and download payloads of one segmentation."""
+    scores = logic.scores_of(_labels, _fg)
+    ov = logic.overlay(_image, _labels, color_by, scores)
+    return {
+        "scores": scores,
+        "overlay": ov,
+        "table": logic.measurements(_labels, _image, scores),
+        "labels_tif": logic.labels_tiff_bytes(_labels),
+        "overlay_png": logic.png_bytes(ov),
+        "csv": logic.measurements_csv_bytes(_labels, _image, scores),
+        "rois": logic.rois_zip(_labels),
+        "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
+    }
+
+
+def fail(message: str) -> None:
+    """Show a one-line error in the page and stop this run."""
+    st.error(message)
+    st.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# sidebar: image, model, post-processing
+# --------------------------------------------------------------------------------------------------
+st.title("livecell-seg · label-free cell segmentation")
+st.caption(
+    "U-Net probability maps + seeded watershed on phase-contrast images (LIVECell). "
+    "The network runs once per image; the post-processing sliders re-run only the watershed."
+)
+
+samples = {p.name: p for p in logic.sample_images()}
+query_sample = st.query_params.get("sample")
+items: list[tuple[str, bytes]] = []
+with st.sidebar:
+    st.header("Image")
+    source = st.radio("Source", ["Sample image", "Upload"], horizontal=True, key="source")
+    if source == "Sample image":
+        if not samples:
+            st.warning("The bundled sample images are missing; upload an image instead.")
+        else:
+            names = list(samples)
+            chosen = st.selectbox(
+                "LIVECell sample (with ground truth)",
+                names,
+                index=names.index(query_sample) if query_sample in samples else 0,
+                key="sample",
+            )
+            items = [(chosen, samples[chosen].read_bytes())]
+    else:
+        uploads = st.file_uploader(
+            "Images (TIFF incl. LZW/16-bit, PNG, JPEG)",
+            type=list(logic.UPLOAD_TYPES),
+            accept_multiple_files=True,
+            key="upload",
+        )
+        items = [(f.name, f.getvalue()) for f in uploads or []]
+
+    st.header("Model")
+    env_model = os.environ.get(MODEL_ENV, "")
+    kind = st.radio(
+        "Model",
+        ["Bundled default", "Model folder"],
+        index=1 if env_model else 0,
+        horizontal=True,
+        key="model_kind",
+    )
+    folder = ""
+    if kind == "Model folder":
+        folder = st.text_input("Model folder (model.pt, config.json)", value=env_model, key="model_dir")
+    tta = st.selectbox("Test-time augmentation", list(logic.TTA_CHOICES), key="tta")
+
+try:
+    model_dir = logic.resolve_model_dir(folder if kind == "Model folder" else None)
+    mkey = logic.model_key(model_dir)
+    with st.spinner("Loading the model…"):
+        model = get_model(mkey, model_dir)
+    base_params = logic.model_params(model)
+except Exception as e:  # noqa: BLE001 - shown in the page, one line
+    fail(logic.error_message(e))
+head = model.head
+channels = head_channels(head)
+
+with st.sidebar:
+    st.caption(logic.describe_model(model))
+    st.header("Post-processing")
+    tag = logic.digest(mkey.encode())  # new model -> sliders start from its own values
+    if st.button("Reset to the model's values", key=f"reset_{tag}"):
+        for k in [k for k in st.session_state if str(k).startswith(f"pp_{tag}_")]:
+            del st.session_state[k]
+        st.rerun()
+    values: dict[str, object] = {}
+    base = base_params.to_dict()
+    for spec in logic.param_specs(head):
+        default = base[spec.name]
+        key = f"pp_{tag}_{spec.name}"
+        if isinstance(default, bool):
+            values[spec.name] = st.checkbox(spec.label, value=default, help=spec.help, key=key)
+        elif isinstance(default, int):
+            lo, hi = logic.slider_range(spec, default)
+            values[spec.name] = st.slider(
+                spec.label, int(lo), int(hi), int(default), int(spec.step), help=spec.help, key=key
+            )
+        else:
+            lo, hi = logic.slider_range(spec, float(default))
+            values[spec.name] = st.slider(
+                spec.label, float(lo), float(hi), float(default), float(spec.step), help=spec.help, key=key
+            )
+    params = logic.params_with(base_params, values)
+    params_json = repr(sorted(params.to_dict().items()))
+    st.header("Display")
+    color_by = logic.COLOR_CHOICES[st.selectbox("Outline colours", list(logic.COLOR_CHOICES), key="color_by")]
+
+# --------------------------------------------------------------------------------------------------
+# main area
+# --------------------------------------------------------------------------------------------------
+if not items:
+    st.info("Pick a sample image or upload images (TIFF incl. LZW and 16-bit, PNG, JPEG) in the sidebar.")
+    st.stop()
+
+images: list[tuple[str, str, np.ndarray]] = []
+for name, data in items:
+    key = logic.digest(data)
+    try:
+        images.append((name, key, get_image(name, key, data)))
+    except Exception as e:  # noqa: BLE001
+        st.error(logic.error_message(e, name))
+if not images:
+    st.stop()
+
+
+def run_image(name: str, key: str, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """Maps (cached network run), their seconds, labels (cached watershed) and watershed seconds."""
+    with st.spinner(f"Running the network on {name}…"):
+        maps, net_s = get_maps(key, mkey, tta, model, image)
+    t0 = time.perf_counter()
+    labels = get_labels(f"{key}|{mkey}|{tta}", params_json, head, maps, params)
+    return maps, net_s, labels, time.perf_counter() - t0
+
+
+name = images[0][0]
+try:
+    if len(images) > 1:
+        st.subheader(f"{len(images)} images")
+        rows = []
+        for name, key, image in images:
+            _maps, _s, lab, _w = run_image(name, key, image)
+            areas = logic.cell_areas(lab)
+            rows.append(
+                {
+                    "image": name,
+                    "size": f"{image.shape[1]}×{image.shape[0]}",
+                    "cells": int(areas.size),
+                    "median area (px)": float(np.median(areas)) if areas.size else 0.0,
+                }
+            )
+        st.dataframe(rows, hide_index=True)
+        shown = st.selectbox("Image shown", [n for n, _k, _i in images], key="shown")
+        name, key, image = next(t for t in images if t[0] == shown)
+    else:
+        name, key, image = images[0]
+
+    maps, net_s, labels, ws_s = run_image(name, key, image)
+    out = get_outputs(f"{key}|{mkey}|{tta}|{params_json}", color_by, image, labels, maps[0])
+    gt = get_sample_gt(name, key, image)
+    with st.expander(
+        "Score against your own ground truth" if gt is None else "Ground truth: LIVECell annotations"
+    ):
+        if gt is None:
+            gt_file = st.file_uploader(
+                f"Ground-truth instance labels for {name} (integer TIFF/PNG, 0 = background)",
+                type=["tif", "tiff", "png"],
+                key=f"gt_{key}",
+            )
+            if gt_file is not None:
+                gt = logic.read_ground_truth(gt_file.name, gt_file.getvalue(), image.shape)
+        else:
+            st.write(
+                f"{name} is a bundled LIVECell validation image: scored against its "
+                f"{int(np.unique(gt[gt > 0]).size)} annotated cells (LIVECell protocol, CC BY-NC 4.0)."
+            )
+except Exception as e:  # noqa: BLE001
+    fail(logic.error_message(e, name))
+
+areas = logic.cell_areas(labels)
+st.subheader(name)
+cols = st.columns(6 if gt is not None else 4)
+cols[0].metric("Cells", f"{areas.size}")
+cols[1].metric("Median area", f"{np.median(areas):.0f} px" if areas.size else "–")
+cols[2].metric("Image", f"{image.shape[1]}×{image.shape[0]}", help=f"dtype {image.dtype}")
+cols[3].metric(
+    "Network / watershed", f"{net_s:.1f} s / {ws_s:.2f} s", help="the network ran once; cached since"
+)
+if gt is not None:
+    try:
+        scores = logic.score_against(gt, labels, out["scores"])
+    except Exception as e:  # noqa: BLE001
+        fail(logic.error_message(e, name))
+    cols[4].metric(
+        "Mask AP / AP50",
+        f"{scores['AP']:.1f} / {scores['AP50']:.1f}",
+        help="COCO mask AP in percent, LIVECell protocol (IoU 0.50:0.95, up to 2000 detections)",
+    )
+    cols[5].metric(
+        "F1 @ IoU 0.5",
+        f"{scores['F1']:.3f}",
+        help=f"precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, {scores['gt_cells']} true cells",
+    )
+
+panels = st.columns(2 + len(channels))
+panels[0].image(logic.display_image(image), caption="image (normalized)", width="stretch")
+for col, ch, m in zip(panels[1:], channels, maps):
+    col.image(logic.colorize(m), caption=f"{logic.CHANNEL_TITLES.get(ch, ch)} probability", width="stretch")
+panels[-1].image(out["overlay"], caption=f"{areas.size} cells", width="stretch")
+
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Cell areas**")
+    st.image(out["hist"], width="stretch")
+with right:
+    st.markdown("**Measurements** (one row per cell)")
+    st.dataframe(out["table"], hide_index=True, height=320)
+
+st.markdown("**Downloads**")
+names = logic.download_names(name)
+d = st.columns(4)
+d[0].download_button("Label image (TIFF)", out["labels_tif"], names["labels"], "image/tiff", key="dl_labels")
+d[1].download_button("Overlay (PNG)", out["overlay_png"], names["overlay"], "image/png", key="dl_overlay")
+d[2].download_button("Measurements (CSV)", out["csv"], names["csv"], "text/csv", key="dl_csv")
+d[3].download_button("ImageJ ROIs (zip)", out["rois"], names["rois"], "application/zip", key="dl_rois")
