@@ -1,16 +1,99 @@
-"""`livecell-seg predict` (not implemented yet)."""
+"""`livecell-seg predict`: segment images into cell instances (uint16 label TIFFs + extras)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
+    parser.add_argument(
+        "--input",
+        "-i",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="image files and/or folders (searched recursively for .tif/.tiff/.png/.jpg/.jpeg)",
+    )
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--save-maps", action="store_true", help="also write probability maps to OUT/maps/<stem>.npy"
+    )
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write outlines on the image to OUT/overlays/<stem>.png"
+    )
+    parser.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write per-cell measurements to OUT/measurements/<stem>.csv",
+    )
+    parser.add_argument(
+        "--rois", action="store_true", help="also write an ImageJ/Fiji ROI zip to OUT/rois/<stem>.zip"
+    )
+    parser.add_argument(
+        "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        metavar="N",
+        help="tile side for images above ~1 megapixel (smaller ones run whole); default 512",
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
+    )
+    parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the subcommand."""
+    """Run the subcommand; exit code 1 when any input was skipped."""
     from ..errors import LivecellError
+    from ..predict import predict_paths
 
-    raise LivecellError("'predict' is not implemented yet")
+    if not 0.0 <= args.overlap < 1.0:
+        raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.tile < 16:
+        raise LivecellError(f"--tile must be at least 16, got {args.tile}")
+    params = None
+    if args.params:
+        from ..postprocess import PostprocessParams
+
+        params = PostprocessParams.read(args.params)
+    summary = predict_paths(
+        args.input,
+        args.out,
+        args.model,
+        params=params,
+        save_maps=args.save_maps,
+        overlay=args.overlay,
+        measurements=args.csv,
+        rois=args.rois,
+        device=args.device,
+        tta=args.tta,
+        tile=args.tile,
+        overlap=args.overlap,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        med = summary.median_timings()
+        cells = sum(summary.n_cells.values())
+        line = f"predict: {len(summary.processed)} image(s) segmented, {cells} cells -> {summary.out_dir}"
+        if summary.skipped_existing:
+            line += f"; {len(summary.skipped_existing)} already done"
+        if med:
+            line += f"; median {1000 * med['total_s']:.0f} ms/image"
+        print(line)
+    if summary.failed:
+        print(
+            f"livecell-seg predict: {len(summary.failed)} of {summary.n_inputs} file(s) failed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,241 @@
+"""The predict pipeline: image -> network maps -> watershed instances -> files.
+
+- :func:`segment_image`: one image (array) -> :class:`SegmentationResult` (labels, maps, scores, timings).
+- :func:`predict_paths`: files/folders -> ``OUT/<stem>.tif`` uint16 labels (+ maps, overlay PNG,
+  measurements CSV, ImageJ ROI zip on request), with a progress bar; unreadable files are named
+  in one line and skipped, the rest processed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import LivecellError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LoadedModel
+    from .postprocess import PostprocessParams
+
+
+@dataclass
+class SegmentationResult:
+    """Instances of one image: ``labels`` int32 (0 = background), ``maps`` (C,H,W) float32
+    probabilities, ``scores`` {label: mean foreground probability}, ``timings`` in seconds."""
+
+    labels: np.ndarray
+    maps: np.ndarray
+    scores: dict[int, float]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_paths` did. ``failed``: (path, one-line reason) per skipped file;
+    ``timings``: per processed image, seconds of read / network / postprocess / write."""
+
+    out_dir: Path
+    n_inputs: int = 0
+    processed: list[Path] = field(default_factory=list)
+    skipped_existing: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    n_cells: dict[str, int] = field(default_factory=dict)
+    timings: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def median_timings(self) -> dict[str, float]:
+        """Median seconds per image of each stage (and ``total``)."""
+        if not self.timings:
+            return {}
+        keys = self.timings[0].keys()
+        return {k: float(np.median([t[k] for t in self.timings])) for k in keys}
+
+
+def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
+    """The model folder's tuned ``postprocess.json``, else the defaults."""
+    from .postprocess import PostprocessParams
+
+    return PostprocessParams.from_dict(model.postprocess) if model.postprocess else PostprocessParams()
+
+
+def segment_image(
+    model: LoadedModel,
+    image: np.ndarray,
+    params: PostprocessParams | None = None,
+    **predict_kwargs: Any,
+) -> SegmentationResult:
+    """Segment one raw 2-D grey image into cell instances.
+
+    ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
+    ``predict_kwargs`` go to :func:`livecell_seg.inference.predict_maps` (tile, overlap, tta, device, ...).
+    """
+    from .inference import predict_maps
+    from .postprocess import instance_scores, instances_from_maps
+
+    p = params if params is not None else postprocess_params_for(model)
+    t0 = time.perf_counter()
+    maps = predict_maps(model, image, **predict_kwargs)
+    t1 = time.perf_counter()
+    labels = instances_from_maps(maps, model.head, p).astype(np.int32, copy=False)
+    scores = instance_scores(labels, maps[0])
+    t2 = time.perf_counter()
+    return SegmentationResult(
+        labels=labels, maps=maps, scores=scores, timings={"network_s": t1 - t0, "postprocess_s": t2 - t1}
+    )
+
+
+def load_model_for_predict(model_dir: str | Path | None, device: str | None = None) -> LoadedModel:
+    """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing."""
+    from .inference import resolve_device
+    from .model import default_model_dir, load_model_dir
+
+    dev = resolve_device(device if device not in (None, "auto") else "auto")
+    if model_dir is None:
+        d = default_model_dir()
+        if not (d / "config.json").is_file() or not (d / "model.pt").is_file():
+            raise LivecellError(
+                f"no bundled model at {d} (train one with 'livecell-seg train' and pass --model DIR)"
+            )
+        return load_model_dir(d, device=dev)
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise LivecellError(f"{d}: model folder not found")
+    return load_model_dir(d, device=dev)
+
+
+def _output_stems(paths: list[Path]) -> list[str]:
+    """Output stem per input; a repeated stem (same name in two folders) gets ``-2``, ``-3``, ..."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        s = p.stem
+        n = seen.get(s, 0) + 1
+        seen[s] = n
+        stems.append(s if n == 1 else f"{s}-{n}")
+    return stems
+
+
+def predict_paths(
+    inputs: list[str | Path] | str | Path,
+    out_dir: str | Path,
+    model_dir: str | Path | None = None,
+    *,
+    model: LoadedModel | None = None,
+    params: PostprocessParams | None = None,
+    save_maps: bool = False,
+    overlay: bool = False,
+    measurements: bool = False,
+    rois: bool = False,
+    device: str | None = None,
+    tta: bool | str = False,
+    tile: int = 512,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    resume: bool = False,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
+
+    Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
+    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
+    ``rois/<stem>.zip``, each atomically. A file that cannot be read or segmented is reported in
+    one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
+    CPU inference uses ``num_threads`` (default: all cores).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .io import list_images, read_image, write_labels
+    from .outputs import save_overlay_png, write_measurements_csv, write_rois_zip
+
+    out = Path(out_dir)
+    paths = list_images(inputs if isinstance(inputs, list) else [inputs])
+    summary = PredictSummary(out_dir=out, n_inputs=len(paths))
+    if not paths:
+        raise LivecellError(
+            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, inputs if isinstance(inputs, list) else [inputs]))}"
+        )
+    if model is None:
+        model = load_model_for_predict(model_dir, device)
+    dev = str(next(model.net.parameters()).device)
+    if dev == "cpu":
+        torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
+    p = params if params is not None else postprocess_params_for(model)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def targets(stem: str) -> list[Path]:
+        t = [out / f"{stem}.tif"]
+        if save_maps:
+            t.append(out / "maps" / f"{stem}.npy")
+        if overlay:
+            t.append(out / "overlays" / f"{stem}.png")
+        if measurements:
+            t.append(out / "measurements" / f"{stem}.csv")
+        if rois:
+            t.append(out / "rois" / f"{stem}.zip")
+        return t
+
+    bar = tqdm(
+        list(zip(paths, _output_stems(paths))),
+        disable=not progress,
+        unit="img",
+        file=sys.stderr,
+        desc="predict",
+        dynamic_ncols=True,
+    )
+    for path, stem in bar:
+        if resume and all(t.is_file() for t in targets(stem)):
+            summary.skipped_existing.append(path)
+            continue
+        try:
+            t0 = time.perf_counter()
+            image = read_image(path)
+            t1 = time.perf_counter()
+            res = segment_image(model, image, p, tile=tile, overlap=overlap, tta=tta, batch_size=batch_size)
+            t2 = time.perf_counter()
+            write_labels(out / f"{stem}.tif", res.labels)
+            if save_maps:
+                from .postprocess import save_maps as _save_maps
+
+                _save_maps(out / "maps" / f"{stem}.npy", res.maps, model.head)
+            if overlay:
+                save_overlay_png(out / "overlays" / f"{stem}.png", image, res.labels)
+            if measurements:
+                write_measurements_csv(out / "measurements" / f"{stem}.csv", res.labels, image, res.scores)
+            if rois:
+                write_rois_zip(out / "rois" / f"{stem}.zip", res.labels)
+            t3 = time.perf_counter()
+        except (LivecellError, ValueError, OSError, RuntimeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if str(path) not in msg:
+                msg = f"{path}: {msg}"
+            summary.failed.append((path, msg))
+            tqdm.write(f"livecell-seg predict: skipped {msg}", file=sys.stderr)
+            continue
+        summary.processed.append(path)
+        summary.n_cells[str(path)] = res.n_cells
+        summary.timings.append(
+            {
+                "read_s": t1 - t0,
+                "network_s": res.timings["network_s"],
+                "postprocess_s": res.timings["postprocess_s"],
+                "write_s": t3 - t2,
+                "total_s": t3 - t0,
+            }
+        )
+    bar.close()
+    return summary

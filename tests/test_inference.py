@@ -1,0 +1,138 @@
+"""Tiled sliding-window inference: agreement with whole-image inference, TTA, sizes, devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from livecell_seg.inference import predict_maps  # noqa: E402
+from livecell_seg.io import normalize_image  # noqa: E402
+from livecell_seg.model import LoadedModel, ModelConfig, build_model  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_model(head: str = "fg+boundary", depth: int = 2, seed: int = 0) -> LoadedModel:
+    """A random tiny U-Net in eval mode whose outputs span a wide range (not all ~0.5)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(head=head, base_features=4, depth=depth)
+    net = build_model(cfg)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial running statistics
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    with torch.no_grad():  # calibrate the last layer: logits ~ N(0, 2^2), probabilities spread over (0, 1)
+        x = torch.from_numpy(normalize_image(smooth_image(96, 96, seed=99)))[None, None]
+        logits = net(x)[0].flatten(1)
+        mean, std = logits.mean(1), logits.std(1).clamp_min(1e-8)
+        net.out.weight.div_(std[:, None, None, None] / 2.0)
+        net.out.bias.sub_(mean).div_(std / 2.0)
+    return LoadedModel(net=net, model_config=cfg)
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random((h, w)), 2.0)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 60000).astype(np.uint16)
+
+
+def test_tiled_agrees_with_whole_image_in_the_interior():
+    model = tiny_model()
+    img = smooth_image(200, 300)
+    whole = predict_maps(model, img, whole=True)
+    assert whole.shape == (2, 200, 300) and whole.dtype == np.float32
+    assert whole.min() >= 0.0 and whole.max() <= 1.0
+    assert whole.std() > 0.05  # the model's output is not flat, so agreement below is meaningful
+
+    tiled = predict_maps(model, img, whole=False, tile=128, overlap=0.5, batch_size=3)
+    assert np.abs(tiled - whole).max() < 1e-4  # everywhere, image borders included
+    # the default overlap (0.25 = 32 px of context here) is close, too
+    tiled = predict_maps(model, img, whole=False, tile=128, overlap=0.25, batch_size=3)
+    assert np.abs(tiled - whole).max() < 2e-3
+
+    # control: the same tiles without overlap/blending show visible seams, so the check above can fail
+    seams = predict_maps(model, img, whole=False, tile=128, overlap=0.0)
+    assert np.abs(seams - whole).max() > 1e-2
+
+
+def test_tile_batch_size_and_odd_tile_sizes_do_not_change_results():
+    model = tiny_model()
+    img = smooth_image(150, 170, seed=1)
+    a = predict_maps(model, img, whole=False, tile=64, overlap=0.5, batch_size=1)
+    b = predict_maps(model, img, whole=False, tile=64, overlap=0.5, batch_size=16)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # batched convolutions: float rounding only
+    # tile sizes off the pooling grid are rounded to it (66 -> 64): same result
+    c = predict_maps(model, img, whole=False, tile=66, overlap=0.5, batch_size=5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 9), (5, 300), (130, 70)])
+def test_any_size_small_images_run_whole(shape):
+    model = tiny_model()
+    img = smooth_image(*shape, seed=2) if min(shape) > 1 else np.arange(shape[1], dtype=np.uint8)[None]
+    auto = predict_maps(model, img, tile=64)  # small area -> whole-image pass
+    assert auto.shape == (2, *shape) and np.isfinite(auto).all()
+    np.testing.assert_array_equal(auto, predict_maps(model, img, tile=64, whole=True))
+    forced = predict_maps(model, img, tile=64, overlap=0.25, whole=False)
+    assert forced.shape == auto.shape and np.isfinite(forced).all()
+
+
+def test_large_image_is_tiled_by_default():
+    model = tiny_model()
+    img = smooth_image(300, 310, seed=3)
+    auto = predict_maps(model, img, tile=128, whole_max_pixels=0)
+    np.testing.assert_array_equal(auto, predict_maps(model, img, tile=128, whole=False))
+    assert not np.array_equal(auto, predict_maps(model, img, whole=True))
+
+
+@pytest.mark.parametrize("tta, n", [(True, 8), ("flips", 4)])
+def test_tta_undoes_each_transform(tta, n):
+    model = tiny_model()
+    img = smooth_image(48, 80, seed=4)  # multiples of the stride: rotations need no extra padding
+    got = predict_maps(model, img, tta=tta)
+    transforms = [(k, f) for k in range(4) for f in (False, True)]
+    if n == 4:
+        transforms = [(0, False), (0, True), (2, False), (2, True)]
+    acc = np.zeros_like(got)
+    for k, flip in transforms:
+        t = np.rot90(img[:, ::-1] if flip else img, k)
+        y = predict_maps(model, np.ascontiguousarray(t))
+        y = np.rot90(y, -k, axes=(1, 2))
+        acc += y[:, :, ::-1] if flip else y
+    np.testing.assert_allclose(got, acc / n, atol=1e-5)
+    # TTA really changes something (the random model is not rotation invariant)
+    assert np.abs(got - predict_maps(model, img)).max() > 1e-3
+
+
+def test_normalization_makes_bit_depth_irrelevant():
+    model = tiny_model(head="fg+dist", depth=3)
+    img8 = (smooth_image(64, 96, seed=5) // 257).astype(np.uint8)
+    a = predict_maps(model, img8)
+    b = predict_maps(model, img8.astype(np.uint16) * 257)
+    c = predict_maps(model, img8.astype(np.float64) / 255.0)
+    assert a.shape == (3, 64, 96)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_bad_arguments():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="2-D"):
+        predict_maps(model, np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="overlap"):
+        predict_maps(model, np.zeros((8, 8)), overlap=1.0)
+    with pytest.raises(ValueError, match="tta"):
+        predict_maps(model, np.zeros((8, 8)), tta="sideways")
