@@ -393,6 +393,8 @@ class RasterResult:
 
     labels: np.ndarray
     stats: RasterStats
+    #: union of all rasterized annotations (hidden cells and cut-off pieces included), bool
+    foreground: np.ndarray | None = None
 
 
 def _polygon_parts(seg: list) -> list[list[float]]:
@@ -550,7 +552,7 @@ def rasterize_annotations(
     lut[kept_idx] = np.arange(1, kept_idx.size + 1, dtype=np.uint16)
     labels = lut[canvas]
     stats.cells = int(kept_idx.size)
-    return RasterResult(labels=labels, stats=stats)
+    return RasterResult(labels=labels, stats=stats, foreground=count > 0)
 
 
 def annotations_to_labels(
