@@ -205,14 +205,15 @@ def predict_maps(
     batch_size: int = 4,
     device: str | None = None,
     whole: bool | None = None,
-    whole_max_pixels: int = WHOLE_MAX_PIXELS,
+    whole_max_pixels: int | None = None,
     channels_last: bool = False,
     normalized: bool = False,
 ) -> np.ndarray:
     """Probability maps ``(C, H, W)`` float32 of a raw 2-D grey ``image`` (any dtype, any size).
 
     ``whole=None`` (auto) runs the image in one pass when its (grid-padded) area is at most
-    ``max(tile area, whole_max_pixels)``, else tiles it; ``True``/``False`` force either.
+    ``max(tile area, whole_max_pixels)`` (default :data:`WHOLE_MAX_PIXELS`), else tiles it;
+    ``True``/``False`` force either.
     ``tile`` (side, or (h, w)) and the tile step ``tile * (1 - overlap)`` are rounded down to
     multiples of the network's stride. ``tta``: ``True`` = 8 flips/rotations, ``"flips"`` = 4.
     ``device=None`` uses the device the network is on (the network is moved when another is named).
@@ -240,6 +241,8 @@ def predict_maps(
 
     hp, wp = _ceil_to(h, stride), _ceil_to(w, stride)
     if whole is None:
+        if whole_max_pixels is None:
+            whole_max_pixels = WHOLE_MAX_PIXELS
         whole = (hp <= th and wp <= tw) or hp * wp <= max(th * tw, whole_max_pixels)
     forward = make_forward(net, dev, tta=tta, channels_last=channels_last)
 

@@ -1,0 +1,260 @@
+"""The predict pipeline: input formats, broken files, outputs (labels, maps, overlay, CSV, ROIs), CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from livecell_seg.cli import main  # noqa: E402
+from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir  # noqa: E402
+from livecell_seg.outputs import (  # noqa: E402
+    MEASUREMENT_COLUMNS,
+    cell_polygons,
+    measurements_table,
+    overlay_image,
+    rois_zip_bytes,
+    save_overlay_png,
+    write_measurements_csv,
+    write_rois_zip,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny random model folder (fg+boundary head)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(head="fg+boundary", base_features=4, depth=2)
+    net = build_model(cfg).eval()
+    return save_model_dir(tmp_path_factory.mktemp("model"), net, {"model": model_to_dict(cfg)})
+
+
+def _blobs(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A grey image with bright discs on a dark background, float in [0, 1]."""
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w), 0.2)
+    for _ in range(max(1, h * w // 2000)):
+        rr, cc = disk((rng.integers(0, h), rng.integers(0, w)), rng.integers(4, 10), shape=(h, w))
+        img[rr, cc] = 0.8
+    return np.clip(img + rng.normal(0, 0.03, (h, w)), 0, 1)
+
+
+def _write_all_formats(folder: Path) -> dict[str, tuple[int, int]]:
+    """One image per supported format/bit depth/size; returns {file name: (h, w)}."""
+    import tifffile
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = _blobs(64, 96)
+    files = {}
+    tifffile.imwrite(folder / "lzw8.tif", (base * 255).astype(np.uint8), compression="lzw")
+    files["lzw8.tif"] = base.shape
+    tifffile.imwrite(folder / "deep16.tiff", (base * 65535).astype(np.uint16))
+    files["deep16.tiff"] = base.shape
+    rgb = np.stack([base * 255 * f for f in (1.0, 0.9, 0.8)], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(folder / "colour.png")
+    files["colour.png"] = base.shape
+    Image.fromarray((base * 255).astype(np.uint8)).save(folder / "photo.jpg", quality=90)
+    files["photo.jpg"] = base.shape
+    Image.fromarray((_blobs(37, 53, 1) * 255).astype(np.uint8)).save(folder / "odd.png")
+    files["odd.png"] = (37, 53)
+    big = _blobs(700, 1100, 2)
+    tifffile.imwrite(folder / "big.tif", (big * 65535).astype(np.uint16), compression="zlib")
+    files["big.tif"] = (700, 1100)
+    return files
+
+
+def test_every_input_format_and_size(tmp_path, model_dir, monkeypatch):
+    import tifffile
+
+    import livecell_seg.inference as inference
+    from livecell_seg.predict import predict_paths
+
+    monkeypatch.setattr(inference, "WHOLE_MAX_PIXELS", 0)  # the 700 x 1100 image goes through tiles
+
+    files = _write_all_formats(tmp_path / "in")
+    summary = predict_paths(
+        [tmp_path / "in"], tmp_path / "out", model_dir, tile=256, overlap=0.25, progress=False
+    )
+    assert summary.ok and len(summary.processed) == len(files) == summary.n_inputs
+    for name, shape in files.items():
+        lab = tifffile.imread(tmp_path / "out" / f"{Path(name).stem}.tif")
+        assert lab.dtype == np.uint16 and lab.shape == shape, name
+    t = summary.median_timings()
+    assert set(t) == {"read_s", "network_s", "postprocess_s", "write_s", "total_s"} and t["total_s"] > 0
+
+
+def test_broken_file_is_named_once_and_others_processed(tmp_path, model_dir, capsys):
+    from PIL import Image
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(2):
+        Image.fromarray((_blobs(40, 48, i) * 255).astype(np.uint8)).save(inp / f"good{i}.png")
+    (inp / "broken.tif").write_bytes(b"<html>404 Not Found</html>")
+    (inp / "empty.png").write_bytes(b"")
+    rc = main(["predict", "--model", str(model_dir), "--input", str(inp), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert sum("broken.tif" in line for line in err) == 1
+    assert sum("empty.png" in line for line in err) == 1
+    assert any("2 of 4" in line for line in err)
+    assert all("Traceback" not in line for line in err)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.tif")) == ["good0.tif", "good1.tif"]
+
+
+def test_cli_end_to_end_on_the_real_sample(tmp_path, model_dir, capsys):
+    import tifffile
+
+    from livecell_seg.data import sample_paths
+    from livecell_seg.io import list_images
+    from livecell_seg.postprocess import load_maps
+
+    _, images = sample_paths()
+    first = list_images(images)[0]
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(model_dir), "--input", str(first), "--out", str(out)]
+    argv += ["--save-maps", "--overlay", "--csv", "--rois", "--device", "cpu", "--tile", "256"]
+    assert main(argv) == 0
+    assert "1 image(s) segmented" in capsys.readouterr().out
+    stem = first.stem
+    labels = tifffile.imread(out / f"{stem}.tif")
+    assert labels.dtype == np.uint16 and labels.shape == (520, 704)
+    maps, head = load_maps(out / "maps" / f"{stem}.npy")
+    assert head == "fg+boundary" and maps.shape == (2, 520, 704)
+    from PIL import Image
+
+    with Image.open(out / "overlays" / f"{stem}.png") as im:
+        assert im.size == (704, 520) and im.mode == "RGB"
+    with open(out / "measurements" / f"{stem}.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    n = len(np.unique(labels)) - 1
+    assert len(rows) == n
+    with zipfile.ZipFile(out / "rois" / f"{stem}.zip") as zf:
+        assert len(zf.namelist()) == n
+    # --resume skips the finished image; no outputs are rewritten
+    mtime = (out / f"{stem}.tif").stat().st_mtime_ns
+    assert main(argv + ["--resume"]) == 0
+    assert "1 already done" in capsys.readouterr().out
+    assert (out / f"{stem}.tif").stat().st_mtime_ns == mtime
+
+
+def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
+    import shutil
+
+    from livecell_seg.model import load_model_dir
+    from livecell_seg.postprocess import PostprocessParams
+    from livecell_seg.predict import segment_image
+
+    img = _blobs(64, 64)
+    loose = tmp_path / "m"
+    shutil.copytree(model_dir, loose)
+    # a threshold no probability reaches: no cells, whatever the random network says
+    (loose / "postprocess.json").write_text(json.dumps({"params": {"fg_threshold": 1.01}}))
+    res = segment_image(load_model_dir(loose), img)
+    assert res.labels.max() == 0 and res.scores == {}
+    res = segment_image(load_model_dir(loose), img, PostprocessParams(fg_threshold=0.0, min_size=1))
+    assert res.labels.max() >= 1 and res.labels.dtype == np.int32
+    assert res.maps.shape == (2, 64, 64) and set(res.timings) == {"network_s", "postprocess_s"}
+    assert set(res.scores) == set(np.unique(res.labels[res.labels > 0]).tolist())
+
+
+def test_missing_default_model_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import livecell_seg.model as model_mod
+
+    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "nowhere")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    rc = main(["predict", "--input", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no bundled model" in err[0] and "--model" in err[0]
+    rc = main(["predict", "--model", str(tmp_path / "nope"), "--input", str(tmp_path / "a.png"), "-o", "x"])
+    assert rc == 2 and "nope" in capsys.readouterr().err
+
+
+def _cells() -> tuple[np.ndarray, np.ndarray]:
+    """Labels with touching squares, a disc and a thin L shape; an image with known intensities."""
+    labels = np.zeros((60, 80), np.int32)
+    labels[5:20, 5:20] = 1
+    labels[5:20, 20:35] = 2  # touches 1
+    yy, xx = np.mgrid[:60, :80]
+    labels[(yy - 40) ** 2 + (xx - 50) ** 2 <= 64] = 3
+    labels[30:55, 5:8] = 7  # labels need not be consecutive
+    labels[52:55, 5:25] = 7
+    image = np.where(labels > 0, 100 + 10 * labels, 20).astype(np.uint16)
+    return labels, image
+
+
+def test_measurements_columns_and_values(tmp_path):
+    labels, image = _cells()
+    t = measurements_table(labels, image)
+    assert tuple(t) == MEASUREMENT_COLUMNS
+    assert t["label"].tolist() == [1, 2, 3, 7]
+    assert t["area"].tolist() == [int((labels == k).sum()) for k in (1, 2, 3, 7)]
+    np.testing.assert_allclose(t["mean_intensity"], [110, 120, 130, 170])
+    assert t["centroid_y"][0] == pytest.approx(12.0) and t["centroid_x"][1] == pytest.approx(27.0)
+    assert t["solidity"][0] == 1.0 and t["solidity"][3] < 0.8  # square vs L shape
+    write_measurements_csv(tmp_path / "m.csv", labels, image, scores={1: 0.9, 2: 0.8, 3: 0.7, 7: 0.6})
+    with open(tmp_path / "m.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == [*MEASUREMENT_COLUMNS, "score"] and len(rows) == 5
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3", "7"] and rows[4][-1] == "0.6"
+    # no cells: header only
+    write_measurements_csv(tmp_path / "e.csv", np.zeros_like(labels), image)
+    assert (tmp_path / "e.csv").read_text().strip() == ",".join(MEASUREMENT_COLUMNS)
+
+
+def test_roi_zip_opens_with_roifile_one_roi_per_cell(tmp_path):
+    import roifile
+    from skimage.draw import polygon2mask
+
+    labels, _ = _cells()
+    write_rois_zip(tmp_path / "r.zip", labels)
+    rois = roifile.roiread(tmp_path / "r.zip")
+    assert [r.name for r in rois] == ["0001-cell", "0002-cell", "0003-cell", "0007-cell"]
+    assert all(r.roitype == roifile.ROI_TYPE.POLYGON for r in rois)
+    for roi, k in zip(rois, (1, 2, 3, 7)):
+        xy = roi.coordinates()
+        # ImageJ pixel centres are at i + 0.5: filling the polygon gives back the cell's mask
+        mask = polygon2mask(labels.shape, np.stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5], axis=1))
+        cell = labels == k
+        assert (mask == cell).all(), k
+    assert rois_zip_bytes(np.zeros((5, 5), np.int32)) == rois_zip_bytes(np.zeros((9, 9), np.int32))
+    with zipfile.ZipFile(io.BytesIO(rois_zip_bytes(np.zeros((5, 5), np.int32)))) as zf:
+        assert zf.namelist() == []
+    assert len(cell_polygons(labels)) == 4
+
+
+def test_overlay_outlines_cells_in_colour(tmp_path):
+    from PIL import Image
+
+    labels, image = _cells()
+    rgb = overlay_image(image, labels)
+    assert rgb.shape == (60, 80, 3) and rgb.dtype == np.uint8
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    assert not grey[5, 10] and not grey[19, 19]  # outline pixels are coloured
+    assert grey[12, 12] and grey[0, 0]  # cell interior and background stay grey
+    assert not np.array_equal(rgb[5, 10], rgb[5, 25])  # touching cells get different colours
+    save_overlay_png(tmp_path / "o.png", image, labels)
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (80, 60) and im.mode == "RGB"
+    plain = overlay_image(image, np.zeros_like(labels))  # no cells: the grey image only
+    assert (plain[..., 0] == plain[..., 2]).all() and plain.max() == 255 and plain.min() == 0
