@@ -24,28 +24,31 @@ from .model import ModelConfig
 class SourceConfig:
     """One set of annotated images.
 
-    Exactly one of: ``folder`` (a converted folder holding ``images/`` and ``labels/`` with the
-    same file stems, as written by ``livecell-seg convert``), ``json`` + ``images`` (a LIVECell
-    COCO json and its images folder), or ``sample: true`` (the bundled real LIVECell sample).
-    ``include`` / ``exclude`` filter images by file stem (``A172_Phase_C7_1_02d16h00m_2``) or
-    by a stem prefix such as a cell type (``A172``).
+    Exactly one of: ``labels`` + ``images`` (a folder of instance label TIFFs named
+    ``<image stem>.tif``, as written by ``livecell-seg convert``, and the images folder, any
+    LIVECell layout), ``json`` + ``images`` (a LIVECell COCO json and its images folder),
+    ``folder`` (a folder holding ``images/`` and ``labels/`` with the same file stems) or
+    ``sample: true`` (the bundled real LIVECell sample). ``include`` / ``exclude`` filter images
+    by file stem (``A172_Phase_C7_1_02d16h00m_2``) or stem prefix such as a cell type (``A172``).
     """
 
-    folder: str | None = None
+    labels: str | None = None
     json: str | None = None
     images: str | None = None
+    folder: str | None = None
     sample: bool = False
     include: list[str] | None = None
     exclude: list[str] | None = None
 
     def validate(self, where: str) -> None:
-        kinds = [self.folder is not None, self.json is not None, self.sample]
+        kinds = [self.labels is not None, self.json is not None, self.folder is not None, self.sample]
         if sum(kinds) != 1:
             raise LivecellError(
-                f"{where}: give exactly one of 'folder', 'json' (+ 'images') or 'sample: true'"
+                f"{where}: give exactly one of 'labels' (+ 'images'), 'json' (+ 'images'), 'folder' or 'sample: true'"
             )
-        if self.json is not None and self.images is None:
-            raise LivecellError(f"{where}: 'json' needs 'images' (the images folder)")
+        for key in ("labels", "json"):
+            if getattr(self, key) is not None and self.images is None:
+                raise LivecellError(f"{where}: '{key}' needs 'images' (the images folder)")
 
 
 @dataclass
@@ -317,6 +320,11 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
                     raise LivecellError(f"override {text!r}: no list item {part!r} at {where}") from None
             else:
                 if part not in node or node[part] is None:
+                    if path[i + 1].isdigit():
+                        raise LivecellError(
+                            f"override {text!r}: {where} is not a list in the config file; "
+                            f"set it whole, e.g. {where}=[{{folder: path}}]"
+                        )
                     node[part] = {}
                 node = node[part]
             if not isinstance(node, (dict, list)):

@@ -4,7 +4,7 @@ Binary channels (``fg``, ``boundary``): BCE + soft Dice (default), focal + soft 
 BCE + Tversky. Distance channels (``center_dist``, ``boundary_dist``): regression targets in
 [0, 1] defined only inside cells, so their loss is masked by the ground-truth foreground:
 soft-target BCE minus the target's own entropy (a perfect prediction scores 0; same gradient as
-BCE) or MSE, plus a masked soft Dice. Each term is averaged over the batch ("batch Dice").
+BCE) or MSE, plus a masked soft Dice with squared denominators (minimal at prediction == target). Each term is averaged over the batch ("batch Dice").
 """
 
 from __future__ import annotations
@@ -17,12 +17,18 @@ from .heads import BINARY_CHANNELS, head_channels
 EPS = 1e-6
 
 
-def soft_dice_loss(prob: Any, target: Any, mask: Any | None = None, smooth: float = 1.0) -> Any:
-    """1 − soft Dice of probabilities vs targets (same shape), over all elements (masked if given)."""
+def soft_dice_loss(
+    prob: Any, target: Any, mask: Any | None = None, smooth: float = 1.0, squared: bool = False
+) -> Any:
+    """1 − soft Dice of probabilities vs targets (same shape), over all elements (masked if given).
+
+    ``squared`` uses Σp² + Σt² in the denominator (V-Net), whose minimum is at p == t also for
+    soft (non-binary) targets; the plain form Σp + Σt is the usual one for binary targets.
+    """
     if mask is not None:
         prob, target = prob * mask, target * mask
     inter = (prob * target).sum()
-    denom = prob.sum() + target.sum()
+    denom = (prob * prob).sum() + (target * target).sum() if squared else prob.sum() + target.sum()
     return 1.0 - (2.0 * inter + smooth) / (denom + smooth)
 
 
@@ -103,7 +109,7 @@ class SegLoss:
             first = masked_mse(prob, target, mask)
         else:
             first = masked_soft_bce(logit, target, mask)
-        return c.bce_weight * first + c.dice_weight * soft_dice_loss(prob, target, mask)
+        return c.bce_weight * first + c.dice_weight * soft_dice_loss(prob, target, mask, squared=True)
 
     def __call__(self, logits: Any, targets: Any) -> tuple[Any, dict[str, Any]]:
         logits = logits.float()

@@ -343,6 +343,7 @@ def train(cfg: TrainConfig) -> Path:
             "checkpoint": Path(src).name,
             "best_val_mSA": float(best_score) if best_score is not None and has_val else None,
             "global_step": int(trainer.global_step),
+            "world_size": int(trainer.world_size),
             "epochs_done": int(trainer.current_epoch),
             "train_images": len(train_refs),
             "val_images": len(val_refs),

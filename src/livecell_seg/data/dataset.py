@@ -65,6 +65,22 @@ def _folder_refs(folder: Path) -> list[SampleRef]:
     return refs
 
 
+def _labels_refs(labels_dir: Path, images_dir: Path) -> list[SampleRef]:
+    from .coco import find_image
+
+    if not labels_dir.is_dir():
+        raise InputFileError(labels_dir, "labels folder not found")
+    refs = []
+    for p in sorted(labels_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith("."):
+            refs.append(
+                SampleRef(name=p.stem, image=str(find_image(images_dir, p.stem + ".tif")), labels=str(p))
+            )
+    if not refs:
+        raise InputFileError(labels_dir, "no label TIFFs in the labels folder")
+    return refs
+
+
 def _json_refs(json_path: Path, images_dir: Path) -> list[SampleRef]:
     from .coco import find_image, load_coco
 
@@ -94,6 +110,8 @@ def resolve_sources(sources: Sequence[SourceConfig], max_images: int | None = No
 
             js, imgs = sample_paths()
             found = _json_refs(js, imgs)
+        elif src.labels is not None:
+            found = _labels_refs(Path(src.labels), Path(src.images))  # type: ignore[arg-type]
         elif src.folder is not None:
             found = _folder_refs(Path(src.folder))
             if not found:
