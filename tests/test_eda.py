@@ -251,3 +251,29 @@ def test_missing_and_odd_images_are_reported(tmp_path):
     assert len(stats.missing_images) == 2 and len(stats.unreadable_images) == 1
     assert len(stats.size_mismatch) == 1 and odd in stats.size_mismatch[0]
     assert sum(len(a.image_means) for a in stats.intensity.values()) == 2
+
+
+def test_within_file_duplicate_keeps_the_bigger_copy_dict_form(tmp_path):
+    name = "MCF7_Phase_D3_2_01d00h00m_3.tif"
+    imgs = [
+        {"id": 5, "file_name": name, "width": 40, "height": 30},
+        {"id": 9, "file_name": name, "width": 40, "height": 30},
+        {"id": 6, "file_name": "MCF7_Phase_D4_1_00d00h00m_1.tif", "width": 40, "height": 30},
+    ]
+    anns = [
+        {"id": 100 + k, "image_id": iid, "category_id": 1, "segmentation": _sq(2 + 6 * k, 2, 4), "area": 16.0}
+        for iid, n in ((5, 2), (9, 4), (6, 1))
+        for k in range(n)
+    ]
+    for i, a in enumerate(anns):
+        a["id"] = i + 1
+    d = _coco(imgs, [])
+    d["annotations"] = {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in anns}  # Kaggle form
+    p = tmp_path / "dups.json"
+    p.write_text(json.dumps(d))
+    stats = compute_stats([p], progress=False)
+    assert len(stats.records) == 2
+    assert stats.records[name].n_annotations == 4  # not 2, not the pooled 6
+    (dup,) = stats.duplicates
+    assert (dup.kept.image_id, dup.kept.n_annotations) == (9, 4)
+    assert [(c.image_id, c.n_annotations) for c in dup.dropped] == [(5, 2)] and dup.annotations_differ

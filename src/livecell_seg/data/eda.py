@@ -1,14 +1,15 @@
 """Exploratory data analysis of LIVECell-format annotations: one self-contained HTML report.
 
-``make_report(json_paths, out_dir, images_dir=None)`` streams the images one at a time (never all
-masks at once, one json file in memory at a time) and writes ``out_dir/index.html`` (plots embedded
+``make_report(json_paths, out_dir, images_dir=None)`` streams the images and their annotations one
+at a time (never all masks or all polygons at once) and writes ``out_dir/index.html`` (plots embedded
 as base64 PNG) and ``out_dir/stats.json``. The report shows images, wells and cells per cell type and
 split; cells per image; the cell area distribution per cell type on a log scale with LIVECell's
 small/medium/large limits (324 and 961 px²); overlap between annotations (rasterized per image like
 pycocotools); duplicate images; and, when ``images_dir`` is given, intensity statistics per cell type
 and example images with their outlines.
 
-matplotlib (Agg backend) is imported only when rendering.
+The jsons are streamed (``convert.scan_coco``): what is kept per cell is three numbers (area,
+overlapped pixels, mask pixels). matplotlib (Agg backend) is imported only when rendering.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_image, write_json_atomic
 from .coco import _rasterize_one, cell_type_of, find_image
-from .splits import DuplicateImage, ImageCopy, group_of, load_livecell_json
+from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
 #: LIVECell / COCO evaluation area limits in px²: small < 324 <= medium < 961 <= large
 SIZE_LIMITS = (324.0, 961.0)
@@ -346,13 +347,59 @@ def _example_key(file_name: str) -> str:
     return hashlib.sha1(file_name.encode()).hexdigest()
 
 
+def stream_images(
+    json_path: str | os.PathLike[str], duplicates: list[DuplicateImage]
+) -> tuple[int, Iterator[tuple[dict, list[dict]]], int]:
+    """Stream (image entry, its annotations) from a COCO json without loading its annotations at once.
+
+    Uses :func:`livecell_seg.data.convert.scan_coco` (one streaming pass that remembers where each
+    image's annotations are) and decodes one image's annotations at a time, so memory does not grow
+    with the number of cells. An image listed twice in the file keeps the annotations of the copy
+    with the most annotations (the first on ties); each case is appended to ``duplicates``.
+    Returns (number of images, iterator, orphan annotations). Bad files raise InputFileError.
+    """
+    from .convert import read_run, scan_coco
+
+    p = Path(json_path)
+    scan = scan_coco(p)
+    dup_ids = {name: [int(i) for i in ids] for name, ids in scan.duplicates}
+
+    def gen() -> Iterator[tuple[dict, list[dict]]]:
+        with open(p, "rb") as f:
+            for im in scan.images:
+                anns = [
+                    a
+                    for s, e in scan.runs.get(int(im["id"]), [])
+                    for a in read_run(p, s, e, scan.dict_form, f)
+                ]
+                ids = dup_ids.get(im["file_name"])
+                if ids:
+                    own: dict[int, list[dict]] = {i: [] for i in ids}
+                    for a in anns:
+                        own.setdefault(int(a["image_id"]), []).append(a)
+                    best = max(ids, key=lambda i: (len(own[i]), -ids.index(i)))
+                    sigs = [_seg_signature(own[i]) for i in ids]
+                    duplicates.append(
+                        DuplicateImage(
+                            im["file_name"],
+                            ImageCopy(str(p), best, len(own[best])),
+                            [ImageCopy(str(p), i, len(own[i])) for i in ids if i != best],
+                            annotations_differ=any(x != sigs[0] for x in sigs[1:]),
+                        )
+                    )
+                    anns = own[best]
+                yield im, anns
+
+    return len(scan.images), gen(), scan.orphan_annotations
+
+
 def compute_stats(
     json_paths: Sequence[str | os.PathLike[str]],
     images_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     n_examples: int = 8,
 ) -> EdaStats:
-    """Gather the report's statistics in one pass, one json and one image at a time.
+    """Gather the report's statistics in one pass, one image at a time (annotations streamed).
 
     Several jsons are several splits (labelled from their names: train/val/test or the file stem).
     An image in several jsons (or twice in one) counts once: the copy with the most annotations
@@ -380,12 +427,10 @@ def compute_stats(
     for jp in json_paths:
         label = split_label(jp, list(sources))
         sources[label] = str(jp)
-        ds, within = load_livecell_json(jp)
-        dups.extend(within)
-        stats.orphan_annotations += ds.orphan_annotations
-        for im in tqdm(ds.images, desc=f"eda {label}", unit="img", disable=not progress):
+        n_images, stream, orphans = stream_images(jp, dups)
+        stats.orphan_annotations += orphans
+        for im, anns in tqdm(stream, total=n_images, desc=f"eda {label}", unit="img", disable=not progress):
             name = im["file_name"]
-            anns = ds.anns_by_image.get(int(im["id"]), [])
             copy = ImageCopy(str(jp), int(im["id"]), len(anns))
             copies[name].append(copy)
             if name in records:  # the same image again, from another json
@@ -423,7 +468,6 @@ def compute_stats(
             if (ct in example_keys or len(example_keys) < n_examples) and key < example_keys.get(ct, "g"):
                 example_keys[ct] = key
                 stats.examples[ct] = Example(name, ct, label, img, polys)
-        del ds
     for name, cs in copies.items():
         if len(cs) > 1 and len({c.source for c in cs}) > 1:
             k = kept_copy[name]
