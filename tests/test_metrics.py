@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -262,14 +263,24 @@ def _pycocotools_reference(gts, preds, scores):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    st = ev.stats
+    st0 = float(ev.stats[0])
+    # NB: pycocotools' summarize() computes stats[0] (AP) at maxDets=100 whatever params.maxDets
+    # says; the LIVECell AP is at 2000 detections, so it is read from eval["precision"] directly
+    prec = ev.eval["precision"]  # [T, R, K, A, M]; M index 2 = 2000 detections
+
+    def ap(a: int, t: int | None = None) -> float:
+        x = prec[:, :, :, a, 2] if t is None else prec[t, :, :, a, 2]
+        x = x[x > -1]
+        return 100 * float(x.mean()) if x.size else float("nan")
+
     return {
-        "AP": 100 * st[0],
-        "AP50": 100 * st[1],
-        "AP75": 100 * st[2],
-        "APs": 100 * st[3],
-        "APm": 100 * st[4],
-        "APl": 100 * st[5],
+        "AP": ap(0),
+        "AP50": ap(0, 0),
+        "AP75": ap(0, 5),
+        "APs": ap(1),
+        "APm": ap(2),
+        "APl": ap(3),
+        "AP_at_100": 100 * st0,
         "AFNR": float(np.mean(1 - ev.eval["recall"][:, 0, 0, 2])),
     }
 
@@ -292,8 +303,14 @@ def test_coco_ap_equals_pycocotools(seed: int) -> None:
     for backend in ("faster", "pycocotools"):
         got = M.coco_mask_ap(gts, preds, scores, backend=backend)
         for k in M.AP_KEYS:
-            assert got[k] == pytest.approx(ref[k], abs=1e-9), (backend, k)
+            assert got[k] == pytest.approx(ref[k], abs=1e-9, nan_ok=True), (backend, k)
     assert 0 < ref["AP"] < 100 and 0 < ref["AFNR"] < 1
+    # the inputs are left untouched (the COCO classes add keys to the dicts they get)
+    gd, res = M.labels_to_coco(gts, preds, scores)
+    before = (json.dumps(gd), json.dumps(res))
+    M.coco_eval_livecell(gd, res)
+    M.coco_eval_livecell(gd, res, backend="pycocotools")
+    assert (json.dumps(gd), json.dumps(res)) == before
     # the score ranking matters: all-equal scores give a different AP
     flat = M.coco_mask_ap(gts, preds)
     ref_flat = _pycocotools_reference(gts, preds, [dict.fromkeys(s, 1.0) for s in scores])
@@ -316,17 +333,34 @@ def test_coco_ap_perfect_and_empty() -> None:
 
 
 def test_maxdets_2000_limit() -> None:
-    """Only the 2,000 best-scored detections count (LIVECell maxDets)."""
-    g = np.zeros((150, 150), np.int32)
+    """Detections ranked 1501-1520 of 2,500 count at maxDets=2000 (LIVECell AP), not at 100."""
+    pred = np.zeros((150, 150), np.int32)
     k = 1
     for y in range(0, 150, 3):
         for x in range(0, 150, 3):
-            g[y : y + 2, x : x + 2] = k
+            pred[y : y + 2, x : x + 2] = k
             k += 1
-    n = k - 1  # 2500 instances
-    scores = {i: float(i) for i in range(1, n + 1)}
-    r = M.coco_mask_ap([g], [g.copy()], [scores])
-    assert r["AFNR"] == pytest.approx(1 - 2000 / n)
+    n = k - 1  # 2,500 predicted squares
+    rng = np.random.default_rng(0)
+    hits = rng.choice(np.arange(1, n + 1), size=20, replace=False)
+    gt = np.where(np.isin(pred, hits), pred, 0)  # 20 ground-truth cells
+    rank = {int(h): 1500 + i for i, h in enumerate(hits)}  # 0-based rank by decreasing score
+    others = iter(v for v in range(n) if not 1500 <= v < 1520)
+    order = {v: rank.get(v, None) for v in range(1, n + 1)}
+    scores = {v: 1.0 - (r if r is not None else next(others)) / n for v, r in order.items()}
+    r = M.coco_mask_ap([gt], [pred], [scores])
+    assert r["AFNR"] == pytest.approx(0.0)
+    exp_ap = np.mean(
+        [
+            max((i + 1) / (1501 + i) for i in range(j, 20))
+            for j in np.ceil(np.linspace(0, 1, 101) * 20 - 1e-9).astype(int).clip(0, 19)
+        ]
+    )
+    assert r["AP"] == pytest.approx(100 * exp_ap, rel=1e-6)
+    ref = _pycocotools_reference([gt], [pred], [scores])
+    assert r["AP"] == pytest.approx(ref["AP"])
+    # pycocotools' summarize() AP is at 100 detections: 0 here, not the LIVECell number
+    assert ref["AP_at_100"] == 0.0
 
 
 @pytest.mark.parametrize("backend", ["faster", "pycocotools"])

@@ -481,6 +481,8 @@ def summarize_coco_eval(eval_: dict[str, Any], iou_thrs: np.ndarray | None = Non
 
     AP values in percent over the valid (> -1) entries at maxDets=2000, AFNR as a fraction;
     NaN where there is nothing to average (e.g. no ground truth in an area range).
+    Beware: pycocotools' own ``summarize()`` reports its first AP at maxDets=100 whatever
+    ``params.maxDets`` holds; with up to 2,000 cells per image that is a different number.
     """
     prec = np.asarray(eval_["precision"], dtype=np.float64)
     rec = np.asarray(eval_["recall"], dtype=np.float64)
@@ -521,14 +523,25 @@ def coco_eval_livecell(
     polygons, ``score``). ``backend``: ``"faster"`` (faster-coco-eval, C++) or ``"pycocotools"``.
     """
     import contextlib
-    import copy
     import io
 
+    # the COCO classes add keys (rle, area, bbox, id, ...) to the annotation dicts they are given:
+    # work on copies so that the caller's dicts stay as they were
+    gt_dataset = {**gt_dataset, "annotations": [dict(a) for a in gt_dataset["annotations"]]}
+    results = [
+        {
+            **r,
+            "segmentation": dict(r["segmentation"])
+            if isinstance(r["segmentation"], dict)
+            else r["segmentation"],
+        }
+        for r in results
+    ]
     if backend == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
 
         gt = COCO(gt_dataset)
-        dt = gt.loadRes(copy.deepcopy(results)) if results else COCO(_empty_like(gt_dataset))
+        dt = gt.loadRes(results) if results else COCO(_empty_like(gt_dataset))
         ev = COCOeval_faster(gt, dt, iouType="segm", print_function=lambda *a, **k: None)
     elif backend == "pycocotools":
         from pycocotools.coco import COCO as PCOCO
@@ -536,9 +549,9 @@ def coco_eval_livecell(
 
         with contextlib.redirect_stdout(io.StringIO()):
             gt = PCOCO()
-            gt.dataset = copy.deepcopy(gt_dataset)
+            gt.dataset = gt_dataset
             gt.createIndex()
-            dt = gt.loadRes(copy.deepcopy(results)) if results else _pyco_empty(gt_dataset)
+            dt = gt.loadRes(results) if results else _pyco_empty(gt_dataset)
         ev = COCOeval(gt, dt, iouType="segm")
     else:
         raise ValueError(f"unknown COCOeval backend {backend!r} (use 'faster' or 'pycocotools')")
