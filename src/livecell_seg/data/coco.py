@@ -15,6 +15,7 @@ pycocotools is imported inside functions only (it is not needed to read a json).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -375,7 +376,7 @@ class RasterStats:
     hidden: int = 0  #: dropped: fewer than ``min_fragment`` visible pixels left after overlaps
     split: int = 0  #: cells cut in pieces by smaller cells on top (largest piece kept)
     fragment_pixels: int = 0  #: pixels of the smaller pieces of split cells, set to background
-    overlap_pixels: int = 0  #: pixels claimed by more than one annotation
+    overlap_pixels: int = 0  #: extra claims on pixels: sum of cell areas minus the area of their union
 
     def add(self, other: RasterStats) -> None:
         """Accumulate another image's statistics."""
@@ -397,8 +398,11 @@ class RasterResult:
     foreground: np.ndarray | None = None
 
 
-def _polygon_parts(seg: list) -> list[list[float]]:
-    """Normalise a polygon segmentation into a list of flat [x0, y0, x1, y1, ...] parts of ≥ 3 points."""
+def _polygon_parts(seg: list) -> list[np.ndarray] | None:
+    """Flat float64 ``[x0, y0, x1, y1, ...]`` parts of ≥ 3 points of a polygon segmentation.
+
+    None if the polygon holds non-numbers.
+    """
     if seg and not isinstance(seg[0], (list, tuple)):  # a single flat polygon
         seg = [seg]
     parts = []
@@ -407,26 +411,39 @@ def _polygon_parts(seg: list) -> list[list[float]]:
             continue
         n = len(part) // 2 * 2
         if n >= 6:
-            parts.append([float(v) for v in part[:n]])
+            try:
+                a = np.array(part[:n] if n != len(part) else part, dtype=np.float64)
+            except (TypeError, ValueError):
+                return None
+            parts.append(a)
     return parts
 
 
-def _shift_polygon(part: list[float], x0: int, y0: int) -> list[float]:
+def _shift_polygon(a: np.ndarray, x0: int, y0: int) -> np.ndarray:
     """Translate a flat polygon by (-x0, -y0) so that pycocotools rasterizes it pixel-identically.
 
     pycocotools first maps every coordinate to ``(int)(5 * v + 0.5)``; shifting the float
     coordinates would round differently for some values (e.g. ``x.1 * 5``). So the shift is done on
     those integers and the result passed as ``k / 5``, which maps back to exactly ``k``.
     """
-    a = np.asarray(part, dtype=np.float64)
-    for sl, off in ((slice(0, None, 2), x0), (slice(1, None, 2), y0)):
-        if off:
-            a[sl] = (np.trunc(5.0 * a[sl] + 0.5) - 5.0 * off) / 5.0
-    return a.tolist()
+    if x0 and y0:
+        b = np.trunc(a.reshape(-1, 2) * 5.0 + 0.5)
+        b -= (5.0 * x0, 5.0 * y0)
+        b /= 5.0
+        return b.ravel()
+    a = a.copy()
+    if x0:
+        a[0::2] = (np.trunc(5.0 * a[0::2] + 0.5) - 5.0 * x0) / 5.0
+    if y0:
+        a[1::2] = (np.trunc(5.0 * a[1::2] + 0.5) - 5.0 * y0) / 5.0
+    return a
 
 
 def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int, int] | None:
-    """Mask of one annotation restricted to its bounding box: (mask bool (h, w), y0, x0), or None."""
+    """Mask of one annotation restricted to its bounding box: (mask bool (h, w), y0, x0), or None.
+
+    Pixel-identical to pycocotools' ``annToMask`` on the whole image.
+    """
     from pycocotools import mask as mask_utils
 
     seg = ann.get("segmentation")
@@ -435,11 +452,17 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
         if list(size) != [height, width]:
             return None
         counts = seg.get("counts")
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(seg, height, width)
-        else:
-            rle = {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
-        m = mask_utils.decode(rle)
+        try:
+            if isinstance(counts, list):
+                rle = mask_utils.frPyObjects(seg, height, width)
+            else:
+                rle = {
+                    "size": [height, width],
+                    "counts": counts.encode() if isinstance(counts, str) else counts,
+                }
+            m = mask_utils.decode(rle)
+        except Exception:  # noqa: BLE001 - a malformed RLE is a degenerate annotation
+            return None
         ys, xs = np.nonzero(m)
         if ys.size == 0:
             return None
@@ -450,24 +473,29 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
     parts = _polygon_parts(seg)
     if not parts:
         return None
-    xs = np.concatenate([np.asarray(p[0::2]) for p in parts])
-    ys = np.concatenate([np.asarray(p[1::2]) for p in parts])
-    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+    if len(parts) == 1:
+        a = parts[0]
+        xs, ys = a[0::2], a[1::2]
+        minx, maxx, miny, maxy = xs.min(), xs.max(), ys.min(), ys.max()
+    else:
+        minx = min(a[0::2].min() for a in parts)
+        maxx = max(a[0::2].max() for a in parts)
+        miny = min(a[1::2].min() for a in parts)
+        maxy = max(a[1::2].max() for a in parts)
+    if not all(math.isfinite(v) for v in (minx, maxx, miny, maxy)):
         return None
-    # integer-aligned crop with a margin; pycocotools' rasterization is invariant to integer shifts
-    x0 = int(max(0, np.floor(xs.min()) - 1))
-    y0 = int(max(0, np.floor(ys.min()) - 1))
-    x1 = int(min(width, np.ceil(xs.max()) + 2))
-    y1 = int(min(height, np.ceil(ys.max()) + 2))
+    # integer-aligned crop with a margin (crops that touch the image border clip there exactly
+    # like a full-image rasterization)
+    x0 = max(0, math.floor(minx) - 1)
+    y0 = max(0, math.floor(miny) - 1)
+    x1 = min(width, math.ceil(maxx) + 2)
+    y1 = min(height, math.ceil(maxy) + 2)
     if x1 <= x0 or y1 <= y0:
         return None
-    shifted = [_shift_polygon(p, x0, y0) for p in parts]
-    # crops that touch the image border clip there exactly like a full-image rasterization
+    shifted = [_shift_polygon(a, x0, y0) for a in parts]
     rles = mask_utils.frPyObjects(shifted, y1 - y0, x1 - x0)
     m = mask_utils.decode(mask_utils.merge(rles) if len(rles) > 1 else rles[0])
-    if not m.any():
-        return None
-    return m.astype(bool), y0, x0
+    return m.view(bool), y0, x0
 
 
 def _seg_key(seg: Any) -> Any:
@@ -475,9 +503,12 @@ def _seg_key(seg: Any) -> Any:
         c = seg.get("counts")
         return ("rle", tuple(c) if isinstance(c, list) else c)
     try:
-        return ("poly", tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in seg))
+        return tuple(tuple(p) if isinstance(p, list) else p for p in seg)
     except TypeError:
         return None
+
+
+_STRUCT4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 
 def rasterize_annotations(
@@ -486,73 +517,71 @@ def rasterize_annotations(
     """Rasterize one image's annotations into uint16 instance labels, with statistics.
 
     Overlap rule (LIVECell polygons overlap): every annotation is rasterized exactly like
-    pycocotools (``frPyObjects`` + ``decode``; polygons, multi-part polygons, compressed and
-    uncompressed RLE), on its bounding box only. Cells are painted from the largest to the smallest,
-    so a small cell is never hidden under a large one; the overlap goes to the smaller cell. A cell
-    cut into pieces by smaller cells on top keeps its largest connected piece (the others become
-    background); a cell left with fewer than ``min_fragment`` visible pixels is dropped. Degenerate
-    annotations (fewer than 3 points, zero area, empty or mis-sized RLE, outside the image) and exact
-    duplicate contours are skipped. Labels are 1..n in annotation order.
+    pycocotools' ``annToMask`` (``frPyObjects`` + ``decode``; polygons, multi-part polygons,
+    compressed and uncompressed RLE), on its bounding box only. Cells are painted from the largest
+    to the smallest, so a small cell is never hidden under a large one; the overlap goes to the
+    smaller cell. A cell cut into pieces by smaller cells on top keeps its largest 4-connected piece
+    (the others become background); a cell left with fewer than ``min_fragment`` visible pixels is
+    dropped. Degenerate annotations (fewer than 3 points, zero area, malformed or mis-sized RLE,
+    outside the image) and exact duplicate contours are skipped. Labels are 1..n in annotation order.
     """
-    from scipy import ndimage
-
     stats = RasterStats(annotations=len(anns))
-    masks: list[tuple[int, np.ndarray, int, int, int]] = []  # (index, mask, y0, x0, area)
+    masks: list[tuple[np.ndarray, int, int, int]] = []  # (mask, y0, x0, area), in annotation order
     seen: set = set()
-    for i, a in enumerate(anns):
+    for a in anns:
         key = _seg_key(a.get("segmentation"))
         if key is not None and key in seen:
             stats.duplicate += 1
             continue
         r = _rasterize_one(a, height, width)
-        if r is None:
+        area = int(np.count_nonzero(r[0])) if r is not None else 0
+        if area == 0:
             stats.degenerate += 1
             continue
         if key is not None:
             seen.add(key)
-        m, y0, x0 = r
-        masks.append((i, m, y0, x0, int(m.sum())))
+        masks.append((r[0], r[1], r[2], area))
     if len(masks) > np.iinfo(np.uint16).max:
         raise ValueError(f"{len(masks)} cells in one image: more than uint16 labels can hold")
     canvas = np.zeros((height, width), dtype=np.uint16)
-    count = np.zeros((height, width), dtype=np.uint8)
     # largest first, ties in annotation order; provisional label = position in `masks` + 1
-    order = sorted(range(len(masks)), key=lambda j: (-masks[j][4], j))
+    order = sorted(range(len(masks)), key=lambda j: (-masks[j][3], j))
     for j in order:
-        _, m, y0, x0, _area = masks[j]
-        h, w = m.shape
-        canvas[y0 : y0 + h, x0 : x0 + w][m] = j + 1
-        c = count[y0 : y0 + h, x0 : x0 + w]
-        c[m] = np.minimum(c[m], 254) + 1
-    stats.overlap_pixels = int((count > 1).sum())
-    visible = np.bincount(canvas.ravel(), minlength=len(masks) + 1)
+        m, y0, x0, _ = masks[j]
+        canvas[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]][m] = j + 1
+    fg = canvas > 0  # union of all masks (nothing has been removed yet)
+    stats.overlap_pixels = sum(x[3] for x in masks) - int(np.count_nonzero(fg))
     keep = np.zeros(len(masks) + 1, dtype=bool)
-    for j, (_, m, y0, x0, area) in enumerate(masks):
+    min_px = max(1, min_fragment)
+    for j, (m, y0, x0, area) in enumerate(masks):
         lab = j + 1
-        vis = int(visible[lab])
-        if vis < area and vis > 0:  # partly covered: maybe cut in pieces
-            h, w = m.shape
-            sub = canvas[y0 : y0 + h, x0 : x0 + w]
-            cc, n = ndimage.label(sub == lab)
+        sub = canvas[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
+        vis = int(np.count_nonzero(sub[m] == lab))
+        if vis < area and vis >= min_px:  # partly covered: maybe cut in pieces
+            from scipy import ndimage
+
+            cc, n = ndimage.label(sub == lab, structure=_STRUCT4)
             if n > 1:
                 sizes = np.bincount(cc.ravel())
                 sizes[0] = 0
                 biggest = int(sizes.argmax())
-                drop = (cc > 0) & (cc != biggest)
                 stats.split += 1
-                stats.fragment_pixels += int(drop.sum())
-                sub[drop] = 0
+                stats.fragment_pixels += int(sizes.sum() - sizes[biggest])
+                sub[(cc > 0) & (cc != biggest)] = 0
                 vis = int(sizes[biggest])
-        if vis < max(1, min_fragment):
+        if vis < min_px:
             stats.hidden += 1
             continue
         keep[lab] = True
-    lut = np.zeros(len(masks) + 1, dtype=np.uint16)
-    kept_idx = np.flatnonzero(keep)  # provisional labels are in annotation order already
-    lut[kept_idx] = np.arange(1, kept_idx.size + 1, dtype=np.uint16)
-    labels = lut[canvas]
-    stats.cells = int(kept_idx.size)
-    return RasterResult(labels=labels, stats=stats, foreground=count > 0)
+    stats.cells = int(np.count_nonzero(keep))
+    if stats.cells == len(masks):  # provisional labels are already 1..n in annotation order
+        labels = canvas
+    else:
+        lut = np.zeros(len(masks) + 1, dtype=np.uint16)
+        kept_idx = np.flatnonzero(keep)
+        lut[kept_idx] = np.arange(1, kept_idx.size + 1, dtype=np.uint16)
+        labels = lut[canvas]
+    return RasterResult(labels=labels, stats=stats, foreground=fg)
 
 
 def annotations_to_labels(
