@@ -537,6 +537,14 @@ def split_merged(merged: MergedDataset, val: float = 0.2, test: float = 0.0, see
                 f"{'/'.join(splits)} (it is in {'/'.join(where)})"
             )
     split_of = {ids[i]: group_split[groups[i]] for i in range(len(images))}
+    n_in = Counter(split_of.values())
+    for name, asked in (("val", val), ("test", test)):
+        got = n_in[name] / len(images)
+        if asked > 0 and abs(got - asked) > max(0.05, 0.25 * asked):
+            warns.append(
+                f"{name} holds {got:.0%} of the images (asked {asked:.0%}): wells are indivisible"
+                + (" and every cell type with enough wells is put in every split" if moved else "")
+            )
     group_by_id = {ids[i]: groups[i] for i in range(len(images))}
     return SplitResult(
         merged=merged,
