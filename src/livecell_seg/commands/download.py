@@ -1,4 +1,4 @@
-"""`livecell-seg download` (not implemented yet)."""
+"""`livecell-seg download`: fetch LIVECell (resumable, validated, unzipped, skips what is done)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,50 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..data.download import BASE_URL, DEFAULT_GROUPS, ENV_BASE_URL, GROUPS
+
+    parser.add_argument("--out", default="data/livecell", help="target folder (default data/livecell)")
+    parser.add_argument(
+        "--what",
+        default=",".join(DEFAULT_GROUPS),
+        help=f"comma-separated groups among {', '.join(GROUPS)} (default {','.join(DEFAULT_GROUPS)})",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help=f"mirror base URL (default ${ENV_BASE_URL} or the official {BASE_URL})",
+    )
+    parser.add_argument("--keep-zip", action="store_true", help="keep images.zip after extracting it")
+    parser.add_argument(
+        "--retries", type=int, default=5, help="resume attempts per file after a broken transfer"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
+    import sys
+
+    from ..data.download import download, resolve_base_url
     from ..errors import LivecellError
 
-    raise LivecellError("'download' is not implemented yet")
+    if args.retries < 0:
+        raise LivecellError("--retries must be >= 0")
+    what = [w for w in args.what.split(",") if w.strip()]
+    if not what:
+        raise LivecellError("--what is empty")
+    print(f"from {resolve_base_url(args.base_url)} into {args.out}")
+    results = download(
+        args.out,
+        what=what,
+        base_url=args.base_url,
+        keep_zip=args.keep_zip,
+        retries=args.retries,
+        timeout=args.timeout,
+        progress=not args.quiet and sys.stderr.isatty(),
+        log=print,
+    )
+    n_new = sum(r.status == "downloaded" for r in results)
+    print(f"done: {n_new} downloaded, {len(results) - n_new} already complete")
+    return 0

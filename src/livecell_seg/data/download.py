@@ -1,0 +1,362 @@
+"""Download LIVECell: resumable (HTTP Range), validated, atomically unzipped, idempotent.
+
+Files land under ``OUT`` with the same relative paths as on the server::
+
+    OUT/images/livecell_train_val_images/<CellType>/*.tif      (from images.zip, unzipped)
+    OUT/images/livecell_test_images/<CellType>/*.tif
+    OUT/annotations/LIVECell/livecell_coco_{train,val,test}.json
+    OUT/annotations/LIVECell_single_cells/<type>/{train,val,test}.json
+    OUT/annotations/LIVECell_dataset_size_split/<n>_train<k>percent.json
+
+A transfer is written to ``<name>.part`` and resumed from there (``Range: bytes=N-``) after an
+interruption, within the same run (``retries``) or in a later run. The finished file is validated
+(zip: CRC of every member; json: a full streaming parse as a COCO file) before it gets its final
+name, so a final name never holds a partial or corrupt file. ``images.zip`` is extracted into a
+temporary folder that is moved into place, then deleted unless ``keep_zip``. Whatever is already
+complete is skipped. The base URL can be changed for mirrors (``base_url`` or ``LIVECELL_BASE_URL``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.client
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputFileError, LivecellError
+
+BASE_URL = "http://livecell-dataset.s3.eu-central-1.amazonaws.com/LIVECell_dataset_2021/"
+ENV_BASE_URL = "LIVECELL_BASE_URL"
+SINGLE_CELL_TYPES = ("a172", "bt474", "bv2", "huh7", "mcf7", "shsy5y", "skbr3", "skov3")
+SIZE_SPLITS = (
+    "0_train2percent",
+    "1_train4percent",
+    "2_train5percent",
+    "3_train25percent",
+    "4_train50percent",
+)
+GROUPS = ("images", "annotations", "single-cell-types", "size-splits")
+DEFAULT_GROUPS = ("images", "annotations")
+_DONE_DIR = ".livecell_download"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of the dataset: its path relative to the base URL (and to OUT)."""
+
+    rel: str
+    kind: str  #: "zip" (validated and extracted) or "json" (validated as COCO)
+
+
+def catalog(what: Iterable[str] = DEFAULT_GROUPS) -> list[Item]:
+    """The files of the requested groups (``images``, ``annotations``, ``single-cell-types``, ``size-splits``)."""
+    items: list[Item] = []
+    for g in what:
+        g = g.strip()
+        if g == "images":
+            items.append(Item("images.zip", "zip"))
+        elif g == "annotations":
+            items += [
+                Item(f"annotations/LIVECell/livecell_coco_{s}.json", "json") for s in ("train", "val", "test")
+            ]
+        elif g == "single-cell-types":
+            items += [
+                Item(f"annotations/LIVECell_single_cells/{t}/{s}.json", "json")
+                for t in SINGLE_CELL_TYPES
+                for s in ("train", "val", "test")
+            ]
+        elif g == "size-splits":
+            items += [Item(f"annotations/LIVECell_dataset_size_split/{n}.json", "json") for n in SIZE_SPLITS]
+        elif g:
+            raise LivecellError(f"unknown --what entry '{g}' (choose from {', '.join(GROUPS)})")
+    return items
+
+
+def resolve_base_url(base_url: str | None = None) -> str:
+    """``base_url``, else $LIVECELL_BASE_URL, else the official URL; always ending in '/'."""
+    url = base_url or os.environ.get(ENV_BASE_URL) or BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+@dataclass
+class DownloadResult:
+    """What happened to one item."""
+
+    item: Item
+    path: Path  #: the file (json) or the extraction folder (zip)
+    status: str  #: "downloaded" or "skipped"
+    bytes: int = 0  #: bytes transferred in this run
+    resumed_from: int = 0  #: byte offset the transfer resumed from (0 = from scratch)
+
+
+class _Interrupted(Exception):
+    """A transfer that stopped early (connection lost); it can be resumed."""
+
+
+def _open(url: str, offset: int, timeout: float):  # noqa: ANN202 - http.client.HTTPResponse
+    req = urllib.request.Request(url, headers={"User-Agent": "livecell-seg", "Accept-Encoding": "identity"})
+    if offset:
+        req.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - http(s) URLs only, checked
+
+
+def fetch(
+    url: str,
+    dest: str | os.PathLike[str],
+    retries: int = 5,
+    timeout: float = 60.0,
+    progress: bool = False,
+    chunk: int = 1 << 20,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Download ``url`` into ``dest + '.part'``, resuming a previous partial transfer.
+
+    Returns (bytes transferred now, offset resumed from). Does not validate or rename: the caller
+    does that. Raises :class:`LivecellError` (one line) when the server refuses or the transfer
+    keeps failing after ``retries`` resumptions; the ``.part`` file is kept for a later resume.
+    """
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+        raise LivecellError(f"{url}: only http(s) URLs are supported")
+    part = Path(str(dest) + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    first_offset = part.stat().st_size if part.exists() else 0
+    transferred = 0
+    attempt = 0
+    bar = None
+    try:
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            try:
+                resp = _open(url, offset, timeout)
+            except urllib.error.HTTPError as e:
+                if e.code == 416 and offset:  # range not satisfiable: the .part is already complete
+                    return transferred, first_offset
+                raise LivecellError(f"{url}: server answered HTTP {e.code} {e.reason}") from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                if attempt < retries:
+                    attempt += 1
+                    time.sleep(min(2.0**attempt * 0.1, 5.0))
+                    continue
+                raise LivecellError(f"{url}: cannot connect ({reason})") from None
+            with resp:
+                status = resp.status
+                if offset and status == 200:  # the server ignored Range: start again from zero
+                    offset = 0
+                    mode = "wb"
+                elif offset and status == 206:
+                    cr = resp.headers.get("Content-Range", "")
+                    if not cr.startswith(f"bytes {offset}-"):
+                        raise LivecellError(f"{url}: server sent an unexpected range ({cr or 'none'})")
+                    mode = "ab"
+                else:
+                    mode = "wb"
+                length = resp.headers.get("Content-Length")
+                expected = int(length) if length and length.isdigit() else None
+                total = offset + expected if expected is not None else None
+                if progress and bar is None:
+                    from tqdm import tqdm
+
+                    bar = tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=part.name[:-5],
+                    )
+                elif bar is not None:
+                    bar.reset(total=total)
+                    bar.update(offset)
+                got = 0
+                try:
+                    with open(part, mode) as f:
+                        while True:
+                            buf = resp.read(chunk)
+                            if not buf:
+                                break
+                            f.write(buf)
+                            got += len(buf)
+                            transferred += len(buf)
+                            if bar is not None:
+                                bar.update(len(buf))
+                            if on_chunk is not None:
+                                on_chunk(len(buf))
+                    if expected is not None and got < expected:
+                        raise _Interrupted(f"connection closed after {got:,} of {expected:,} bytes")
+                except (_Interrupted, OSError, http.client.HTTPException) as e:
+                    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                        raise LivecellError(f"{part}: disk full") from None
+                    if attempt < retries:
+                        attempt += 1
+                        time.sleep(min(2.0**attempt * 0.1, 5.0))
+                        continue
+                    why = str(e) if isinstance(e, _Interrupted) else type(e).__name__
+                    raise LivecellError(
+                        f"{url}: transfer interrupted ({why}); {part.stat().st_size:,} bytes kept in "
+                        f"{part.name}, run the command again to resume"
+                    ) from None
+            return transferred, first_offset
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html") or head.startswith(b"<?xml")
+
+
+def validate_zip(path: Path) -> None:
+    """Raise InputFileError unless ``path`` is a complete zip whose members all pass their CRC."""
+    if _looks_like_html(path):
+        raise InputFileError(path, "the server sent an HTML page, not a zip (wrong URL or mirror?)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except zipfile.BadZipFile as e:
+        raise InputFileError(path, f"not a complete zip file ({e}); delete it and download again") from None
+    except (OSError, EOFError) as e:
+        raise InputFileError(path, f"cannot read zip ({e})") from None
+    if bad is not None:
+        raise InputFileError(
+            path, f"zip member {bad} is corrupt (CRC mismatch); delete it and download again"
+        )
+
+
+def validate_json(path: Path) -> None:
+    """Raise InputFileError unless ``path`` is a complete COCO json (streamed; lean on 1 GB files)."""
+    from .convert import scan_coco
+
+    scan_coco(path)
+
+
+def extract_zip(zip_path: Path, out: Path) -> list[Path]:
+    """Extract ``zip_path`` into ``out`` atomically: into a temporary folder, then moved into place.
+
+    Top-level entries that already exist are merged folder by folder. Returns the top-level paths.
+    """
+    tmp = out / f".{zip_path.name}.extracting"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            root = tmp.resolve()
+            for info in z.infolist():
+                target = (tmp / info.filename).resolve()
+                if root not in target.parents and target != root:
+                    raise InputFileError(zip_path, f"unsafe path in zip: {info.filename}")
+            z.extractall(tmp)
+        tops = []
+        for entry in sorted(tmp.iterdir()):
+            if entry.name == "__MACOSX":
+                continue
+            _merge_move(entry, out / entry.name)
+            tops.append(out / entry.name)
+        return tops
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge_move(src: Path, dst: Path) -> None:
+    if src.is_dir() and dst.is_dir():
+        for child in src.iterdir():
+            _merge_move(child, dst / child.name)
+    else:
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        os.replace(src, dst)
+
+
+def _marker(out: Path, item: Item) -> Path:
+    return out / _DONE_DIR / (item.rel.replace("/", "__") + ".done")
+
+
+def download(
+    out: str | os.PathLike[str],
+    what: Iterable[str] = DEFAULT_GROUPS,
+    base_url: str | None = None,
+    keep_zip: bool = False,
+    retries: int = 5,
+    timeout: float = 60.0,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[DownloadResult]:
+    """Download (resume, validate, unzip) the requested LIVECell files into ``out``.
+
+    Items already complete are skipped. See the module docstring for the layout.
+    Raises :class:`LivecellError` / :class:`InputFileError` with one-line messages.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "output path exists and is not a folder")
+    base = resolve_base_url(base_url)
+    items = catalog(what)
+    results: list[DownloadResult] = []
+    for item in items:
+        url = urllib.parse.urljoin(base, item.rel)
+        dest = out / item.rel
+        marker = _marker(out, item)
+        if item.kind == "zip":
+            if marker.is_file():
+                results.append(DownloadResult(item, out, "skipped"))
+                _say(log, f"skipped {item.rel} (already downloaded and extracted)")
+                continue
+            if dest.is_file():  # downloaded and validated earlier (kept zip), not extracted yet
+                n, first = 0, 0
+            else:
+                n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
+                part = Path(str(dest) + ".part")
+                _validate_or_discard(part, validate_zip)
+                os.replace(part, dest)
+            _say(log, f"extracting {item.rel} ...")
+            extract_zip(dest, out)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
+            if not keep_zip:
+                dest.unlink()
+            results.append(DownloadResult(item, out, "downloaded", n, first))
+            _say(log, f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
+        else:
+            if dest.is_file():
+                results.append(DownloadResult(item, dest, "skipped"))
+                _say(log, f"skipped {item.rel} (already complete)")
+                continue
+            n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
+            part = Path(str(dest) + ".part")
+            _validate_or_discard(part, validate_json)
+            os.replace(part, dest)
+            results.append(DownloadResult(item, dest, "downloaded", n, first))
+            _say(log, f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
+    return results
+
+
+def _validate_or_discard(part: Path, check: Callable[[Path], None]) -> None:
+    """Validate a finished .part; on failure delete it (a resume cannot repair it) and re-raise."""
+    try:
+        check(part)
+    except InputFileError as e:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        final = part.with_name(part.name[: -len(".part")])
+        problem = e.problem.replace("; re-download it", "").replace("; delete it and download again", "")
+        raise InputFileError(
+            final, f"download is invalid: {problem}; the partial file was removed, run again to re-download"
+        ) from None
+
+
+def _say(log: Callable[[str], None] | None, msg: str) -> None:
+    if log is not None:
+        log(msg)
