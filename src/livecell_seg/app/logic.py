@@ -356,7 +356,7 @@ def count_cells(labels: np.ndarray) -> int:
     return int(cell_areas(labels).size)
 
 
-def area_histogram_png(areas: np.ndarray, width_px: int = 640, height_px: int = 300) -> bytes:
+def area_histogram_png(areas: np.ndarray, width_px: int = 520, height_px: int = 300) -> bytes:
     """A histogram of cell areas as PNG bytes (matplotlib, no pyplot state)."""
     from matplotlib.figure import Figure
 
@@ -365,7 +365,13 @@ def area_histogram_png(areas: np.ndarray, width_px: int = 640, height_px: int = 
     ax = fig.add_subplot()
     areas = np.asarray(areas)
     if areas.size:
-        ax.hist(areas, bins=min(40, max(5, int(np.sqrt(areas.size)) * 2)), color="#3b75af", edgecolor="white")
+        n_bins = min(40, max(5, int(np.sqrt(areas.size)) * 2))
+        lo, hi = float(areas.min()), float(areas.max())
+        if lo > 0 and hi / lo > 30:  # cell areas are heavy-tailed: log-spaced bins on a log axis
+            ax.hist(areas, bins=np.geomspace(lo, hi * 1.001, n_bins + 1), color="#3b75af", edgecolor="white")
+            ax.set_xscale("log")
+        else:
+            ax.hist(areas, bins=n_bins, color="#3b75af", edgecolor="white")
         med = float(np.median(areas))
         ax.axvline(med, color="#d62728", lw=1.5, label=f"median {med:.0f} px")
         ax.legend(frameon=False)

@@ -205,70 +205,75 @@ try:
                 }
             )
         st.dataframe(rows, hide_index=True)
-        shown = st.selectbox("Image shown", [n for n, _k, _i in images], key="shown")
-        name, key, image = next(t for t in images if t[0] == shown)
+        shown = st.selectbox(
+            "Image shown", range(len(images)), format_func=lambda i: images[i][0], key="shown"
+        )
+        name, key, image = images[shown]
     else:
         name, key, image = images[0]
 
     maps, net_s, labels, ws_s = run_image(name, key, image)
     out = get_outputs(f"{key}|{mkey}|{tta}|{params_json}", color_by, image, labels, maps[0])
     gt = get_sample_gt(name, key, image)
-    with st.expander(
-        "Score against your own ground truth" if gt is None else "Ground truth: LIVECell annotations"
-    ):
-        if gt is None:
-            gt_file = st.file_uploader(
-                f"Ground-truth instance labels for {name} (integer TIFF/PNG, 0 = background)",
-                type=["tif", "tiff", "png"],
-                key=f"gt_{key}",
-            )
-            if gt_file is not None:
-                gt = logic.read_ground_truth(gt_file.name, gt_file.getvalue(), image.shape)
-        else:
-            st.write(
-                f"{name} is a bundled LIVECell validation image: scored against its "
-                f"{int(np.unique(gt[gt > 0]).size)} annotated cells (LIVECell protocol, CC BY-NC 4.0)."
-            )
 except Exception as e:  # noqa: BLE001
     fail(logic.error_message(e, name))
 
 areas = logic.cell_areas(labels)
 st.subheader(name)
-cols = st.columns(6 if gt is not None else 4)
-cols[0].metric("Cells", f"{areas.size}")
-cols[1].metric("Median area", f"{np.median(areas):.0f} px" if areas.size else "–")
-cols[2].metric("Image", f"{image.shape[1]}×{image.shape[0]}", help=f"dtype {image.dtype}")
-cols[3].metric(
-    "Network / watershed", f"{net_s:.1f} s / {ws_s:.2f} s", help="the network ran once; cached since"
-)
-if gt is not None:
-    try:
-        scores = logic.score_against(gt, labels, out["scores"])
-    except Exception as e:  # noqa: BLE001
-        fail(logic.error_message(e, name))
-    cols[4].metric(
-        "Mask AP / AP50",
-        f"{scores['AP']:.1f} / {scores['AP50']:.1f}",
-        help="COCO mask AP in percent, LIVECell protocol (IoU 0.50:0.95, up to 2000 detections)",
-    )
-    cols[5].metric(
-        "F1 @ IoU 0.5",
-        f"{scores['F1']:.3f}",
-        help=f"precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, {scores['gt_cells']} true cells",
-    )
+metrics_box = st.container()  # filled below, once the ground truth (if any) is known
 
 panels = st.columns(2 + len(channels))
 panels[0].image(logic.display_image(image), caption="image (normalized)", width="stretch")
 for col, ch, m in zip(panels[1:], channels, maps):
     col.image(logic.colorize(m), caption=f"{logic.CHANNEL_TITLES.get(ch, ch)} probability", width="stretch")
 panels[-1].image(out["overlay"], caption=f"{areas.size} cells", width="stretch")
+st.caption(
+    f"Network {net_s:.2f} s (once per image and model, cached since) · watershed {ws_s:.2f} s · "
+    f"{image.dtype}, {image.shape[1]}×{image.shape[0]} pixels"
+)
+
+if gt is None:
+    with st.expander("Score against your own ground truth"):
+        gt_file = st.file_uploader(
+            f"Ground-truth instance labels for {name} (integer TIFF/PNG, 0 = background)",
+            type=["tif", "tiff", "png"],
+            key=f"gt_{key}",
+        )
+        if gt_file is not None:
+            try:
+                gt = logic.read_ground_truth(gt_file.name, gt_file.getvalue(), image.shape)
+            except Exception as e:  # noqa: BLE001
+                st.error(logic.error_message(e, gt_file.name))
+
+with metrics_box:
+    cols = st.columns(5 if gt is not None else 3)
+    cols[0].metric("Cells", f"{areas.size}")
+    cols[1].metric("Median area", f"{np.median(areas):.0f} px" if areas.size else "–")
+    cols[2].metric("Image", f"{image.shape[1]}×{image.shape[0]}", help=f"dtype {image.dtype}")
+    if gt is not None:
+        try:
+            scores = logic.score_against(gt, labels, out["scores"])
+        except Exception as e:  # noqa: BLE001
+            fail(logic.error_message(e, name))
+        cols[3].metric(
+            "Mask AP / AP50",
+            f"{scores['AP']:.1f} / {scores['AP50']:.1f}",
+            help="COCO mask AP in percent against the ground truth, LIVECell protocol "
+            "(IoU 0.50:0.95, up to 2000 detections, ranked by mean foreground probability)",
+        )
+        cols[4].metric(
+            "F1 @ IoU 0.5",
+            f"{scores['F1']:.3f}",
+            help=f"precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, "
+            f"{scores['gt_cells']} true cells",
+        )
 
 left, right = st.columns([2, 3])
 with left:
     st.markdown("**Cell areas**")
     st.image(out["hist"], width="stretch")
 with right:
-    st.markdown("**Measurements** (one row per cell)")
+    st.markdown("**Measurements** (one row per cell; pixels)")
     st.dataframe(out["table"], hide_index=True, height=320)
 
 st.markdown("**Downloads**")
@@ -278,3 +283,8 @@ d[0].download_button("Label image (TIFF)", out["labels_tif"], names["labels"], "
 d[1].download_button("Overlay (PNG)", out["overlay_png"], names["overlay"], "image/png", key="dl_overlay")
 d[2].download_button("Measurements (CSV)", out["csv"], names["csv"], "text/csv", key="dl_csv")
 d[3].download_button("ImageJ ROIs (zip)", out["rois"], names["rois"], "application/zip", key="dl_rois")
+if gt is not None and get_sample_gt(name, key, image) is not None:
+    st.caption(
+        f"{name} is a LIVECell validation image (Edlund et al., Nature Methods 2021; CC BY-NC 4.0), "
+        f"scored against its {int(np.unique(gt[gt > 0]).size)} annotated cells."
+    )
