@@ -112,15 +112,19 @@ def load_sample(n: int | None) -> tuple[dict, list[tuple[int, np.ndarray]]]:
     return ds.to_coco_dict([i for i, _ in items]), items
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time (ms) of ``repeats`` calls, and the last result."""
-    times = []
-    out = None
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time (ms) of ``repeats`` calls.
+
+    The chains are single-threaded, so on an idle machine both agree; CPU time is the steadier
+    figure on a shared, loaded machine.
+    """
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), out
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def score_chain(coco: dict, maps: dict, head: str, chain: Callable[[np.ndarray], np.ndarray]) -> dict:
@@ -180,13 +184,17 @@ def run(quick: bool) -> tuple[str, dict]:
             m["labels"], m["fg"][0]
         ),
     }
-    times: dict[str, list[float]] = {k: [] for k in chains}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in chains}
     for i, lab in items:
         m = {**maps[i], "labels": lab}
         for name, fn in chains.items():
-            times[name].append(timed(lambda fn=fn, m=m: fn(m), repeats)[0])
-    speed = [(name, statistics.median(v)) for name, v in times.items()]
-    base = speed[0][1]
+            times[name].append(timed(lambda fn=fn, m=m: fn(m), repeats))
+    speed = [
+        (name, statistics.median(t[0] for t in v), statistics.median(t[1] for t in v))
+        for name, v in times.items()
+    ]
+    base_wall, base_cpu = speed[0][1], speed[0][2]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     h, w = items[0][1].shape
     lines = [
@@ -204,13 +212,17 @@ def run(quick: bool) -> tuple[str, dict]:
     lines += [f"| {n} | {r['AP']:.1f} | {r['AP50']:.1f} | {r['AP75']:.1f} |" for n, r in rows]
     lines += [
         "",
-        f"Post-processing time per image, same run (median over images of the median of {repeats} runs):",
+        f"Post-processing time per 704×520 image, same run, interleaved per image (median over images of "
+        f"the median of {repeats} runs; load average {load:.1f} at the end, so wall times carry "
+        "contention; CPU time is the steadier figure):",
         "",
-        "| chain | ms / image | speed-up vs prototype |",
-        "|---|---|---|",
+        "| chain | wall ms / image | CPU ms / image | speed-up vs prototype (wall / CPU) |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {n} | {t:.1f} | {base / t:.2f}× |" for n, t in speed[:-1]]
-    lines.append(f"| {speed[-1][0]} | {speed[-1][1]:.1f} | — |")
+    lines += [
+        f"| {n} | {w:.1f} | {c:.1f} | {base_wall / w:.2f}× / {base_cpu / c:.2f}× |" for n, w, c in speed[:-1]
+    ]
+    lines.append(f"| {speed[-1][0]} | {speed[-1][1]:.1f} | {speed[-1][2]:.1f} | — |")
     lines += [
         "",
         "The `fg` rows show the design ceiling of a foreground-only network: touching cells merge "

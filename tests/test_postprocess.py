@@ -148,12 +148,23 @@ def test_h_maxima_markers() -> None:
     assert watershed_fg(fg, PostprocessParams(h=20.0)).max() == 1
 
 
-def test_distance_peaks_merges_plateaus() -> None:
-    d = np.zeros((20, 20), np.float32)
-    d[5:15, 5:15] = 1.0
-    d[8:12, 8:12] = 3.0  # a plateau of 16 equal maxima -> one marker
+def test_distance_peaks_spacing() -> None:
+    from scipy import ndimage
+
+    d = np.zeros((20, 40), np.float32)
+    d[8:11, 8:11] = 3.0  # a 3x3 plateau of equal maxima, all closer than min_distance: one marker
     m = distance_peaks(d, d > 0, 3)
-    assert m.max() == 1 and (m > 0).sum() == 16
+    assert m.max() == 1 and m[8:11, 8:11].max() == 1
+    edt = ndimage.distance_transform_edt(disk(12, 40) > 0).astype(np.float32)
+    assert distance_peaks(edt, edt > 0, 5).max() == 1
+    ridge = np.zeros((20, 40), np.float32)
+    ridge[10, 5:35] = 2.0  # a 30-pixel ridge plateau keeps markers about min_distance apart
+    ridge[9, 5:35] = ridge[11, 5:35] = 1.0
+    m = distance_peaks(ridge, ridge > 0, 5)
+    ys, xs = np.nonzero(m)
+    assert 3 <= m.max() <= 6 and (ys == 10).all()
+    assert np.diff(np.sort(xs)).min() >= 5
+    assert distance_peaks(np.zeros((5, 5), np.float32), np.zeros((5, 5), bool), 3).max() == 0
 
 
 def test_smoothing_removes_spurs_and_finish_matches() -> None:
@@ -307,3 +318,18 @@ def test_oracle_fg_boundary_on_real_image_reaches_90_ap() -> None:
     assert ap >= 90.0
     fg_only = instances_from_maps(maps[:1], "fg")
     assert coco_mask_ap([gt], [fg_only], [instance_scores(fg_only, maps[0])])["AP"] < 60.0
+
+
+@pytest.mark.slow
+def test_benchmark_quick_runs() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_postprocess.py"
+    spec = importlib.util.spec_from_file_location("bench_postprocess", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text, figs = mod.run(quick=True)
+    rows = dict(figs["rows"])
+    assert rows["`fg+boundary` oracle, seeded watershed, default parameters"]["AP"] >= 90.0
+    assert "| ours, `fg+boundary` |" in text

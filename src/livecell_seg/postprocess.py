@@ -218,15 +218,22 @@ def _check_2d(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def distance_peaks(distance: np.ndarray, mask: np.ndarray, min_distance: int) -> np.ndarray:
-    """Markers at local maxima of ``distance`` inside ``mask`` (vectorized ``peak_local_max``).
+    """Markers at local maxima of ``distance`` inside ``mask``, at least ``min_distance`` apart.
 
-    A pixel is a peak when it equals the maximum of its ``(2*min_distance+1)²`` neighbourhood;
-    connected peak pixels (plateaus) form one marker. Returns int32 markers 1..n.
+    One global ``peak_local_max`` call (no per-object loop, image border included): a pixel is a
+    candidate when it is the maximum of its ``(2*min_distance+1)²`` window; candidates closer than
+    ``min_distance`` to a higher one are dropped, so a ridge plateau (an elongated cell, two cells
+    fused along a flat ridge) keeps several spaced markers. Merging each plateau into one marker
+    instead loses 2 mask AP on the real sample's oracle maps. Returns int32 markers 1..n.
     """
-    size = 2 * max(int(min_distance), 0) + 1
-    mx = ndi.maximum_filter(distance, size=size, mode="constant", cval=0.0)
-    peaks = mask & (distance > 0) & (distance >= mx)
-    markers, _ = _label(peaks)
+    from skimage.feature import peak_local_max
+
+    md = max(int(min_distance), 1)
+    coords = peak_local_max(distance, min_distance=md, threshold_abs=0.0, exclude_border=False)
+    markers = np.zeros(distance.shape, np.int32)
+    if coords.size:
+        coords = coords[mask[coords[:, 0], coords[:, 1]]]
+        markers[coords[:, 0], coords[:, 1]] = np.arange(1, len(coords) + 1, dtype=np.int32)
     return markers
 
 
