@@ -269,3 +269,16 @@ def test_cli_and_report(setup, tmp_path: Path, capsys) -> None:
     rc = main(["evaluate", "--gt", str(gt_json), "--pred", str(tmp_path / "nope"), "--json-out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nope" in err[0]
+
+
+@pytest.mark.slow
+def test_bench_evaluate_quick(capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_evaluate.py"
+    spec = importlib.util.spec_from_file_location("bench_evaluate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| typical |" in out and "| dense |" in out

@@ -572,27 +572,23 @@ def print_summary(result: EvaluationResult, file: Any = None) -> None:
 def _png_b64(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def plot_pr_curves(result: EvaluationResult) -> Any:
     """Figure: precision-recall curves (COCOeval, 2000 detections, area all)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     rec = np.linspace(0, 1, 101)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     for name, prec in result.pr_curves["overall"].items():
         p = np.asarray(prec, dtype=float)
         p[p < 0] = np.nan
         axes[0].plot(rec, p, label=name)
     axes[0].set_title("all images")
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     for i, (name, prec) in enumerate(sorted(result.pr_curves["per_cell_type_IoU50"].items())):
         p = np.asarray(prec, dtype=float)
         p[p < 0] = np.nan
@@ -611,10 +607,7 @@ def plot_pr_curves(result: EvaluationResult) -> Any:
 
 def plot_ap_per_cell_type(result: EvaluationResult) -> Any:
     """Figure: our mask AP per cell type next to the paper's two models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     types = list(PAPER_AP_PER_CELL_TYPE)
     extra = [t for t in result.metrics["per_cell_type"] if t not in PAPER_AP_PER_CELL_TYPE]
@@ -624,7 +617,8 @@ def plot_ap_per_cell_type(result: EvaluationResult) -> Any:
     af = [PAPER_AP_PER_CELL_TYPE.get(t, (np.nan, np.nan))[0] for t in types]
     ab = [PAPER_AP_PER_CELL_TYPE.get(t, (np.nan, np.nan))[1] for t in types]
     x = np.arange(len(types))
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
     ax.bar(x - 0.27, ours, 0.27, label="ours (one model, this evaluation)", color="#1f77b4")
     ax.bar(x, af, 0.27, label="paper anchor-free (per-type model)", color="#bbbbbb")
     ax.bar(x + 0.27, ab, 0.27, label="paper anchor-based (per-type model)", color="#777777")
@@ -688,10 +682,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6
     type next to the paper's bars, and the ``n_worst`` images with the lowest mSA with outlines of
     the misses (red) and false positives (yellow).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from .data.coco import find_image
     from .io import atomic_path, read_image
@@ -722,7 +713,8 @@ def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6
             except LivecellError:
                 image = None
         rgb, counts = error_overlay(image, gt, pred)
-        fig, ax = plt.subplots(figsize=(8, 8 * rgb.shape[0] / rgb.shape[1] + 0.5))
+        fig = Figure(figsize=(8, 8 * rgb.shape[0] / rgb.shape[1] + 0.5))
+        ax = fig.subplots()
         ax.imshow(rgb, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(
