@@ -154,13 +154,24 @@ def test_resume_continues_from_same_step(tmp_path, data_dir):
     from livecell_seg.training import train
 
     out = tmp_path / "run"
-    first = train(tiny_config(data_dir, out, extra=("optim.epochs=1",)))
-    assert json.loads((first / "summary.json").read_text())["global_step"] == 4
-    run = train(tiny_config(data_dir, out, extra=("optim.epochs=3",)))  # resume: auto
+    every2 = ("trainer.val_every_n_epochs=2",)
+    first = train(tiny_config(data_dir, out, extra=("optim.epochs=1", *every2)))
+    s1 = json.loads((first / "summary.json").read_text())
+    # no validation yet, but last.ckpt is written after every epoch; the export falls back to it
+    assert s1["global_step"] == 4 and s1["best_val_mSA"] is None and s1["checkpoint"] == "last.ckpt"
+    assert not list((out / "checkpoints").glob("best-*"))
+    run = train(tiny_config(data_dir, out, extra=("optim.epochs=4", *every2)))  # resume: auto
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["global_step"] == 12 and summary["resumed_from"].endswith("last.ckpt")
+    assert summary["global_step"] == 16 and summary["resumed_from"].endswith("last.ckpt")
+    assert summary["best_val_mSA"] is not None and summary["checkpoint"].startswith("best-")
     steps = [s for s, _ in train_losses(run)]
-    assert steps == list(range(12))  # steps 0-3 from the first run, 4-11 after resuming: no gap, no repeat
+    assert steps == list(range(16))  # steps 0-3 from the first run, 4-15 after resuming: no gap, no repeat
+    val_epochs = [
+        r["epoch"]
+        for r in csv.DictReader((run / "logs/csv/version_1/metrics.csv").open())
+        if r.get("val/mSA")
+    ]
+    assert val_epochs == ["1", "3"]
     with pytest.raises(LivecellError, match="no checkpoint to resume"):
         train(tiny_config(data_dir, tmp_path / "fresh", extra=("resume=true",)))
 

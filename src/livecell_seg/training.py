@@ -288,9 +288,13 @@ def train(cfg: TrainConfig) -> Path:
         monitor="val/mSA" if has_val else None,
         mode="max",
         save_top_k=1,
-        save_last=True,
+        save_last=False,
     )
-    callbacks.append(ckpt_cb)
+    # last.ckpt after every training epoch (validated or not), so an interruption loses < 1 epoch
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, save_on_train_epoch_end=True
+    )
+    callbacks += [ckpt_cb, last_cb]
     if has_val and cfg.trainer.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val/mSA", mode="max", patience=cfg.trainer.early_stopping_patience))
     loggers = _loggers(cfg, run_dir)
@@ -298,6 +302,8 @@ def train(cfg: TrainConfig) -> Path:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     det = cfg.trainer.deterministic
     deterministic = (not _use_gpu(cfg)) if det == "auto" else det
+    if _use_gpu(cfg):
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and later
 
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -313,6 +319,7 @@ def train(cfg: TrainConfig) -> Path:
         limit_val_batches=1.0 if has_val else 0,
         num_sanity_val_steps=0,
         deterministic=deterministic,
+        benchmark=_use_gpu(cfg) and not deterministic,  # fixed crop size: let cuDNN pick kernels
         logger=loggers or False,
         callbacks=callbacks,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
