@@ -184,11 +184,12 @@ def test_page_sample_sliders_and_downloads(tiny_model, monkeypatch):
     # three segmentations, one network run
     assert logic.network_runs - runs0 == 1
 
-    buttons = {b.label: b.proto.url for b in at.get("download_button")}
+    buttons = {b.label: b.proto for b in at.get("download_button")}
     assert set(buttons) == {"Label image (TIFF)", "Overlay (PNG)", "Measurements (CSV)", "ImageJ ROIs (zip)"}
-    assert buttons["Label image (TIFF)"].endswith((".tif", ".tiff")) and buttons[
-        "ImageJ ROIs (zip)"
-    ].endswith(".zip")
+    assert buttons["Label image (TIFF)"].url.endswith((".tif", ".tiff"))
+    assert buttons["Overlay (PNG)"].url.endswith(".png")
+    # the CSV and the ROI zip are built on click (deferred); AppTest has no runtime to register them,
+    # so their payloads are checked in test_download_payloads_round_trip
     assert len(at.image) == 5  # image, 2 probability maps, overlay, area histogram
 
 
@@ -211,6 +212,18 @@ def test_page_uploads_16bit_lzw_and_reports_bad_files(tiny_model, monkeypatch):
     # 16-bit is normalized like 8-bit: the same cells as the 8-bit sample
     assert int(_metric(at, "Cells")) == _expected_count(tiny_model, image)
     assert "Mask AP / AP50" not in [m.label for m in at.metric]  # no ground truth for an upload
+    # ... unless the user uploads a label image: first a wrong-sized one, then the right one
+    gt = logic.sample_ground_truth(sample.name, image)
+    gt_uploader = at.file_uploader(key=f"gt_{logic.digest(buf.getvalue())}")
+    gt_uploader.set_value(("gt.tif", logic.labels_tiff_bytes(gt[:100, :100]), "image/tiff")).run()
+    assert [e.value for e in at.error][1:] == ["gt.tif: label image is 100x100, the image 704x520"]
+    assert "Mask AP / AP50" not in [m.label for m in at.metric]
+    at.file_uploader(key=f"gt_{logic.digest(buf.getvalue())}").set_value(
+        ("gt.tif", logic.labels_tiff_bytes(gt), "image/tiff")
+    ).run()
+    assert len(at.error) == 1
+    ap, ap50 = (float(v) for v in _metric(at, "Mask AP / AP50").split(" / "))
+    assert 0.0 <= ap <= ap50 <= 100.0
 
     # two good images: a summary table and a chooser
     png = io.BytesIO()
@@ -293,3 +306,22 @@ def test_cli_busy_port_and_bad_model_are_one_line_errors(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and "not a model folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resolve_model_dir_default_and_errors(tiny_model, tmp_path, monkeypatch):
+    import livecell_seg.model as model_mod
+
+    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "missing")
+    with pytest.raises(InputFileError, match="bundled model is not installed"):
+        logic.resolve_model_dir(None)
+    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tiny_model)
+    assert logic.resolve_model_dir("  ") == tiny_model.resolve()
+    assert logic.resolve_model_dir(str(tiny_model)) == tiny_model.resolve()
+    with pytest.raises(InputFileError, match="no such model folder"):
+        logic.resolve_model_dir(tmp_path / "nope")
+    (tmp_path / "config.json").write_text('{"model": {"head": "fg"}}')
+    with pytest.raises(InputFileError, match="no model.pt"):
+        logic.resolve_model_dir(tmp_path)
+    key = logic.model_key(tiny_model)
+    os.utime(tiny_model / "model.pt", ns=(1, 1))  # a retrained model gets new maps and defaults
+    assert logic.model_key(tiny_model) != key

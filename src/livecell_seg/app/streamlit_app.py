@@ -58,8 +58,6 @@ def get_outputs(labels_key: str, color_by: str, _image, _labels, _fg) -> dict:  
         "table": logic.measurements(_labels, _image, scores),
         "labels_tif": logic.labels_tiff_bytes(_labels),
         "overlay_png": logic.png_bytes(ov),
-        "csv": logic.measurements_csv_bytes(_labels, _image, scores),
-        "rois": logic.rois_zip(_labels),
         "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
     }
 
@@ -281,8 +279,17 @@ names = logic.download_names(name)
 d = st.columns(4)
 d[0].download_button("Label image (TIFF)", out["labels_tif"], names["labels"], "image/tiff", key="dl_labels")
 d[1].download_button("Overlay (PNG)", out["overlay_png"], names["overlay"], "image/png", key="dl_overlay")
-d[2].download_button("Measurements (CSV)", out["csv"], names["csv"], "text/csv", key="dl_csv")
-d[3].download_button("ImageJ ROIs (zip)", out["rois"], names["rois"], "application/zip", key="dl_rois")
+# the CSV and the ROI zip are built on click (deferred), so slider moves do not pay for them
+d[2].download_button(
+    "Measurements (CSV)",
+    lambda: logic.measurements_csv_bytes(labels, image, out["scores"]),
+    names["csv"],
+    "text/csv",
+    key="dl_csv",
+)
+d[3].download_button(
+    "ImageJ ROIs (zip)", lambda: logic.rois_zip(labels), names["rois"], "application/zip", key="dl_rois"
+)
 if gt is not None and get_sample_gt(name, key, image) is not None:
     st.caption(
         f"{name} is a LIVECell validation image (Edlund et al., Nature Methods 2021; CC BY-NC 4.0), "
