@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "postprocess"
 MIN_SIZE = 20
 SMOOTH = 1
+BLUR_SIGMAS = (1.0, 2.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +169,16 @@ def run(quick: bool) -> tuple[str, dict]:
             r = score_chain(coco, maps, head, lambda m, h=head, b=best: instances_from_maps(m, h, b))
             changed = {k: v for k, v in best.to_dict().items() if v != default.to_dict()[k]}
             rows.append((f"`{head}` oracle, tuned on these images ({len(hist)} evaluations: {changed})", r))
+
+    if not quick:  # a soft network: the oracle maps blurred, default parameters
+        for head in ("fg+boundary", "fg+dist"):
+            for sigma in BLUR_SIGMAS:
+                soft = {
+                    i: {head: np.stack([ndi.gaussian_filter(c, sigma) for c in m[head]])}
+                    for i, m in maps.items()
+                }
+                r = score_chain(coco, soft, head, lambda m, h=head: instances_from_maps(m, h, default))
+                rows.append((f"`{head}` oracle blurred (Gaussian σ = {sigma}), default parameters", r))
 
     # speed, side by side on each image
     chains: dict[str, Callable[[dict], object]] = {

@@ -96,12 +96,13 @@ def test_grids_and_errors() -> None:
         tune_params(maps, gts[:0], "fg+boundary", f1_at_half)
 
 
-def test_tune_model_dir_with_fake_network(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch):
+    """A tiny model folder, a 2-image COCO set and a fake network returning noisy GT maps."""
     torch = pytest.importorskip("torch")
     import tifffile
 
     from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-    from livecell_seg.tuning import tune_model_dir
 
     torch.set_num_threads(1)
     cfg = ModelConfig(head="fg+boundary", base_features=2, depth=1)
@@ -109,12 +110,10 @@ def test_tune_model_dir_with_fake_network(tmp_path, monkeypatch) -> None:
     maps, gts = synthetic_set(2)
     images, anns = [], []
     (tmp_path / "imgs").mkdir()
-    truth = {}
     for i, gt in enumerate(gts, 1):
         name = f"A172_Phase_C7_1_00d00h00m_{i}.tif"
         tifffile.imwrite(tmp_path / "imgs" / name, (gt > 0).astype(np.uint8) * 100 + 50)
         images.append({"id": i, "file_name": name, "width": 64, "height": 64})
-        truth[name] = maps[i - 1]
         for k in range(1, int(gt.max()) + 1):
             ys, xs = np.nonzero(gt == k)
             y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -134,21 +133,28 @@ def test_tune_model_dir_with_fake_network(tmp_path, monkeypatch) -> None:
     js.write_text(
         json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cell"}]})
     )
-
-    seen = []
+    seen: list[tuple[int, int]] = []
 
     def fake_predict_maps(loaded, image, **kw):  # the "network": noisy maps of the ground truth
         seen.append(image.shape)
-        return list(truth.values())[len(seen) - 1]  # images are visited in json order
+        return maps[(len(seen) - 1) % len(maps)]  # images are visited in json order
 
     fake = types.ModuleType("livecell_seg.inference")
     fake.predict_maps = fake_predict_maps
     monkeypatch.setitem(sys.modules, "livecell_seg.inference", fake)
+    # a deliberately bad tuned file to start from
     (model_dir / "postprocess.json").write_text(
         json.dumps({"fg_threshold": 0.75, "boundary_threshold": 0.05})
     )
+    return model_dir, js, tmp_path / "imgs", seen
+
+
+def test_tune_model_dir_with_fake_network(fake_model) -> None:
+    from livecell_seg.tuning import tune_model_dir
+
+    model_dir, js, imgs, seen = fake_model
     grid = {"fg_threshold": [0.45, 0.75], "boundary_threshold": [0.05, 0.3]}
-    res = tune_model_dir(model_dir, js, tmp_path / "imgs", grid=grid, score_fn=f1_at_half)
+    res = tune_model_dir(model_dir, js, imgs, grid=grid, score_fn=f1_at_half)
     assert len(seen) == 2  # maps computed once per image
     written = json.loads((model_dir / "postprocess.json").read_text())
     assert written == json.loads(json.dumps(res))
@@ -156,3 +162,25 @@ def test_tune_model_dir_with_fake_network(tmp_path, monkeypatch) -> None:
     t = written["tuning"]
     assert t["n_images"] == 2 and t["score"] > 0.9 and t["evaluations"] >= 3
     assert PostprocessParams.from_dict(written).fg_threshold == 0.45
+
+
+def test_tune_cli_mask_ap(fake_model, capsys) -> None:
+    from livecell_seg.cli import main
+
+    model_dir, js, imgs, _seen = fake_model
+    before = (model_dir / "postprocess.json").read_text()
+    args = ["tune", "--model", str(model_dir), "--json", str(js), "--images", str(imgs)]
+    assert main([*args, "--dry-run"]) == 0
+    assert (model_dir / "postprocess.json").read_text() == before
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mask AP" in out
+    written = json.loads((model_dir / "postprocess.json").read_text())
+    t = written["tuning"]
+    assert t["metric"] == "mask AP" and t["grid"] == "small" and t["n_images"] == 2
+    assert t["score"] > 50.0 and t["score"] >= t["default_score"]
+    assert written["fg_threshold"] < 0.75  # moved away from the bad start
+    bad = js.parent / "bad.json"
+    bad.write_text("<html>502 Bad Gateway</html>")
+    assert main(["tune", "--model", str(model_dir), "--json", str(bad), "--images", str(imgs)]) == 2
+    assert "bad.json" in capsys.readouterr().err

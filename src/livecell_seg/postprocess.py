@@ -47,7 +47,9 @@ class PostprocessParams:
 
     fg_threshold: float = 0.5
     #: fg+boundary: seeds = fg > fg_threshold & boundary < boundary_threshold
-    boundary_threshold: float = 0.5
+    #: low by default: a soft (blurred) boundary map rarely reaches 0.5 between touching cells, and
+    #: a threshold above its crest merges them (blurred-oracle AP 26 at 0.3 vs 82 at 0.2, sigma 2)
+    boundary_threshold: float = 0.2
     #: fg+dist: seeds = fg > t & center_dist < center_threshold & boundary_dist < boundary_dist_threshold
     center_threshold: float = 0.5
     boundary_dist_threshold: float = 0.5
