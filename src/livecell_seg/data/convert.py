@@ -338,6 +338,7 @@ class ConvertSummary:
     duplicate_images: list = field(default_factory=list)  #: [(file_name, [kept id, dropped ids...])]
     stats: dict = field(default_factory=dict)  #: summed RasterStats of the images written
     seconds: float = 0.0
+    scan_seconds: float = 0.0  #: of which streaming the json
     workers: int = 1
     semantic: bool = False
 
@@ -366,7 +367,10 @@ class ConvertSummary:
             names = ", ".join(n for n, _ in self.duplicate_images[:3])
             more = f" and {len(self.duplicate_images) - 3} more" if len(self.duplicate_images) > 3 else ""
             out.append(f"duplicate image entries merged: {len(self.duplicate_images)} ({names}{more})")
-        out.append(f"time: {self.seconds:.1f} s with {self.workers} worker(s) -> {self.out}")
+        out.append(
+            f"time: {self.seconds:.1f} s (json scan {self.scan_seconds:.1f} s) with {self.workers} worker(s) "
+            f"-> {self.out}"
+        )
         return out
 
 
@@ -471,6 +475,7 @@ def convert(
     if out.exists() and not out.is_dir():
         raise InputFileError(out, "output path exists and is not a folder")
     scan = scan_coco(json_path)
+    scan_seconds = time.perf_counter() - t0
     stems: dict[str, str] = {}
     for im in scan.images:
         stem = Path(im["file_name"]).stem
@@ -507,6 +512,7 @@ def convert(
         orphan_annotations=scan.orphan_annotations,
         duplicate_images=[[n, ids] for n, ids in scan.duplicates],
         semantic=semantic,
+        scan_seconds=scan_seconds,
     )
     tasks: list[_Task] = []
     for im in scan.images:
