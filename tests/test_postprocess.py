@@ -209,6 +209,11 @@ def test_params_json_round_trip(tmp_path) -> None:
     assert PostprocessParams.from_dict(d) == p
     assert PostprocessParams.from_dict({"params": p.to_dict()}) == p
     assert PostprocessParams.from_dict(None) == PostprocessParams()
+    assert PostprocessParams.from_dict({"keep_unseeded": "false", "min_size": "12"}) == PostprocessParams(
+        keep_unseeded=False, min_size=12
+    )
+    with pytest.raises(ValueError):
+        PostprocessParams.from_dict({"fg_threshold": "high"})
     f = tmp_path / "pp.json"
     f.write_text(json.dumps(d))
     assert PostprocessParams.read(f) == p

@@ -76,8 +76,17 @@ class PostprocessParams:
         kw: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in d and d[f.name] is not None:
-                default = f.default
-                kw[f.name] = type(default)(d[f.name])
+                v = d[f.name]
+                if isinstance(f.default, bool):
+                    if isinstance(v, str):
+                        if v.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                            raise ValueError(f"{f.name}: not a boolean: {v!r}")
+                        v = v.strip().lower() in ("true", "1", "yes")
+                    kw[f.name] = bool(v)
+                elif isinstance(f.default, int):
+                    kw[f.name] = int(round(float(v)))
+                else:
+                    kw[f.name] = float(v)
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
