@@ -128,6 +128,16 @@ def test_normalization_makes_bit_depth_irrelevant():
     np.testing.assert_allclose(a, c, atol=1e-5)
 
 
+def test_bf16_precision_is_close_to_float32():
+    model = tiny_model()
+    img = smooth_image(48, 64, seed=7)
+    fp32 = predict_maps(model, img)  # auto on CPU = float32
+    np.testing.assert_array_equal(fp32, predict_maps(model, img, precision="fp32"))
+    bf16 = predict_maps(model, img, precision="bf16")
+    assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).mean() < 0.05 and np.abs(bf16 - fp32).max() < 0.3
+    assert np.abs(bf16 - fp32).max() > 0  # it really ran in bf16
+
+
 def test_bad_arguments():
     model = tiny_model()
     with pytest.raises(ValueError, match="2-D"):
@@ -136,3 +146,23 @@ def test_bad_arguments():
         predict_maps(model, np.zeros((8, 8)), overlap=1.0)
     with pytest.raises(ValueError, match="tta"):
         predict_maps(model, np.zeros((8, 8)), tta="sideways")
+    with pytest.raises(ValueError, match="precision"):
+        predict_maps(model, np.zeros((8, 8)), precision="fp8")
+
+
+def test_optimized_copy_matches_and_leaves_the_model_untouched():
+    model = tiny_model(depth=3)
+    img = smooth_image(64, 80, seed=6)
+    model.net.train()  # e.g. called from a training loop's validation step
+    fast = predict_maps(model, img)  # folded BatchNorm, channels_last on CPU
+    assert model.net.training  # the model itself was not switched to eval mode
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.net.modules())  # not folded in place
+    plain = predict_maps(model, img, optimize=False, channels_last=False)
+    np.testing.assert_allclose(fast, plain, atol=1e-5)
+    assert fast.flags.c_contiguous and fast.dtype == np.float32
+    # weights changed in place (an optimizer step): the cached prepared copy is rebuilt
+    with torch.no_grad():
+        model.net.out.bias.add_(5.0)
+    moved = predict_maps(model, img)
+    assert moved.mean() > fast.mean() + 0.1
+    np.testing.assert_allclose(moved, predict_maps(model, img, optimize=False), atol=1e-5)

@@ -29,10 +29,17 @@ torch is imported inside the functions (the CLI imports this module lazily anywa
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+# OpenMP threads that busy-wait between parallel regions collapse when the CPU is shared (another
+# job, a training run): measured 5-10x slower with 2 threads on 2 busy cores, while passive waiting
+# costs nothing measurable. libgomp reads this once, when torch is first imported, so it only takes
+# effect if this module is imported before torch (the CLI does); a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .io import normalize_image
 
@@ -149,20 +156,91 @@ def _tta_transforms(tta: bool | str | int) -> list[tuple[int, bool]]:
     raise ValueError(f"tta must be False, True/8 or 'flips'/4, got {tta!r}")
 
 
-def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
+def _autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager[Any]:
     import torch
 
-    if device.startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16:
+        return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+def resolve_precision(precision: str, device: str) -> bool:
+    """``"auto"`` -> bf16 autocast on CUDA, float32 on CPU; ``"bf16"``/``"fp32"`` force it. True = bf16."""
+    if precision == "auto":
+        return device.startswith("cuda")
+    if precision in ("bf16", "fp32"):
+        return precision == "bf16"
+    raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+
+
+def _fuse_conv_bn(net: Any) -> Any:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an ``nn.Sequential``
+    into the convolution (one pass over the activations less per layer; same outputs)."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in net.modules():
+        if not isinstance(mod, torch.nn.Sequential):
+            continue
+        items = list(mod._modules.items())
+        for (n1, a), (n2, b) in zip(items, items[1:]):
+            if (
+                isinstance(a, torch.nn.Conv2d)
+                and isinstance(b, torch.nn.BatchNorm2d)
+                and b.track_running_stats
+                and b.running_mean is not None
+            ):
+                mod._modules[n1] = fuse_conv_bn_eval(a, b)
+                mod._modules[n2] = torch.nn.Identity()
+    return net
+
+
+_INFERENCE_NETS: dict[int, tuple[tuple[Any, ...], Any]] = {}
+
+
+def inference_net(net: Any, device: str, channels_last: bool = False, fuse: bool = True) -> Any:
+    """An eval-mode copy of ``net`` on ``device`` prepared for inference (Conv+BN folded,
+    optionally channels_last), cached; the original network is left untouched.
+
+    The cache key includes every parameter's and buffer's in-place version counter and storage,
+    so a network that was trained or reloaded since is prepared afresh.
+    """
+    import copy
+
+    import torch
+
+    tensors = [*net.parameters(), *net.buffers()]
+    key = (
+        device,
+        channels_last,
+        fuse,
+        tuple(t._version for t in tensors),
+        tuple(t.data_ptr() for t in tensors),
+    )
+    hit = _INFERENCE_NETS.get(id(net))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        prepared = copy.deepcopy(net).eval().to(device)
+        if fuse:
+            _fuse_conv_bn(prepared)
+        if channels_last:
+            prepared = prepared.to(memory_format=torch.channels_last)
+    _INFERENCE_NETS.clear()  # one prepared network at a time: no unbounded memory growth
+    _INFERENCE_NETS[id(net)] = (key, prepared)
+    return prepared
+
+
 def make_forward(
-    net: Any, device: str, tta: bool | str | int = False, channels_last: bool = False
+    net: Any,
+    device: str,
+    tta: bool | str | int = False,
+    channels_last: bool = False,
+    bf16: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function ``(N,1,h,w) float32 tensor on device -> (N,C,h,w) float32 probabilities``.
 
-    Applies sigmoid, bf16 autocast on CUDA, and the TTA transforms (each undone before averaging).
+    Applies sigmoid, bf16 autocast when ``bf16``, and the TTA transforms (each undone before averaging).
     """
     import torch
 
@@ -171,7 +249,7 @@ def make_forward(
     def run(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with _autocast(device, bf16):
             y = net(x)
         return torch.sigmoid(y.float())
 
@@ -206,7 +284,9 @@ def predict_maps(
     device: str | None = None,
     whole: bool | None = None,
     whole_max_pixels: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
+    optimize: bool = True,
+    precision: str = "auto",
     normalized: bool = False,
 ) -> np.ndarray:
     """Probability maps ``(C, H, W)`` float32 of a raw 2-D grey ``image`` (any dtype, any size).
@@ -216,7 +296,13 @@ def predict_maps(
     ``True``/``False`` force either.
     ``tile`` (side, or (h, w)) and the tile step ``tile * (1 - overlap)`` are rounded down to
     multiples of the network's stride. ``tta``: ``True`` = 8 flips/rotations, ``"flips"`` = 4.
-    ``device=None`` uses the device the network is on (the network is moved when another is named).
+    ``device=None`` uses the device the network is on. ``optimize`` (default) runs a cached,
+    eval-mode copy of the network with BatchNorm folded into the convolutions (the model itself
+    is not modified); ``channels_last`` (default: on CPU) uses that memory layout. Both were
+    measured faster on CPU (benchmarks/bench_predict.py). With ``optimize=False`` the network
+    itself is put in eval mode and moved to ``device``. ``precision``: ``"auto"`` = bf16 autocast
+    on CUDA, float32 on CPU (bf16 on a CPU with native bf16 is faster but not the default: it
+    shifts probabilities by up to a few 0.01); ``"bf16"``/``"fp32"`` force either.
     ``normalized=True`` skips normalization (``image`` already went through ``normalize_image``).
     """
     import torch
@@ -229,10 +315,15 @@ def predict_maps(
     if img.size == 0:
         raise ValueError("empty image")
     dev = resolve_device(device, model)
-    net = model.net
-    if device is not None:
-        net.to(dev)
-    net.eval()
+    if channels_last is None:
+        channels_last = dev == "cpu"
+    if optimize:
+        net = inference_net(model.net, dev, channels_last=channels_last)
+    else:
+        net = model.net
+        if device is not None:
+            net.to(dev)
+        net.eval()
     stride = model_stride(model)
     th, tw = _tile_shape(tile, stride)
     h, w = img.shape
@@ -244,14 +335,16 @@ def predict_maps(
         if whole_max_pixels is None:
             whole_max_pixels = WHOLE_MAX_PIXELS
         whole = (hp <= th and wp <= tw) or hp * wp <= max(th * tw, whole_max_pixels)
-    forward = make_forward(net, dev, tta=tta, channels_last=channels_last)
+    forward = make_forward(
+        net, dev, tta=tta, channels_last=channels_last, bf16=resolve_precision(precision, dev)
+    )
 
     with torch.inference_mode():
         if whole:
             xp = _pad_reflect(x, hp - h, wp - w)
             t = torch.from_numpy(np.ascontiguousarray(xp))[None, None].to(dev)
             out = forward(t)[0, :, :h, :w]
-            return out.float().cpu().numpy()
+            return np.ascontiguousarray(out.float().cpu().numpy())
 
         step_h = max(stride, int(th * (1.0 - overlap)) // stride * stride)
         step_w = max(stride, int(tw * (1.0 - overlap)) // stride * stride)
@@ -284,4 +377,4 @@ def predict_maps(
                     acc[:, y0 : y0 + ty, x0 : x0 + tx].add_(pr * wgt)
                     norm[y0 : y0 + ty, x0 : x0 + tx].add_(wgt)
         out = (acc / norm)[:, :h, :w]
-        return out.cpu().numpy()
+        return np.ascontiguousarray(out.cpu().numpy())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import inference as _inference  # noqa: F401 - light; sets OMP_WAIT_POLICY before torch loads
 from .errors import LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,6 +145,7 @@ def predict_paths(
     tile: int = 512,
     overlap: float = 0.25,
     batch_size: int = 4,
+    precision: str = "auto",
     resume: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
@@ -154,7 +156,7 @@ def predict_paths(
     (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
     ``rois/<stem>.zip``, each atomically. A file that cannot be read or segmented is reported in
     one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
-    CPU inference uses ``num_threads`` (default: all cores).
+    CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``.
     """
     import torch
     from tqdm import tqdm

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="network arithmetic: auto = bf16 autocast on CUDA, float32 on CPU (default)",
+    )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
     parser.add_argument(
         "--tile",
@@ -47,17 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
     )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
+    )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
+    from .. import inference  # noqa: F401 - sets OMP_WAIT_POLICY before torch is imported
     from ..errors import LivecellError
     from ..predict import predict_paths
 
     if not 0.0 <= args.overlap < 1.0:
         raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.threads is not None and args.threads < 1:
+        raise LivecellError(f"--threads must be at least 1, got {args.threads}")
     if args.tile < 16:
         raise LivecellError(f"--tile must be at least 16, got {args.tile}")
     params = None
@@ -76,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
         rois=args.rois,
         device=args.device,
         tta=args.tta,
+        precision=args.precision,
         tile=args.tile,
         overlap=args.overlap,
         resume=args.resume,
+        num_threads=args.threads,
         progress=not args.quiet,
     )
     if not args.quiet:
