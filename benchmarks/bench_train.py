@@ -14,7 +14,7 @@ Usage: ``python benchmarks/bench_train.py [--quick] [--write]``
    rasterized once to label TIFFs, is replicated by hard links to 100 and 3,000 images (distinct
    file names: the reader does not know they repeat). A fresh process per size builds the
    training dataset from the label folder and iterates a DataLoader (2 workers, batch 8) over a
-   shuffled sample of the whole set; peak RSS of the main process and of the largest worker.
+   shuffled sample of the whole set; peak RSS (VmHWM) of the main process and of the largest worker.
 """
 
 from __future__ import annotations
@@ -127,11 +127,20 @@ def make_label_set(root: Path, n_unique: int, size: tuple[int, int], totals: lis
 
 
 MEM_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 from livecell_seg.config import SourceConfig
 from livecell_seg.data.dataset import CropDataset, resolve_sources
+
+def hwm_mb(pid="self"):
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's peak across exec)
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
 torch.set_num_threads(1)
 folder, n_samples, crop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 t = time.perf_counter()
@@ -140,14 +149,16 @@ index_s = time.perf_counter() - t
 ds = CropDataset(refs, "fg+boundary", crop_size=crop)
 g = torch.Generator().manual_seed(0)
 dl = DataLoader(ds, batch_size=8, sampler=RandomSampler(ds, num_samples=n_samples, generator=g), num_workers=2)
-n = 0
-for b in dl:
+n, worker = 0, 0.0
+it = iter(dl)
+for b in it:
     n += b["image"].shape[0]
-del dl
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"images": len(refs), "samples": n, "main_mb": self_kb / 1024, "worker_mb": child_kb / 1024,
-                  "index_s": index_s}))
+    for w in it._workers:
+        try:
+            worker = max(worker, hwm_mb(w.pid))
+        except OSError:
+            pass
+print(json.dumps({"images": len(refs), "samples": n, "main_mb": hwm_mb(), "worker_mb": worker, "index_s": index_s}))
 """
 
 

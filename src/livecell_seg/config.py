@@ -148,6 +148,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     progress_bar: bool = True
     threads: int | None = None  # torch CPU threads (default: torch's choice)
+    max_minutes: float | None = None  # stop training after this wall time (Lightning max_time)
 
 
 @dataclass
@@ -162,6 +163,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     seed: int = 0
     resume: str | bool = "auto"  # auto: resume when out_dir/checkpoints/last.ckpt exists
+    init_from: str | None = None  # model folder whose model.pt initializes the network (not when resuming)
 
     def validate(self) -> TrainConfig:
         """Check values that would otherwise fail deep inside training; returns self."""
@@ -189,6 +191,8 @@ class TrainConfig:
         for lg in self.trainer.loggers:
             if lg not in ("csv", "tensorboard", "wandb"):
                 raise LivecellError(f"trainer.loggers: unknown logger {lg!r} (csv, tensorboard, wandb)")
+        if self.trainer.max_minutes is not None and self.trainer.max_minutes <= 0:
+            raise LivecellError("trainer.max_minutes must be positive")
         if str(self.resume) not in ("auto", "True", "False"):
             raise LivecellError("resume: auto, true or false")
         return self

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources
-from .errors import LivecellError
+from .errors import InputFileError, LivecellError
 from .heads import head_channels
 from .io import write_json_atomic
 from .losses import SegLoss
@@ -258,12 +259,35 @@ def export_checkpoint(
     return model_dir
 
 
-def train(cfg: TrainConfig) -> Path:
+def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
+    """Load ``cfg.init_from`` (a model folder) into ``net``; its architecture must match ``cfg.model``."""
+    from .model import read_model_config
+
+    src = Path(str(cfg.init_from))
+    _, mcfg = read_model_config(src)  # InputFileError when it is not a model folder
+    keys = ("arch", "head", "in_channels", "base_features", "depth", "norm")
+    diff = [f"{k}={getattr(mcfg, k)!r}" for k in keys if getattr(mcfg, k) != getattr(cfg.model, k)]
+    if diff:
+        raise LivecellError(f"init_from {src}: its model has {', '.join(diff)}; set model.* to match")
+    weights = src / MODEL_FILE
+    if not weights.is_file():
+        raise InputFileError(src, f"not a model folder (no {MODEL_FILE})")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
+    return src
+
+
+def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
     """Train the U-Net described by ``cfg``; return the run folder (``cfg.out_dir``).
 
     Resumes from ``out_dir/checkpoints/last.ckpt`` when it exists (``resume: auto``), continuing
-    at the same global step. At the end the best checkpoint (by validation mSA; the last one
-    without validation data) is exported as ``out_dir/model`` and ``out_dir/model.pt``.
+    at the same global step; otherwise ``init_from`` (a model folder) gives the starting weights.
+    ``trainer.max_minutes`` caps the wall time of the fit. At the end the best checkpoint (by
+    validation mSA; the last one without validation data) is exported as ``out_dir/model`` and
+    ``out_dir/model.pt``. ``extra_callbacks``: more Lightning callbacks (e.g. progress reporting).
     """
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
@@ -295,6 +319,7 @@ def train(cfg: TrainConfig) -> Path:
         dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, save_on_train_epoch_end=True
     )
     callbacks += [ckpt_cb, last_cb]
+    callbacks += list(extra_callbacks or [])
     if has_val and cfg.trainer.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val/mSA", mode="max", patience=cfg.trainer.early_stopping_patience))
     loggers = _loggers(cfg, run_dir)
@@ -313,6 +338,7 @@ def train(cfg: TrainConfig) -> Path:
         precision=resolve_precision(cfg),  # type: ignore[arg-type]
         max_epochs=cfg.optim.epochs,
         max_steps=cfg.optim.max_steps,
+        max_time=timedelta(minutes=cfg.trainer.max_minutes) if cfg.trainer.max_minutes else None,
         gradient_clip_val=cfg.optim.grad_clip,
         accumulate_grad_batches=cfg.optim.accumulate_grad_batches,
         check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
@@ -334,6 +360,8 @@ def train(cfg: TrainConfig) -> Path:
         if resume is not None:
             print(f"resuming from {resume}", flush=True)
     module = SegModule(config)
+    if cfg.init_from and resume is None:
+        init_weights_from(module.net, cfg)
     dm = SegDataModule(cfg, train_refs, val_refs)
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
@@ -356,6 +384,7 @@ def train(cfg: TrainConfig) -> Path:
             "val_images": len(val_refs),
             "fit_seconds": round(elapsed, 1),
             "resumed_from": str(resume) if resume else None,
+            "init_from": str(cfg.init_from) if cfg.init_from and resume is None else None,
             "loss": config["loss"]["kind"],
             "head": cfg.model.head,
         }
