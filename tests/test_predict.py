@@ -258,3 +258,17 @@ def test_overlay_outlines_cells_in_colour(tmp_path):
         assert im.size == (80, 60) and im.mode == "RGB"
     plain = overlay_image(image, np.zeros_like(labels))  # no cells: the grey image only
     assert (plain[..., 0] == plain[..., 2]).all() and plain.max() == 255 and plain.min() == 0
+
+
+@pytest.mark.slow
+def test_benchmark_quick_runs():
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_predict.py"
+    out = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (
+        "stock MONAI BasicUNet" in out.stdout
+        and "Full per-image cost / stock BasicUNet forward" in out.stdout
+    )

@@ -54,6 +54,7 @@ WHOLE_MAX_PIXELS = 1024 * 1024
 
 #: Gaussian blending: sigma = SIGMA_SCALE * tile side (MONAI's and nnU-Net's default)
 SIGMA_SCALE = 0.125
+#: fraction of the overlap, next to each inner tile edge, that gets no blending weight
 TRIM = 0.25
 
 
@@ -334,7 +335,7 @@ def predict_maps(
     if whole is None:
         if whole_max_pixels is None:
             whole_max_pixels = WHOLE_MAX_PIXELS
-        whole = (hp <= th and wp <= tw) or hp * wp <= max(th * tw, whole_max_pixels)
+        whole = hp * wp <= max(th * tw, whole_max_pixels)
     forward = make_forward(
         net, dev, tta=tta, channels_last=channels_last, bf16=resolve_precision(precision, dev)
     )
@@ -358,10 +359,15 @@ def predict_maps(
         trim_h = int(max(0, th - step_h) * TRIM)
         trim_w = int(max(0, tw - step_w) * TRIM)
 
+        weights: dict[tuple[int, bool, bool, int, bool, bool], torch.Tensor] = {}
+
         def weight(y0: int, ty: int, x0: int, tx: int) -> torch.Tensor:
-            wy = _axis_weight(ty, y0 == 0, y0 + ty >= hp, trim_h)
-            wx = _axis_weight(tx, x0 == 0, x0 + tx >= wp, trim_w)
-            return torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(dev)
+            key = (ty, y0 == 0, y0 + ty >= hp, tx, x0 == 0, x0 + tx >= wp)
+            if key not in weights:  # at most a few distinct tile kinds: build each once
+                wy = _axis_weight(ty, key[1], key[2], trim_h)
+                wx = _axis_weight(tx, key[4], key[5], trim_w)
+                weights[key] = torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(dev)
+            return weights[key]
 
         # group equal-sized tiles so they can be batched
         groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
