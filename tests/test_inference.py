@@ -166,3 +166,17 @@ def test_optimized_copy_matches_and_leaves_the_model_untouched():
     moved = predict_maps(model, img)
     assert moved.mean() > fast.mean() + 0.1
     np.testing.assert_allclose(moved, predict_maps(model, img, optimize=False), atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = tiny_model()
+    img = smooth_image(300, 400, seed=8)
+    cpu = predict_maps(model, img, device="cpu")
+    gpu = predict_maps(model, img, device="cuda")  # bf16 autocast by default on CUDA
+    assert gpu.shape == cpu.shape and gpu.dtype == np.float32
+    assert np.abs(gpu - cpu).mean() < 0.05
+    tiled = predict_maps(model, img, device="cuda", whole=False, tile=128, overlap=0.5, precision="fp32")
+    np.testing.assert_allclose(tiled, predict_maps(model, img, device="cuda", precision="fp32"), atol=1e-3)

@@ -35,13 +35,19 @@ MEASUREMENT_COLUMNS = (
 
 def _label_colors(n: int, seed: int = 0) -> np.ndarray:
     """``(n + 1, 3)`` uint8 palette: row 0 unused, then bright, well-separated hues (golden ratio)."""
-    from matplotlib.colors import hsv_to_rgb
-
     i = np.arange(n + 1, dtype=np.float64)
     hue = (i * 0.618033988749895 + 0.1 + 0.13 * seed) % 1.0
     sat = 0.75 + 0.25 * ((i * 7) % 3) / 2
-    hsv = np.stack([hue, sat, np.ones_like(hue)], axis=1)
-    return (hsv_to_rgb(hsv) * 255).round().astype(np.uint8)
+    # HSV -> RGB with value 1 (vectorized colorsys.hsv_to_rgb)
+    h6 = hue * 6.0
+    k = np.floor(h6).astype(int) % 6
+    f = h6 - np.floor(h6)
+    p, q, t = 1.0 - sat, 1.0 - sat * f, 1.0 - sat * (1.0 - f)
+    one = np.ones_like(hue)
+    r = np.choose(k, [one, q, p, p, t, one])
+    g = np.choose(k, [t, one, one, q, p, p])
+    b = np.choose(k, [p, p, t, one, one, q])
+    return (np.stack([r, g, b], axis=1) * 255).round().astype(np.uint8)
 
 
 def overlay_image(
