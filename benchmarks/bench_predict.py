@@ -366,7 +366,10 @@ def run(quick: bool, compile_: bool) -> str:
         "Kept in `predict_maps`: whole-image inference up to ~1 megapixel (tiles only above), "
         "BatchNorm folded into the convolutions of a cached inference copy, channels_last on CPU, "
         "`torch.inference_mode`, all cores, no copies besides normalization and the stride padding. "
-        "Not kept: bf16 autocast on CPU and torch.compile (see the rows above).",
+        "Not kept by default: bf16 autocast on CPU (about 2× faster here, but it changes the numbers the "
+        "model was validated with; opt in with `--precision bf16`) and torch.compile (its gain "
+        "varied between 0.85× and 1.03× across runs on this shared machine and it costs 7–40 s of "
+        "compiling per process).",
         "",
         f"Command: `python benchmarks/bench_predict.py{' --quick' if quick else ''} --write`",
     ]
