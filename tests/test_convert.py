@@ -257,3 +257,19 @@ def test_convert_bad_inputs_one_line_no_outputs(tmp_path: Path, capsys) -> None:
     assert main(["convert", "--json", str(js), "--images", str(images), "--out", str(out), "--quiet"]) == 0
     assert len(list(out.glob("*.tif"))) == 5
     assert not list(out.glob("*.part"))
+
+
+@pytest.mark.slow
+def test_bench_convert_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark's --quick mode runs and reports all three converters."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_convert", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_convert.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "naive pycocotools loop" in out and "livecell-seg convert, 2 workers" in out
+    assert "40/40 images" in out

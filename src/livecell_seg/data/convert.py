@@ -401,11 +401,17 @@ def _work(task: _Task) -> tuple[str, dict]:
     for s, e in task.runs:
         anns.extend(read_run(_W["path"], s, e, _W["dict_form"], f=_W["f"]))
     h, w = int(task.image["height"]), int(task.image["width"])
-    res = rasterize_annotations(anns, h, w, min_fragment=_W["min_fragment"])
-    write_labels(task.label_path, res.labels)
-    if task.semantic_path is not None:
-        assert res.foreground is not None
-        write_tiff_atomic(task.semantic_path, (res.foreground.astype(np.uint8) * 255), compression="zlib")
+    try:
+        res = rasterize_annotations(anns, h, w, min_fragment=_W["min_fragment"])
+    except ValueError as e:  # e.g. more cells than uint16 labels hold
+        raise LivecellError(f"{task.image['file_name']}: {e}") from None
+    try:
+        write_labels(task.label_path, res.labels)
+        if task.semantic_path is not None:
+            assert res.foreground is not None
+            write_tiff_atomic(task.semantic_path, res.foreground.astype(np.uint8) * 255, compression="zlib")
+    except OSError as e:
+        raise LivecellError(f"{task.label_path}: cannot write ({e.strerror or e})") from None
     return task.label_path, res.stats.as_dict()
 
 
@@ -568,13 +574,17 @@ def _run_tasks(
             _W["f"].close()
         return
     import multiprocessing as mp
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
+    # fork is fastest and needs no importable __main__; it is only safe without other threads
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
     chunksize = max(1, min(16, len(tasks) // (n_workers * 8)))
-    with ctx.Pool(n_workers, initializer=_init_worker, initargs=init) as pool:
-        try:
-            yield from pool.imap_unordered(_work, tasks, chunksize=chunksize)
-        except LivecellError:
-            pool.terminate()
-            raise
+    with ProcessPoolExecutor(
+        n_workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=init
+    ) as ex:
+        yield from ex.map(_work, tasks, chunksize=chunksize)
