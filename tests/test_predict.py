@@ -118,6 +118,14 @@ def test_broken_file_is_named_once_and_others_processed(tmp_path, model_dir, cap
     assert any("2 of 4" in line for line in err)
     assert all("Traceback" not in line for line in err)
     assert sorted(p.name for p in (tmp_path / "o").glob("*.tif")) == ["good0.tif", "good1.tif"]
+    # outputs written inside the input folder are not taken for inputs on the next run
+    (inp / "broken.tif").unlink()
+    (inp / "empty.png").unlink()
+    argv = ["predict", "--model", str(model_dir), "--input", str(inp), "--out", str(inp / "pred")]
+    assert main([*argv, "--overlay", "-q"]) == 0 and main([*argv, "--overlay", "-q"]) == 0
+    assert sorted(p.name for p in (inp / "pred").rglob("*.*")) == sorted(
+        ["good0.tif", "good1.tif", "good0.png", "good1.png"]
+    )
 
 
 def test_cli_end_to_end_on_the_real_sample(tmp_path, model_dir, capsys):

@@ -166,6 +166,9 @@ def predict_paths(
 
     out = Path(out_dir)
     paths = list_images(inputs if isinstance(inputs, list) else [inputs])
+    out_abs = out.resolve()
+    # never treat our own outputs as inputs (``--out`` inside an ``--input`` folder, re-runs)
+    paths = [q for q in paths if out_abs not in q.resolve().parents]
     summary = PredictSummary(out_dir=out, n_inputs=len(paths))
     if not paths:
         raise LivecellError(
