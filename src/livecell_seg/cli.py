@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen not in COMMANDS:
         chosen = None
+    # Spinning OpenMP threads make torch 2-10x slower on a shared, busy CPU (measured in
+    # BENCHMARKS.md, predict section); passive waiting costs nothing on an idle one.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
     if args.command is None:
