@@ -59,6 +59,9 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path, capsys):
     assert (out / MARKER).is_file()
     assert (out / "eda" / "index.html").stat().st_size > 1000
     assert (out / "evaluation" / "report.html").stat().st_size > 1000
+    index = (out / "index.html").read_text()
+    assert "trained now" in index and 'href="evaluation/report.html"' in index
+    assert all((out / rel).exists() for rel in s["outputs"].values())
     for f in ("model.pt", "config.json", "postprocess.json"):
         assert (out / "train" / "model" / f).is_file()
     cfg = json.loads((out / "train" / "model" / "config.json").read_text())
@@ -97,6 +100,31 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path, capsys):
     assert (out / "evaluation" / "report.html").is_file()
     assert s2["results"]["trained"]["metrics"]["overall"]["AP"] == pytest.approx(res["overall"]["AP"])
     assert s2["results"]["bundled"] is None
+
+
+def test_quick_demo_pretrained_fine_tunes_and_compares_the_bundled_model(tmp_path, capsys, monkeypatch):
+    """--pretrained with a stand-in bundled model (a small model folder trained here)."""
+    import torch
+
+    import livecell_seg.model
+    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig(head="fg+dist", base_features=8, depth=3)
+    fake = save_model_dir(tmp_path / "bundled", build_model(mcfg), {"model": model_to_dict(mcfg)})
+    monkeypatch.setattr(livecell_seg.model, "default_model_dir", lambda: fake)
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--pretrained", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fine-tuned bundled" in printed and "bundled*" in printed and "NOT a held-out score" in printed
+    s = json.loads((out / "summary.json").read_text())
+    assert s["training"]["init_from"] == str(fake)
+    cfg = json.loads((out / "train" / "model" / "config.json").read_text())
+    assert cfg["init_from"] == str(fake) and cfg["model"]["base_features"] == 8 and cfg["optim"]["lr"] == 5e-4
+    assert [st["stage"] for st in s["stages"]][-1] == "bundled"
+    _finite_metrics(s["results"]["bundled"]["metrics"]["overall"])
+    assert (out / "bundled" / "evaluation" / "report.html").is_file()
+    assert len(list((out / "bundled" / "predictions").glob("*.tif"))) == len(s["split"]["val"])
 
 
 def test_demo_refuses_foreign_folder_and_missing_bundled_model(tmp_path, capsys, monkeypatch):
@@ -143,7 +171,7 @@ def test_plan_steps_fits_the_time_box_in_whole_validated_epochs(minutes, step_s)
     n_val = steps // (spe * val_every)
     if steps > spe * 4:
         assert 4 <= n_val <= 7
-        assert steps * step_s * 1.15 + 20 <= minutes * 60 + 1e-6
+        assert steps * step_s * 1.25 + 20 <= minutes * 60 + 1e-6
     assert steps >= spe  # at least one epoch, even when nothing fits
 
 

@@ -15,6 +15,7 @@ Training is time-boxed: a few training steps are timed on this CPU first and the
 steps as fit in ``minutes`` (so the cosine schedule completes), with ``trainer.max_minutes`` as a
 hard stop. Output folder (``DIR``)::
 
+    DIR/index.html                the results table and links to everything below
     DIR/summary.json              every stage's time, the split, training, tuned parameters, metrics
     DIR/splits/                   train.json, val.json, split_report.{json,md}
     DIR/labels/{train,val}/       ground-truth label TIFFs
@@ -48,7 +49,17 @@ from .errors import InputFileError, LivecellError
 
 MARKER = ".livecell-seg-demo"
 #: folders and files of DIR that the demo writes (and may delete to redo them)
-OWNED = ("splits", "labels", "eda", "train", "predictions", "evaluation", "bundled", "summary.json")
+OWNED = (
+    "splits",
+    "labels",
+    "eda",
+    "train",
+    "predictions",
+    "evaluation",
+    "bundled",
+    "summary.json",
+    "index.html",
+)
 #: configs/demo.yaml of the source checkout (the demo's training config)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 DEFAULT_MINUTES = 4.0
@@ -160,7 +171,7 @@ def measure_step_seconds(
 
 
 def plan_steps(
-    minutes: float, step_s: float, steps_per_epoch: int, overhead_s: float = 20.0, margin: float = 1.15
+    minutes: float, step_s: float, steps_per_epoch: int, overhead_s: float = 20.0, margin: float = 1.25
 ) -> tuple[int, int]:
     """(max_steps, val_every_n_epochs) for a time box: whole epochs, about four validations, the
     last one on the final weights. ``margin`` covers data loading and logging around each step."""
@@ -504,6 +515,52 @@ def print_results(results: list[tuple[str, dict[str, Any]]], notes: list[str], c
         console.print(n, highlight=False)
 
 
+def write_index(out: Path, summary: dict[str, Any]) -> Path:
+    """``DIR/index.html``: the results table, the notes, stage times and links to every output."""
+    import html
+
+    from .io import atomic_path
+
+    def table(label: str, metrics: dict[str, Any]) -> str:
+        rows = [*metrics["per_cell_type"].items(), ("all", metrics["overall"])]
+        body = "".join(
+            "<tr" + (' style="font-weight:bold"' if ct == "all" else "") + ">"
+            f"<td>{html.escape(label) if i == 0 else ''}</td><td>{html.escape(ct)}</td>"
+            f"<td>{row['n_images']}</td><td>{row['n_gt']}</td>"
+            + "".join(f"<td>{_fmt(row.get(k), pct)}</td>" for k, _h, pct in TABLE_METRICS)
+            + "</tr>"
+            for i, (ct, row) in enumerate(rows)
+        )
+        return body
+
+    res = summary["results"]
+    label = "fine-tuned bundled" if summary["options"]["pretrained"] else "trained now"
+    body = table(label, res["trained"]["metrics"])
+    if res.get("bundled"):
+        body += table("bundled*", res["bundled"]["metrics"])
+    heads = "".join(f"<th>{h}</th>" for h in ("model", "cell type", "images", "cells"))
+    heads += "".join(f"<th>{h}</th>" for _k, h, _p in TABLE_METRICS)
+    links = "".join(
+        f'<li><a href="{html.escape(v)}">{html.escape(k)}</a> ({html.escape(v)})</li>'
+        for k, v in summary["outputs"].items()
+    )
+    stages = ", ".join(f"{html.escape(s['stage'])} {s['seconds']:.0f} s" for s in summary["stages"])
+    notes = "".join(f"<p>{html.escape(n)}</p>" for n in summary["notes"])
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>livecell-seg demo</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}</style>
+</head><body><h1>livecell-seg demo</h1>
+<p>The whole pipeline on the bundled LIVECell sample: split, convert, EDA, training, watershed tuning,
+prediction and LIVECell-protocol evaluation, in {summary["total_seconds"]:.0f} s ({stages}).</p>
+<table><tr>{heads}</tr>{body}</table>{notes}
+<h2>Outputs</h2><ul>{links}<li><a href="summary.json">summary.json</a></li></ul></body></html>
+"""
+    path = out / "index.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
 # ---------------------------------------------------------------------------------------- main
 def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     """Run the whole pipeline on the bundled sample into ``opts.out``; returns ``summary.json``'s content."""
@@ -586,11 +643,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     with prog.stage("tune", "tune the watershed on the val split (mask AP)  [livecell-seg tune]") as rec:
         from .tuning import tune_model_dir
 
-        lines: list[str] = []
         _rm(model_dir / "postprocess.json")  # a re-run tunes from the defaults again, as the first run
-        tuned = tune_model_dir(
-            model_dir, val_json, images, grid=QUICK_GRID if opts.quick else "small", progress=lines.append
-        )
+        tuned = tune_model_dir(model_dir, val_json, images, grid=QUICK_GRID if opts.quick else "small")
         t = tuned["tuning"]
         params = {k: v for k, v in tuned.items() if k not in ("tuning", "head")}
         prog.note(
@@ -646,20 +700,22 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     summary["machine_end"] = {"load_average": machine_info()["load_average"]}
     summary["outputs"] = {
-        "eda": "eda/index.html",
-        "labels": "predictions/",
+        "evaluation report": "evaluation/report.html",
+        "EDA report": "eda/index.html",
+        "predicted label images": "predictions/",
         "overlays": "predictions/overlays/",
-        "measurements": "predictions/measurements/",
-        "evaluation_report": "evaluation/report.html",
-        "model": "train/model/",
-        **({"bundled_evaluation_report": "bundled/evaluation/report.html"} if do_bundled else {}),
+        "measurements (CSV)": "predictions/measurements/",
+        "ground-truth label images": "labels/",
+        "splits": "splits/",
+        "model folder": "train/model/",
+        **({"bundled model's evaluation report": "bundled/evaluation/report.html"} if do_bundled else {}),
     }
     write_json_atomic(out / "summary.json", summary)
+    index = write_index(out, summary)
     per_stage = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in prog.stages)
     console.print(
         f"\n[bold]demo finished in {summary['total_seconds']:.0f} s[/] ({per_stage})\n"
-        f"open {out / 'evaluation' / 'report.html'} and {out / 'eda' / 'index.html'}; "
-        f"everything is listed in {out / 'summary.json'}",
+        f"open {index} (results and links to the reports); everything is in {out / 'summary.json'}",
         highlight=False,
     )
     return summary
