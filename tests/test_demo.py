@@ -127,6 +127,32 @@ def test_quick_demo_pretrained_fine_tunes_and_compares_the_bundled_model(tmp_pat
     assert len(list((out / "bundled" / "predictions").glob("*.tif"))) == len(s["split"]["val"])
 
 
+def test_quick_demo_resumes_an_interrupted_training(tmp_path, capsys, monkeypatch):
+    import lightning.pytorch as pl
+
+    import livecell_seg.demo as demo
+
+    real = demo._train_progress_callback
+
+    class Crash(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:  # last.ckpt of epoch 1 is on disk
+                raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(demo, "_train_progress_callback", lambda *a, **k: Crash())
+    opts = demo.DemoOptions(out=tmp_path / "d", quick=True, bundled=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        demo.run_demo(opts)
+    assert (tmp_path / "d" / "train" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "d" / "summary.json").exists()
+    monkeypatch.setattr(demo, "_train_progress_callback", real)
+    s = demo.run_demo(opts)
+    assert "resuming the interrupted training" in capsys.readouterr().out
+    t = s["training"]
+    assert t["resumed_from"].endswith("last.ckpt") and t["global_step"] == t["max_steps"] == demo.QUICK_STEPS
+    _finite_metrics(s["results"]["trained"]["metrics"]["overall"])
+
+
 def test_demo_refuses_foreign_folder_and_missing_bundled_model(tmp_path, capsys, monkeypatch):
     foreign = tmp_path / "mine"
     foreign.mkdir()

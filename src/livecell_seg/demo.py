@@ -344,7 +344,7 @@ def _train(
     from .config import apply_overrides, config_from_dict, config_to_dict
     from .io import write_json_atomic
     from .model import default_model_dir
-    from .training import SUMMARY_FILE, train
+    from .training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
 
     init = default_model_dir() if opts.pretrained else None
     cfg, overrides = _train_config(opts, out, images, config_path, init)
@@ -357,17 +357,15 @@ def _train(
     }
     plan_file = run_dir / "demo_plan.json"
     old = json.loads(plan_file.read_text()) if plan_file.is_file() else None
-    if old is not None and old.get("settings") == settings:
-        max_steps, val_every = int(old["max_steps"]), int(old["val_every_n_epochs"])
-        if (run_dir / SUMMARY_FILE).is_file() and (run_dir / "model" / "model.pt").is_file():
-            prog.note(f"already trained with these settings in {run_dir} (reused; --fresh retrains)")
-            return run_dir / "model", {
-                **json.loads((run_dir / SUMMARY_FILE).read_text()),
-                **old,
-                "reused": True,
-            }
+    if old is not None and old.get("settings") != settings:
+        old = None
+    if old is not None and (run_dir / SUMMARY_FILE).is_file() and (run_dir / "model" / "model.pt").is_file():
+        prog.note(f"already trained with these settings in {run_dir} (reused; --fresh retrains)")
+        return run_dir / "model", {**json.loads((run_dir / SUMMARY_FILE).read_text()), **old, "reused": True}
+    if old is not None and (run_dir / CHECKPOINT_DIR / LAST_CKPT).is_file():
         prog.note(f"resuming the interrupted training in {run_dir}")
         plan = old
+        max_steps, val_every = int(old["max_steps"]), int(old["val_every_n_epochs"])
     else:
         if run_dir.exists():
             _rm(run_dir)
@@ -406,8 +404,14 @@ def _train(
     )
     say = prog.note
     log = run_dir / "train.log"  # Lightning's and train()'s own prints; the demo prints its progress
-    with log.open("a") as f, contextlib.redirect_stdout(f), _quiet_lightning():
-        train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])
+    try:
+        with log.open("a") as f, contextlib.redirect_stdout(f), _quiet_lightning():
+            train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])
+    except SystemExit:  # Lightning's answer to Ctrl+C: sys.exit(1) after a graceful shutdown
+        prog.note(
+            f"training interrupted; the same command resumes it from {run_dir / CHECKPOINT_DIR / LAST_CKPT}"
+        )
+        raise KeyboardInterrupt from None
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     if summary.get("global_step", 0) < max_steps:
         prog.note(

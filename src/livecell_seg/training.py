@@ -315,8 +315,15 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         save_last=False,
     )
     # last.ckpt after every training epoch (validated or not), so an interruption loses < 1 epoch
+    # (save_top_k=0 + save_last=True does not do this: Lightning 2.6 writes "last" only in a step
+    # where another checkpoint was saved; a top-1 checkpoint without a monitor named "last" does)
     last_cb = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, save_on_train_epoch_end=True
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename=LAST_CKPT[: -len(".ckpt")],
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
     )
     callbacks += [ckpt_cb, last_cb]
     callbacks += list(extra_callbacks or [])
