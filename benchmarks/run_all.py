@@ -111,13 +111,16 @@ def header_block(info: dict, load_end: list | None, runs: list[dict], quick: boo
         "`--quick` runs small sizes as a smoke test. Wall times depend on the machine and its load: "
         "compare ratios within one run, not absolute times across runs.",
         "",
-        machine_line(info, load_end, when, quick),
-        "",
-        "| benchmark | status | wall time (s) |",
-        "|---|---|---|",
     ]
-    for r in runs:
-        lines.append(f"| {r['name']} | {r['status']} | {r['seconds']:.0f} |")
+    if runs:
+        lines += [machine_line(info, load_end, when, quick), "", "| benchmark | status | wall time (s) |"]
+        lines.append("|---|---|---|")
+        lines += [f"| {r['name']} | {r['status']} | {r['seconds']:.0f} |" for r in runs]
+    else:
+        lines.append(
+            "The sections below were written one by one by their scripts; each states its own command, "
+            "date and machine. `make bench` re-runs them all and records the machine here."
+        )
     lines.append(f"<!-- /bench:{HEADER} -->")
     return "\n".join(lines)
 
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="skip these benchmarks")
     ap.add_argument("--timeout", type=float, help="seconds allowed per benchmark (default: none)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    ap.add_argument(
+        "--header-only", action="store_true", help="write the intro at the top of BENCHMARKS.md, run nothing"
+    )
     ap.add_argument("--md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -173,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.header_only:
+        write_markdown(args.md, header_block(machine(), None, [], quick=False))
+        print(f"run_all: wrote the intro of {args.md}")
+        return 0
     names = [n for n in names if (not args.only or n in args.only) and n not in args.skip]
     write = (args.write or not args.quick) and not args.no_write
     flags = (["--quick"] if args.quick else []) + (["--write"] if write else [])

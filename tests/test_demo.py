@@ -315,7 +315,12 @@ def test_run_all_header_and_section_order(tmp_path, capsys):
     assert order == sorted(order)
     assert "\nC\n" in text and "\nE\n" in text and "\nX\n" in text
     # a second run replaces the header, keeps one copy of everything
-    ra.write_markdown(md, ra.header_block(info, None, [], quick=True))
+    runs = [{"name": "evaluate", "status": "failed (exit 1)", "seconds": 3.0}]
+    ra.write_markdown(md, ra.header_block(info, None, runs, quick=True))
     text2 = md.read_text()
     assert text2.count("<!-- bench:header -->") == 1 and text2.count("<!-- bench:convert -->") == 1
     assert "run_all.py --quick" in text2 and "| convert | ok" not in text2
+    assert "| evaluate | failed (exit 1) | 3 |" in text2
+    assert ra.main(["--header-only", "--md", str(md)]) == 0
+    text3 = md.read_text()
+    assert "make bench" in text3 and "run_all.py --quick" not in text3 and "\nC\n" in text3
