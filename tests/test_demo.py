@@ -61,6 +61,7 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path, capsys):
     assert (out / "evaluation" / "report.html").stat().st_size > 1000
     index = (out / "index.html").read_text()
     assert "trained now" in index and 'href="evaluation/report.html"' in index
+    assert index.count('<img src="predictions/overlays/') == len(val)
     assert all((out / rel).exists() for rel in s["outputs"].values())
     for f in ("model.pt", "config.json", "postprocess.json"):
         assert (out / "train" / "model" / f).is_file()

@@ -550,6 +550,12 @@ def write_index(out: Path, summary: dict[str, Any]) -> Path:
     )
     stages = ", ".join(f"{html.escape(s['stage'])} {s['seconds']:.0f} s" for s in summary["stages"])
     notes = "".join(f"<p>{html.escape(n)}</p>" for n in summary["notes"])
+    figs = "".join(
+        f'<a href="{html.escape(rel)}"><img src="{html.escape(rel)}" alt="{html.escape(stem)}" '
+        f'title="{html.escape(stem)}" style="width:48%;margin:.5%"></a>'
+        for stem in (Path(f).stem for f in summary["split"]["val"])
+        if (out / (rel := f"predictions/overlays/{stem}.png")).is_file()
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>livecell-seg demo</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}</style>
@@ -557,6 +563,7 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:first-child,
 <p>The whole pipeline on the bundled LIVECell sample: split, convert, EDA, training, watershed tuning,
 prediction and LIVECell-protocol evaluation, in {summary["total_seconds"]:.0f} s ({stages}).</p>
 <table><tr>{heads}</tr>{body}</table>{notes}
+<h2>Predicted cells on the val images (outlines)</h2><div>{figs}</div>
 <h2>Outputs</h2><ul>{links}<li><a href="summary.json">summary.json</a></li></ul></body></html>
 """
     path = out / "index.html"
