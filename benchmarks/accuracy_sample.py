@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -172,16 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     if args.write:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        block = f"<!-- accuracy:table -->\n{table}\n<!-- /accuracy:table -->"
-        if "<!-- accuracy:table -->" in text:
-            text = re.sub(
-                r"<!-- accuracy:table -->.*?<!-- /accuracy:table -->", lambda _m: block, text, flags=re.S
-            )
-        else:
-            text += "\n" + block + "\n"
-        readme.write_text(text)
+        from _sections import replace_section
+
+        replace_section("table", table, ROOT / "README.md", marker="accuracy")
     return 0
 
 

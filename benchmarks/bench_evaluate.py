@@ -23,7 +23,6 @@ import contextlib
 import io
 import json
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -232,15 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_section(path: Path, name: str, text: str) -> None:
     """Replace (or append) the ``<!-- bench:NAME -->`` section of BENCHMARKS.md, atomically."""
-    from livecell_seg.io import atomic_path
+    from _sections import replace_section
 
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{start}\n{text}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    new = pat.sub(lambda _m: block, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + block + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(new)
+    replace_section(name, text, path)
 
 
 if __name__ == "__main__":

@@ -378,17 +378,9 @@ def run(quick: bool, compile_: bool) -> str:
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from livecell_seg.io import atomic_path
+    from _sections import replace_section
 
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n## Prediction speed (CPU)\n\n{text}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(new)
+    replace_section(SECTION, f"## Prediction speed (CPU)\n\n{text}", path)
 
 
 def main(argv: list[str] | None = None) -> int:
