@@ -84,6 +84,22 @@ def tune_on(model_dir: Path, stems: list[str], work: Path):
     return best, best_score, len(hist)
 
 
+def export_last(run: Path) -> Path:
+    """Export ``run``'s last checkpoint as the model folder ``run/last_model`` (once)."""
+    from livecell_seg.training import export_checkpoint
+
+    dst = run / "last_model"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if not (dst / "model.pt").is_file() or (dst / "model.pt").stat().st_mtime < ckpt.stat().st_mtime:
+        config = json.loads((run / "config.json").read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": "last.ckpt"})
+            dst.mkdir(exist_ok=True)
+            for f in md.iterdir():
+                (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
 def fmt(v, pct: bool) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -103,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundled", default=None, help="bundled model folder (default: the package's)")
     ap.add_argument(
         "--long-run",
-        default=str(ROOT / "runs" / "heldout_long" / "fg+dist" / "model"),
-        help="the shipped recipe's full step budget on the 3 training images (scored if present)",
+        default=str(ROOT / "runs" / "heldout_long" / "fg+dist"),
+        help="run folder of the shipped recipe's full step budget on the 3 training images (scored if "
+        "present; its last checkpoint is exported to RUN/last_model, as the bundled model uses its last)",
     )
     ap.add_argument(
         "--tune-into",
@@ -141,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(row(f"`{head}`, held-out wells, tuned on these 2 images (optimistic)", r))
             print(f"{head}: tuned {best.to_dict()} AP {s:.1f} ({n} evaluations)")
         long_dir = Path(args.long_run)
+        if (long_dir / "checkpoints" / "last.ckpt").is_file():
+            long_dir = export_last(long_dir)
         tune_dir = Path(args.heldout_runs) / "fg+dist" / "model"
         if (long_dir / "model.pt").is_file():
             tune_dir = long_dir
