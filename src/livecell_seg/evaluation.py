@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import sys
 import time
@@ -162,13 +161,10 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
 
     Detections of image ids that are not in the ground truth are an error (a wrong json pairing).
     """
+    from .io import read_json
+
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(p, "file not found")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputFileError(p, f"not valid JSON ({type(e).__name__})") from None
+    data = read_json(p)
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         data = data["annotations"]
     if not isinstance(data, list):

@@ -44,6 +44,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file; a missing, unreadable or invalid file raises a one-line InputFileError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "file not found")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputFileError(p, f"invalid JSON ({e.msg} at line {e.lineno})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise InputFileError(p, f"cannot be read as JSON ({type(e).__name__})") from None
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     with atomic_path(path) as tmp:

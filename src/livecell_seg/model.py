@@ -202,13 +202,10 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
 
 def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     """Read ``postprocess.json`` of a model folder, or None when it has none."""
+    from .io import read_json
+
     p = Path(path) / POSTPROCESS_FILE
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise InputFileError(p, f"invalid JSON ({e.msg} at line {e.lineno})") from None
+    return read_json(p) if p.is_file() else None
 
 
 def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:

@@ -96,13 +96,10 @@ class PostprocessParams:
     @classmethod
     def read(cls, path: str | Path) -> PostprocessParams:
         """Read parameters from a JSON file (a bare params dict or a tuned ``postprocess.json``)."""
+        from .io import read_json
+
         p = Path(path)
-        if not p.is_file():
-            raise InputFileError(p, "file not found")
-        try:
-            d = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputFileError(p, f"invalid JSON ({type(e).__name__})") from None
+        d = read_json(p)
         if not isinstance(d, dict):
             raise InputFileError(p, "expected a JSON object of post-processing parameters")
         try:
