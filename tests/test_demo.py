@@ -271,7 +271,7 @@ def test_demo_config_is_a_valid_train_config():
     from livecell_seg.config import load_config
     from livecell_seg.demo import DEFAULT_CONFIG, QUICK_OVERRIDES
 
-    assert DEFAULT_CONFIG == REPO / "configs" / "demo.yaml"
+    assert DEFAULT_CONFIG == REPO / "src" / "livecell_seg" / "configs" / "demo.yaml"
     cfg = load_config(DEFAULT_CONFIG, QUICK_OVERRIDES + ["trainer.max_minutes=0.5"])
     assert cfg.trainer.max_minutes == 0.5 and cfg.model.base_features == 8
     with pytest.raises(LivecellError, match="max_minutes"):

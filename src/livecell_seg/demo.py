@@ -5,7 +5,7 @@
 1. split    ``data.splits.split_datasets`` + ``write_splits``  (``livecell-seg split``)
 2. convert  ``data.convert.convert`` per split                 (``livecell-seg convert``)
 3. EDA      ``data.eda.make_report``                           (``livecell-seg eda``)
-4. train    ``training.train`` with ``configs/demo.yaml``      (``livecell-seg train --config``)
+4. train    ``training.train`` with ``livecell_seg/configs/demo.yaml`` (``livecell-seg train --config``)
 5. tune     ``tuning.tune_model_dir`` on the val split         (``livecell-seg tune``)
 6. predict  ``predict.predict_paths`` on the val images        (``livecell-seg predict``)
 7. evaluate ``evaluation.evaluate`` + ``write_report``         (``livecell-seg evaluate``)
@@ -60,8 +60,8 @@ OWNED = (
     "summary.json",
     "index.html",
 )
-#: configs/demo.yaml of the source checkout (the demo's training config)
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+#: the demo's training config, shipped inside the package (works from a wheel too)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 DEFAULT_MINUTES = 4.0
 QUICK_MINUTES = 0.5
 #: --quick: a tiny network and a few steps (about a minute end to end)
@@ -93,7 +93,7 @@ class DemoOptions:
     quick: bool = False
     fresh: bool = False
     seed: int = 0
-    config: Path | None = None  # default: configs/demo.yaml of the source checkout
+    config: Path | None = None  # default: DEFAULT_CONFIG (livecell_seg/configs/demo.yaml)
     bundled: bool = True  # also evaluate the bundled model when it exists
 
     @property

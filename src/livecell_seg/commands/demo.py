@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (0)")
     parser.add_argument(
-        "--config", type=Path, help="training config (default: configs/demo.yaml of the source checkout)"
+        "--config", type=Path, help="training config (default: the packaged livecell_seg/configs/demo.yaml)"
     )
     parser.add_argument(
         "--no-bundled", action="store_true", help="do not evaluate the bundled model for comparison"
