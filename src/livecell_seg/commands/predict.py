@@ -62,7 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from .. import inference  # noqa: F401 - sets OMP_WAIT_POLICY before torch is imported
     from ..errors import LivecellError
     from ..predict import predict_paths
 
