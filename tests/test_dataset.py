@@ -105,13 +105,13 @@ def test_geometric_augmentation_keeps_image_and_labels_aligned(tmp_path):
     ds = CropDataset(refs, "fg", crop_size=64, augment=geo_only, samples_per_epoch=20)
     rng = np.random.default_rng(0)
     for i in range(20):
-        image, target = ds.sample(i, rng)
+        image, target, _ = ds.sample(i, rng)
         agree = ((image > 0.5) == (target[0] > 0.5)).mean()
         assert agree > 0.97, (i, agree)  # only bilinear-vs-nearest edge pixels may differ
     no_scale = AugmentConfig(strength=1.0, p_scale=0.0, p_intensity=0.0)
     ds = CropDataset(refs, "fg", crop_size=64, augment=no_scale)
     for i in range(6):
-        image, target = ds.sample(i, rng)
+        image, target, _ = ds.sample(i, rng)
         assert np.array_equal(image > 0.5, target[0] > 0.5)
 
 
@@ -123,7 +123,7 @@ def test_targets_computed_with_context_match_full_image_targets(tmp_path):
     ds = CropDataset(refs, "fg+dist", crop_size=48, augment=AugmentConfig(strength=0.0), target_margin=40)
     img, lab = load_sample(refs[0])
     full = make_targets(lab, "fg+dist")
-    image, target = ds.sample(0, np.random.default_rng(3))
+    image, target, _ = ds.sample(0, np.random.default_rng(3))
     # locate the crop in the image
     hits = [
         (y, x)
@@ -143,8 +143,8 @@ def test_intensity_augmentation_changes_image_only(tmp_path):
     off = {"brightness": 0.0, "contrast": 0.0, "gamma": 0.0, "blur": 0.0, "noise": 0.0}
     plain = CropDataset(refs, "fg", crop_size=32, augment=AugmentConfig(**geo, **off))
     strong = CropDataset(refs, "fg", crop_size=32, augment=AugmentConfig(**geo))
-    a_img, a_t = plain.sample(0, np.random.default_rng(5))
-    b_img, b_t = strong.sample(0, np.random.default_rng(5))
+    a_img, a_t, _ = plain.sample(0, np.random.default_rng(5))
+    b_img, b_t, _ = strong.sample(0, np.random.default_rng(5))
     assert np.array_equal(a_t, b_t)
     assert not np.allclose(a_img, b_img)
 

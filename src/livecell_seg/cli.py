@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eda": ("eda", "exploratory data analysis report (HTML with plots)"),
     "train": ("train", "train a U-Net (PyTorch Lightning)"),
     "predict": ("predict", "segment images into cell instances"),
+    "pseudolabel": ("pseudolabel", "confident cells of a model on unannotated images, for self-training"),
     "postprocess": ("postprocess", "re-run instance extraction from saved probability maps"),
     "tune": ("tune", "tune watershed parameters on a validation set"),
     "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),

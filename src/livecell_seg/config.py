@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,11 @@ from typing import Any
 from .errors import InputFileError, LivecellError
 from .heads import HEADS
 from .model import ModelConfig
+
+#: how completely a source's images are annotated (see SourceConfig.annotation)
+ANNOTATION_POLICIES = ("full", "partial")
+#: how training crops are spread within a source (see DataConfig.balance)
+BALANCE_MODES = ("none", "cell_type")
 
 
 @dataclass
@@ -30,6 +36,17 @@ class SourceConfig:
     ``folder`` (a folder holding ``images/`` and ``labels/`` with the same file stems) or
     ``sample: true`` (the bundled real LIVECell sample). ``include`` / ``exclude`` filter images
     by file stem (``A172_Phase_C7_1_02d16h00m_2``) or stem prefix such as a cell type (``A172``).
+
+    Mixing sources: ``weight`` is the source's share of the training crops (relative to the other
+    sources' weights; by default every source gets a share proportional to its number of images).
+    ``annotation: partial`` marks a source where only some cells are annotated (e.g. the Kaggle
+    astrocyte/cortical-neuron images): the foreground loss then ignores background pixels farther
+    than ``data.partial_margin`` pixels from any annotated cell. ``ignore`` is an optional folder of
+    masks named like the label files (nonzero = no loss there; written by ``livecell-seg
+    pseudolabel`` for the unconfident parts of pseudo-labels); a ``folder`` source uses its
+    ``ignore/`` subfolder when it has one. ``cell_types``: a JSON file mapping image stems to cell
+    types (a ``folder`` source reads its ``cell_types.json`` when present; LIVECell file names carry
+    the type), used by ``data.balance: cell_type`` and by ``include_types`` (keep only those types).
     """
 
     labels: str | None = None
@@ -39,6 +56,11 @@ class SourceConfig:
     sample: bool = False
     include: list[str] | None = None
     exclude: list[str] | None = None
+    weight: float | None = None
+    annotation: str = "full"  # full | partial
+    ignore: str | None = None
+    cell_types: str | None = None
+    include_types: list[str] | None = None  # keep only images of these cell types
 
     def validate(self, where: str) -> None:
         kinds = [self.labels is not None, self.json is not None, self.folder is not None, self.sample]
@@ -49,6 +71,12 @@ class SourceConfig:
         for key in ("labels", "json"):
             if getattr(self, key) is not None and self.images is None:
                 raise LivecellError(f"{where}: '{key}' needs 'images' (the images folder)")
+        if self.weight is not None and not (math.isfinite(self.weight) and self.weight > 0):
+            raise LivecellError(f"{where}.weight: must be a positive number, got {self.weight!r}")
+        if self.annotation not in ANNOTATION_POLICIES:
+            raise LivecellError(
+                f"{where}.annotation: unknown {self.annotation!r}; choose {', '.join(ANNOTATION_POLICIES)}"
+            )
 
 
 @dataclass
@@ -62,7 +90,8 @@ class AugmentConfig:
     strength: float = 1.0
     flips: bool = True
     rot90: bool = True
-    scale: float = 0.15  # zoom factor drawn from [1 - scale, 1 + scale]
+    scale: float = 0.15  # zoom factor drawn log-uniformly from [1 - scale, 1 + scale]
+    scale_range: list[float] | None = None  # [min, max] zoom (overrides ``scale``), e.g. [0.5, 2.0]
     brightness: float = 0.1  # additive shift, in units of the normalized range
     contrast: float = 0.2  # multiplicative factor from [1 - c, 1 + c] about the mean
     gamma: float = 0.2  # gamma from [1 - g, 1 + g]
@@ -88,6 +117,8 @@ class DataConfig:
     cache_images: int = 4  # decoded images kept per worker (LRU)
     val_max_images: int | None = None  # validate on the first N validation images only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    balance: str = "none"  # none | cell_type: within a source, every cell type gets an equal share
+    partial_margin: int = 12  # partially annotated sources: background within this many px of a cell counts
 
 
 @dataclass
@@ -188,6 +219,17 @@ class TrainConfig:
             raise LivecellError("data.crop_size must be at least 16")
         if self.data.batch_size < 1:
             raise LivecellError("data.batch_size must be at least 1")
+        if self.data.balance not in BALANCE_MODES:
+            raise LivecellError(
+                f"data.balance: unknown {self.data.balance!r}; choose {', '.join(BALANCE_MODES)}"
+            )
+        if self.data.partial_margin < 0:
+            raise LivecellError("data.partial_margin must be >= 0")
+        sr = self.data.augment.scale_range
+        if sr is not None and not (len(sr) == 2 and 0 < sr[0] <= sr[1] and all(map(math.isfinite, sr))):
+            raise LivecellError(
+                f"data.augment.scale_range: expected [min, max] with 0 < min <= max, got {sr!r}"
+            )
         for lg in self.trainer.loggers:
             if lg not in ("csv", "tensorboard", "wandb"):
                 raise LivecellError(f"trainer.loggers: unknown logger {lg!r} (csv, tensorboard, wandb)")
@@ -344,11 +386,9 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     return d
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file as a dict (InputFileError on a bad file)."""
+def _read_mapping(p: Path) -> dict[str, Any]:
     import yaml
 
-    p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "config file not found")
     text = p.read_text()
@@ -361,6 +401,35 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise InputFileError(p, "config must be a mapping at the top level")
+    return data
+
+
+def merge_configs(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings are merged key by key, everything else (lists too) replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_configs(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file as a dict (InputFileError on a bad file).
+
+    A top-level ``extends: other.yaml`` (relative to this file) reads that file first and merges
+    this one on top (:func:`merge_configs`), so a family of runs can share one base.
+    """
+    p = Path(path)
+    data = _read_mapping(p)
+    seen = [p.resolve()]
+    while "extends" in data:
+        parent = data.pop("extends")
+        if not isinstance(parent, str):
+            raise InputFileError(p, "extends: expected a file name")
+        q = (seen[-1].parent / parent).resolve()
+        if q in seen:
+            raise InputFileError(p, f"extends: cycle through {q.name}")
+        seen.append(q)
+        data = merge_configs(_read_mapping(q), data)
     return data
 
 

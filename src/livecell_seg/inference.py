@@ -274,6 +274,28 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i : i + size]
 
 
+def predict_maps_scaled(
+    model: LoadedModel, image: np.ndarray, scale: float = 1.0, **kwargs: Any
+) -> np.ndarray:
+    """:func:`predict_maps` of ``image`` zoomed by ``scale``, the maps resized back to the image's size.
+
+    The image is normalized first (so the zoom does not change its intensity statistics), zoomed
+    with :func:`livecell_seg.scale.zoom_image` and the ``(C, h, w)`` maps linearly resized back.
+    """
+    from .scale import zoom_image, zoom_maps
+
+    if scale == 1.0:
+        return predict_maps(model, image, **kwargs)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D grey image, got shape {img.shape}")
+    x = img if kwargs.pop("normalized", False) else normalize_image(img)
+    maps = predict_maps(model, zoom_image(np.asarray(x, np.float32), scale), normalized=True, **kwargs)
+    return zoom_maps(maps, img.shape)
+
+
 def predict_maps(
     model: LoadedModel,
     image: np.ndarray,

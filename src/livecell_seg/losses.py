@@ -32,16 +32,35 @@ def soft_dice_loss(
     return 1.0 - (2.0 * inter + smooth) / (denom + smooth)
 
 
-def tversky_loss(prob: Any, target: Any, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0) -> Any:
-    """1 − Tversky index; ``alpha`` weighs false positives, ``beta`` false negatives."""
+def tversky_loss(
+    prob: Any,
+    target: Any,
+    alpha: float = 0.3,
+    beta: float = 0.7,
+    smooth: float = 1.0,
+    mask: Any | None = None,
+) -> Any:
+    """1 − Tversky index; ``alpha`` weighs false positives, ``beta`` false negatives (masked if given)."""
+    if mask is not None:
+        prob, target = prob * mask, target * mask
     tp = (prob * target).sum()
     fp = (prob * (1 - target)).sum()
     fn = ((1 - prob) * target).sum()
     return 1.0 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
 
 
-def focal_loss(logits: Any, target: Any, gamma: float = 2.0, alpha: float = 0.25) -> Any:
-    """Sigmoid focal loss (Lin et al. 2017), mean over elements; ``alpha < 0`` disables weighting."""
+def _weighted_mean(values: Any, weight: Any | None) -> Any:
+    """Mean of ``values``, or their ``weight``-weighted mean."""
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def focal_loss(
+    logits: Any, target: Any, gamma: float = 2.0, alpha: float = 0.25, weight: Any | None = None
+) -> Any:
+    """Sigmoid focal loss (Lin et al. 2017), mean over elements (``weight``-weighted if given);
+    ``alpha < 0`` disables class weighting."""
     import torch.nn.functional as F
 
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -50,7 +69,7 @@ def focal_loss(logits: Any, target: Any, gamma: float = 2.0, alpha: float = 0.25
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = loss * (alpha * target + (1 - alpha) * (1 - target))
-    return loss.mean()
+    return _weighted_mean(loss, weight)
 
 
 def masked_soft_bce(logits: Any, target: Any, mask: Any) -> Any:
@@ -74,8 +93,10 @@ def masked_mse(prob: Any, target: Any, mask: Any) -> Any:
 class SegLoss:
     """Loss for a head: ``loss(logits, targets) -> (total, {channel: value})``.
 
-    ``logits`` and ``targets`` are (N, C, H, W) in the channel order of the head. The total is the
-    channel-weighted sum. Works as a plain callable; holds no parameters.
+    ``logits`` and ``targets`` are (N, C, H, W) in the channel order of the head; the optional
+    ``weight`` (N, H, W) is a per-pixel loss weight (0 = ignored: unannotated or unconfident
+    regions), applied to every channel. The total is the channel-weighted sum. Works as a plain
+    callable; holds no parameters.
     """
 
     def __init__(self, head: str, cfg: LossConfig | None = None) -> None:
@@ -86,20 +107,22 @@ class SegLoss:
         if unknown:
             raise ValueError(f"loss.channel_weights: channel(s) {sorted(unknown)} not in head {head!r}")
 
-    def _binary(self, logit: Any, target: Any) -> Any:
+    def _binary(self, logit: Any, target: Any, weight: Any | None = None) -> Any:
         import torch.nn.functional as F
 
         c = self.cfg
         prob = logit.sigmoid()
         if c.kind == "focal_dice":
             # focal loss values are ~10x smaller than BCE; scale so the terms stay comparable
-            first = 10.0 * focal_loss(logit, target, c.focal_gamma, c.focal_alpha)
+            first = 10.0 * focal_loss(logit, target, c.focal_gamma, c.focal_alpha, weight)
         else:
-            first = F.binary_cross_entropy_with_logits(logit, target)
+            first = _weighted_mean(
+                F.binary_cross_entropy_with_logits(logit, target, reduction="none"), weight
+            )
         if c.kind == "bce_tversky":
-            second = tversky_loss(prob, target, c.tversky_alpha, c.tversky_beta)
+            second = tversky_loss(prob, target, c.tversky_alpha, c.tversky_beta, mask=weight)
         else:
-            second = soft_dice_loss(prob, target)
+            second = soft_dice_loss(prob, target, mask=weight)
         return c.bce_weight * first + c.dice_weight * second
 
     def _distance(self, logit: Any, target: Any, mask: Any) -> Any:
@@ -111,11 +134,17 @@ class SegLoss:
             first = masked_soft_bce(logit, target, mask)
         return c.bce_weight * first + c.dice_weight * soft_dice_loss(prob, target, mask, squared=True)
 
-    def __call__(self, logits: Any, targets: Any) -> tuple[Any, dict[str, Any]]:
+    def __call__(self, logits: Any, targets: Any, weight: Any | None = None) -> tuple[Any, dict[str, Any]]:
         logits = logits.float()
         targets = targets.float()
         if logits.shape != targets.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+        if weight is not None:
+            weight = weight.float()
+            if weight.shape != logits[:, 0].shape:
+                raise ValueError(
+                    f"weight {tuple(weight.shape)} must be (N, H, W) = {tuple(logits[:, 0].shape)}"
+                )
         if logits.shape[1] != len(self.channels):
             raise ValueError(f"expected {len(self.channels)} channels for head {self.head!r}")
         fg_idx = self.channels.index("fg") if "fg" in self.channels else None
@@ -124,12 +153,14 @@ class SegLoss:
         total = logits.new_zeros(())
         for i, ch in enumerate(self.channels):
             if ch in BINARY_CHANNELS:
-                value = self._binary(logits[:, i], targets[:, i])
+                value = self._binary(logits[:, i], targets[:, i], weight)
             else:
                 if mask is None:
                     if fg_idx is None:
                         raise ValueError(f"channel {ch!r} needs an 'fg' channel to mask it")
                     mask = (targets[:, fg_idx] > 0.5).float()
+                    if weight is not None:
+                        mask = mask * weight
                 value = self._distance(logits[:, i], targets[:, i], mask)
             parts[ch] = value
             total = total + self.cfg.channel_weights.get(ch, 1.0) * value

@@ -26,6 +26,9 @@ class ModelConfig:
     ``arch``: ``"unet"`` (ours: configurable ``depth`` and ``base_features``, channels double per
     level, bilinear upsampling) or ``"monai_basicunet"`` (MONAI's BasicUNet, depth 4, features
     ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.heads`).
+    ``cell_diameter``: the typical cell diameter (pixels) of the training data, measured by
+    ``train`` (:func:`livecell_seg.scale.training_diameter`); ``predict --scale auto`` rescales
+    images so their cells come to this size. Not part of the architecture.
     """
 
     head: str = "fg+boundary"
@@ -35,6 +38,7 @@ class ModelConfig:
     depth: int = 4
     norm: str = "batch"  # batch | instance | group
     dropout: float = 0.0
+    cell_diameter: float | None = None
 
     @property
     def out_channels(self) -> int:

@@ -28,12 +28,16 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class SegmentationResult:
     """Instances of one image: ``labels`` int32 (0 = background), ``maps`` (C,H,W) float32
-    probabilities, ``scores`` {label: mean foreground probability}, ``timings`` in seconds."""
+    probabilities, ``scores`` {label: mean foreground probability}, ``timings`` in seconds,
+    ``scale``: the zoom the network ran at, ``diameter``: the median cell diameter (pixels of the
+    original image) that chose it (None unless ``scale="auto"``)."""
 
     labels: np.ndarray
     maps: np.ndarray
     scores: dict[int, float]
     timings: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0
+    diameter: float | None = None
 
     @property
     def n_cells(self) -> int:
@@ -52,6 +56,7 @@ class PredictSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     n_cells: dict[str, int] = field(default_factory=dict)
     timings: list[dict[str, float]] = field(default_factory=list)
+    scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -72,29 +77,106 @@ def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
     return PostprocessParams.from_dict(model.postprocess) if model.postprocess else PostprocessParams()
 
 
+#: ``scale="auto"``: at most this many extra network passes to converge on the cell size
+AUTO_SCALE_PASSES = 2
+
+
+def model_cell_diameter(model: LoadedModel) -> float:
+    """The training cell diameter recorded in the model folder (LivecellError when missing)."""
+    d = model.model_config.cell_diameter
+    if d is None or not d > 0:
+        where = model.path or "this model"
+        raise LivecellError(
+            f"{where}: the model folder records no training cell diameter (model.cell_diameter in "
+            "config.json), needed for --scale auto / --diameter; retrain, or give --scale"
+        )
+    return float(d)
+
+
+def resolve_scale(model: LoadedModel, scale: float | str = 1.0, diameter: float | None = None) -> float | str:
+    """The zoom to run at: ``scale`` (a number or ``"auto"``), or the model's training diameter
+    divided by ``diameter`` (the user's cell diameter in pixels) when that is given."""
+    if diameter is not None:
+        if not (np.isfinite(diameter) and diameter > 0):
+            raise LivecellError(f"diameter must be a positive number of pixels, got {diameter!r}")
+        return model_cell_diameter(model) / float(diameter)
+    if scale == "auto":
+        model_cell_diameter(model)
+        return "auto"
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}") from None
+    if not (np.isfinite(s) and s > 0):
+        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}")
+    return s
+
+
 def segment_image(
     model: LoadedModel,
     image: np.ndarray,
     params: PostprocessParams | None = None,
+    *,
+    scale: float | str = 1.0,
+    diameter: float | None = None,
     **predict_kwargs: Any,
 ) -> SegmentationResult:
     """Segment one raw 2-D grey image into cell instances.
 
     ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
     ``predict_kwargs`` go to :func:`livecell_seg.inference.predict_maps` (tile, overlap, tta, device, ...).
+    ``scale``: zoom the image by this factor for the network (maps and labels stay at the image's
+    size); ``"auto"`` measures the cells of a first pass at 1x and runs again at the zoom that
+    brings their median diameter to the model's training diameter (up to
+    :data:`AUTO_SCALE_PASSES` more passes until the zoom settles). ``diameter`` (pixels): the
+    cells' typical diameter when known; sets the zoom without a first pass.
     """
-    from .inference import predict_maps
+    from .inference import predict_maps_scaled
     from .postprocess import instance_scores, instances_from_maps
+    from .scale import SCALE_TOLERANCE, choose_scale, estimate_diameter
 
     p = params if params is not None else postprocess_params_for(model)
+    zoom = resolve_scale(model, scale, diameter)
+    t_net = t_post = 0.0
+
+    def run(s: float) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal t_net, t_post
+        t0 = time.perf_counter()
+        maps = predict_maps_scaled(model, image, s, **predict_kwargs)
+        t1 = time.perf_counter()
+        labels = instances_from_maps(maps, model.head, p).astype(np.int32, copy=False)
+        t_net += t1 - t0
+        t_post += time.perf_counter() - t1
+        return maps, labels
+
+    measured: float | None = None
+    if zoom == "auto":
+        target = model_cell_diameter(model)
+        s = 1.0
+        maps, labels = run(s)
+        for _ in range(AUTO_SCALE_PASSES):
+            measured = estimate_diameter(labels)
+            if measured is None:
+                break
+            # the diameter is measured in original pixels, so the zoom for the target is absolute
+            s_new = choose_scale(measured, target)
+            if max(s_new / s, s / s_new) < SCALE_TOLERANCE:
+                break
+            s = s_new
+            maps, labels = run(s)
+    else:
+        s = float(zoom)
+        maps, labels = run(s)
     t0 = time.perf_counter()
-    maps = predict_maps(model, image, **predict_kwargs)
-    t1 = time.perf_counter()
-    labels = instances_from_maps(maps, model.head, p).astype(np.int32, copy=False)
     scores = instance_scores(labels, maps[0])
-    t2 = time.perf_counter()
+    t_post += time.perf_counter() - t0
     return SegmentationResult(
-        labels=labels, maps=maps, scores=scores, timings={"network_s": t1 - t0, "postprocess_s": t2 - t1}
+        labels=labels,
+        maps=maps,
+        scores=scores,
+        timings={"network_s": t_net, "postprocess_s": t_post},
+        scale=s,
+        diameter=measured,
     )
 
 
@@ -146,6 +228,8 @@ def predict_paths(
     overlap: float = 0.25,
     batch_size: int = 4,
     precision: str = "auto",
+    scale: float | str = 1.0,
+    diameter: float | None = None,
     resume: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
@@ -156,7 +240,8 @@ def predict_paths(
     (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
     ``rois/<stem>.zip``, each atomically. A file that cannot be read or segmented is reported in
     one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
-    CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``.
+    CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
+    ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
     """
     import torch
     from tqdm import tqdm
@@ -180,6 +265,7 @@ def predict_paths(
     if dev == "cpu":
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)
+    resolve_scale(model, scale, diameter)  # a bad value or a model without a diameter fails before any work
     out.mkdir(parents=True, exist_ok=True)
 
     def targets(stem: str) -> list[Path]:
@@ -210,7 +296,18 @@ def predict_paths(
             t0 = time.perf_counter()
             image = read_image(path)
             t1 = time.perf_counter()
-            res = segment_image(model, image, p, tile=tile, overlap=overlap, tta=tta, batch_size=batch_size)
+            res = segment_image(
+                model,
+                image,
+                p,
+                scale=scale,
+                diameter=diameter,
+                tile=tile,
+                overlap=overlap,
+                tta=tta,
+                batch_size=batch_size,
+                precision=precision,
+            )
             t2 = time.perf_counter()
             write_labels(out / f"{stem}.tif", res.labels)
             if save_maps:
@@ -233,6 +330,7 @@ def predict_paths(
             continue
         summary.processed.append(path)
         summary.n_cells[str(path)] = res.n_cells
+        summary.scales[str(path)] = res.scale
         summary.timings.append(
             {
                 "read_s": t1 - t0,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources
+from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
 from .io import write_json_atomic
@@ -75,7 +75,7 @@ class SegModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self.net(batch["image"])
-        loss, parts = self.loss_fn(logits, batch["target"])
+        loss, parts = self.loss_fn(logits, batch["target"], batch.get("weight"))
         n = batch["image"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         for ch, v in parts.items():
@@ -176,6 +176,8 @@ class SegDataModule(pl.LightningDataModule):
             target_margin=d.target_margin,
             boundary_width=d.boundary_width,
             cache_images=d.cache_images,
+            probabilities=sampling_probabilities(self.train_refs, [s.weight for s in d.train], d.balance),
+            partial_margin=d.partial_margin,
         )
         return DataLoader(
             ds,  # type: ignore[arg-type]
@@ -280,6 +282,18 @@ def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
     return src
 
 
+def measure_cell_diameter(cfg: TrainConfig, refs: list[SampleRef]) -> float | None:
+    """Typical cell diameter (pixels) of the training data: the median of per-image median
+    diameters, each image weighted by how often training draws it (``scale.training_diameter``)."""
+    from .data.dataset import load_sample
+    from .scale import image_diameter, training_diameter
+
+    probs = sampling_probabilities(refs, [s.weight for s in cfg.data.train], cfg.data.balance)
+    diameters = [image_diameter(load_sample(r)[1]) for r in refs]
+    d = training_diameter(diameters, None if probs is None else list(probs))
+    return None if d is None else round(d, 2)
+
+
 def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
     """Train the U-Net described by ``cfg``; return the run folder (``cfg.out_dir``).
 
@@ -295,12 +309,14 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     run_dir = Path(cfg.out_dir)
-    config = config_to_dict(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     train_refs = resolve_sources(cfg.data.train)
     if not train_refs:
         raise LivecellError("data.train: no training images left after include/exclude")
+    if cfg.model.cell_diameter is None:
+        cfg.model.cell_diameter = measure_cell_diameter(cfg, train_refs)
+    config = config_to_dict(cfg)
     val_refs = resolve_sources(cfg.data.val, cfg.data.val_max_images) if cfg.data.val else []
     has_val = bool(val_refs)
 

@@ -44,6 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
     parser.add_argument(
+        "--scale",
+        default="1",
+        metavar="S|auto",
+        help="zoom images by S for the network (labels keep the image's size); 'auto': measure the "
+        "cells in a first pass and zoom them to the model's training cell size (1-3 passes); default 1",
+    )
+    parser.add_argument(
+        "--diameter",
+        type=float,
+        metavar="PX",
+        help="typical cell diameter in pixels, if known: zoom so cells match the model's training size",
+    )
+    parser.add_argument(
         "--tile",
         type=int,
         default=512,
@@ -58,6 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def _number(text: str, option: str) -> float:
+    from ..errors import LivecellError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         precision=args.precision,
+        scale=args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
+        diameter=args.diameter,
         tile=args.tile,
         overlap=args.overlap,
         resume=args.resume,
@@ -102,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
             line += f"; {len(summary.skipped_existing)} already done"
         if med:
             line += f"; median {1000 * med['total_s']:.0f} ms/image"
+        if summary.scales and (args.scale == "auto" or args.diameter):
+            zs = sorted(summary.scales.values())
+            line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
         print(line)
     if summary.failed:
         print(
