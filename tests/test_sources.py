@@ -178,3 +178,38 @@ def test_shipped_lever_configs_load():
     for n in names:
         cfg = load_config(root / n)
         assert cfg.optim.max_steps == 300 and cfg.model.head == "fg+dist"
+
+
+def test_training_mixes_weighted_partial_and_ignore_sources(tmp_path):
+    from livecell_seg.config import load_config
+    from livecell_seg.model import load_model_dir
+    from livecell_seg.training import train
+
+    a = write_source(tmp_path / "a", n=2)
+    b = write_source(tmp_path / "b", n=2, types=["astro", "cort"], ignore_half=True)
+    cfg = load_config(
+        None,
+        [
+            f"out_dir={tmp_path / 'run'}",
+            "model.head=fg+dist",
+            "model.base_features=4",
+            "model.depth=2",
+            f"data.train=[{{folder: {a}, weight: 3}}, {{folder: {b}, weight: 1, annotation: partial}}]",
+            "data.balance=cell_type",
+            "data.augment.scale_range=[0.5, 2.0]",
+            "data.crop_size=32",
+            "data.target_margin=8",
+            "data.batch_size=4",
+            "data.samples_per_epoch=8",
+            "data.num_workers=0",
+            "optim.epochs=2",
+            "trainer.accelerator=cpu",
+            "trainer.progress_bar=false",
+            "trainer.loggers=[]",
+            "trainer.threads=1",
+        ],
+    )
+    run = train(cfg)
+    model = load_model_dir(run / "model")
+    # every image holds disks of radius 6: a diameter of about 12 px
+    assert model.model_config.cell_diameter == pytest.approx(12.4, abs=1.0)

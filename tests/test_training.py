@@ -146,6 +146,8 @@ def test_smoke_training_per_head(tmp_path, data_dir, head):
     assert config["model"]["head"] == head and config["loss"]["kind"] == "bce_dice"
     loaded = load_model_dir(run / "model")
     assert loaded.head == head and loaded.model_config.base_features == 4
+    # the training cell diameter (for predict --scale auto): the disks have radius 4..8
+    assert 8 <= loaded.model_config.cell_diameter <= 17
     rows = [r for r in csv.DictReader((run / "logs/csv/version_0/metrics.csv").open()) if r.get("val/mSA")]
     assert len(rows) == 3 and all(0 <= float(r["val/mSA"]) <= 1 for r in rows)
 
