@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -77,8 +78,9 @@ def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
     return PostprocessParams.from_dict(model.postprocess) if model.postprocess else PostprocessParams()
 
 
-#: ``scale="auto"``: at most this many extra network passes to converge on the cell size
-AUTO_SCALE_PASSES = 2
+#: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small
+AUTO_ZOOMS = (1.0, 0.7, 0.5)
+AUTO_ZOOM_UP = 1.4
 
 
 def model_cell_diameter(model: LoadedModel) -> float:
@@ -99,7 +101,9 @@ def resolve_scale(model: LoadedModel, scale: float | str = 1.0, diameter: float 
     if diameter is not None:
         if not (np.isfinite(diameter) and diameter > 0):
             raise LivecellError(f"diameter must be a positive number of pixels, got {diameter!r}")
-        return model_cell_diameter(model) / float(diameter)
+        from .scale import choose_scale
+
+        return choose_scale(float(diameter), model_cell_diameter(model))
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"
@@ -126,14 +130,18 @@ def segment_image(
     ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
     ``predict_kwargs`` go to :func:`livecell_seg.inference.predict_maps` (tile, overlap, tta, device, ...).
     ``scale``: zoom the image by this factor for the network (maps and labels stay at the image's
-    size); ``"auto"`` measures the cells of a first pass at 1x and runs again at the zoom that
-    brings their median diameter to the model's training diameter (up to
-    :data:`AUTO_SCALE_PASSES` more passes until the zoom settles). ``diameter`` (pixels): the
-    cells' typical diameter when known; sets the zoom without a first pass.
+    size). ``"auto"`` segments at each zoom of :data:`AUTO_ZOOMS` (and :data:`AUTO_ZOOM_UP` when
+    the cells found at 1x are small) and keeps the zoom at which the cells found *look* the size
+    the model was trained on (zoom x median diameter closest to the training diameter, ties to
+    the zoom nearest 1). Checking each zoom's own result, rather than extrapolating from one pass,
+    is robust to a network that over-splits large cells: their fragments look small at 1x, but
+    at the right zoom whole cells of the training size are found. Costs about 1.7x the network
+    time of one pass. ``diameter`` (pixels): the cells' typical diameter when known; sets the
+    zoom without trying any.
     """
     from .inference import predict_maps_scaled
     from .postprocess import instance_scores, instances_from_maps
-    from .scale import SCALE_TOLERANCE, choose_scale, estimate_diameter
+    from .scale import estimate_diameter
 
     p = params if params is not None else postprocess_params_for(model)
     zoom = resolve_scale(model, scale, diameter)
@@ -152,18 +160,22 @@ def segment_image(
     measured: float | None = None
     if zoom == "auto":
         target = model_cell_diameter(model)
-        s = 1.0
-        maps, labels = run(s)
-        for _ in range(AUTO_SCALE_PASSES):
-            measured = estimate_diameter(labels)
-            if measured is None:
-                break
-            # the diameter is measured in original pixels, so the zoom for the target is absolute
-            s_new = choose_scale(measured, target)
-            if max(s_new / s, s / s_new) < SCALE_TOLERANCE:
-                break
-            s = s_new
-            maps, labels = run(s)
+        views: dict[float, tuple[np.ndarray, np.ndarray, float | None]] = {}
+
+        def view(z: float) -> float:
+            if z not in views:
+                m, lab = run(z)
+                views[z] = (m, lab, estimate_diameter(lab))
+            d = views[z][2]
+            return float("inf") if d is None else abs(math.log(z * d / target))
+
+        errs = {z: view(z) for z in AUTO_ZOOMS}
+        if views[1.0][2] is not None and views[1.0][2] < target / AUTO_ZOOM_UP:
+            errs[AUTO_ZOOM_UP] = view(AUTO_ZOOM_UP)
+        s = min(errs, key=lambda z: (errs[z], abs(math.log(z))))
+        if math.isinf(errs[s]):
+            s = 1.0
+        maps, labels, measured = views[s]
     else:
         s = float(zoom)
         maps, labels = run(s)

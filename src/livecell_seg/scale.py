@@ -11,7 +11,8 @@ first pass, rescales the image so its cells come to the training size, and runs 
   others remain, small fragments never counted);
 - :func:`training_diameter`: the typical diameter of a training set, per-image medians weighted by
   how often each image is drawn;
-- :func:`choose_scale`: the zoom that brings a measured diameter to the training one, clipped.
+- :func:`choose_scale`: the zoom that brings a known diameter to the training one, clipped
+  (``predict --diameter``).
 """
 
 from __future__ import annotations
