@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -85,20 +84,11 @@ def shsy5y_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def resolve_model(path: Path) -> Path:
     """A model folder; a run folder's last checkpoint is exported to ``RUN/last_model`` (once)."""
-    ckpt = path / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
+    if not (path / "checkpoints" / "last.ckpt").is_file():
         return path
-    from livecell_seg.training import export_checkpoint
+    from livecell_seg.training import export_last
 
-    dst = path / "last_model"
-    if not (dst / "model.pt").is_file() or (dst / "model.pt").stat().st_mtime < ckpt.stat().st_mtime:
-        config = json.loads((path / "config.json").read_text())
-        with tempfile.TemporaryDirectory() as tmp:
-            md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": "last.ckpt"})
-            dst.mkdir(exist_ok=True)
-            for f in md.iterdir():
-                (dst / f.name).write_bytes(f.read_bytes())
-    return dst
+    return export_last(path)
 
 
 def segment_all(model, items, scale) -> list[dict]:

@@ -84,22 +84,6 @@ def tune_on(model_dir: Path, stems: list[str], work: Path):
     return best, best_score, len(hist)
 
 
-def export_last(run: Path) -> Path:
-    """Export ``run``'s last checkpoint as the model folder ``run/last_model`` (once)."""
-    from livecell_seg.training import export_checkpoint
-
-    dst = run / "last_model"
-    ckpt = run / "checkpoints" / "last.ckpt"
-    if not (dst / "model.pt").is_file() or (dst / "model.pt").stat().st_mtime < ckpt.stat().st_mtime:
-        config = json.loads((run / "config.json").read_text())
-        with tempfile.TemporaryDirectory() as tmp:
-            md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": "last.ckpt"})
-            dst.mkdir(exist_ok=True)
-            for f in md.iterdir():
-                (dst / f.name).write_bytes(f.read_bytes())
-    return dst
-
-
 def fmt(v, pct: bool) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -159,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{head}: tuned {best.to_dict()} AP {s:.1f} ({n} evaluations)")
         long_dir = Path(args.long_run)
         if (long_dir / "checkpoints" / "last.ckpt").is_file():
+            from livecell_seg.training import export_last
+
             long_dir = export_last(long_dir)
         tune_dir = Path(args.heldout_runs) / "fg+dist" / "model"
         if (long_dir / "model.pt").is_file():

@@ -213,3 +213,14 @@ def test_training_mixes_weighted_partial_and_ignore_sources(tmp_path):
     model = load_model_dir(run / "model")
     # every image holds disks of radius 6: a diameter of about 12 px
     assert model.model_config.cell_diameter == pytest.approx(12.4, abs=1.0)
+    # the last checkpoint as a model folder (no validation: the same weights as run/model)
+    from livecell_seg.training import export_last
+
+    last = export_last(run)
+    assert last == run / "last_model"
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (last, run))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    stamp = (last / "model.pt").stat().st_mtime_ns
+    assert export_last(run) == last and (last / "model.pt").stat().st_mtime_ns == stamp  # up to date: kept
+    with pytest.raises(InputFileError, match="last.ckpt"):
+        export_last(tmp_path)

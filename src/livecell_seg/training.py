@@ -261,6 +261,31 @@ def export_checkpoint(
     return model_dir
 
 
+def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
+    """Export ``run_dir``'s last checkpoint as a model folder (default ``run_dir/last_model``).
+
+    Skipped when the folder is newer than the checkpoint. ``train`` exports the *best*
+    checkpoint; use this for a run without validation data or one still in progress.
+    """
+    import shutil
+    import tempfile
+
+    run = Path(run_dir)
+    ckpt = run / CHECKPOINT_DIR / LAST_CKPT
+    if not ckpt.is_file():
+        raise InputFileError(run, f"no {CHECKPOINT_DIR}/{LAST_CKPT} in this run folder")
+    out = Path(dst) if dst is not None else run / "last_model"
+    if (out / MODEL_FILE).is_file() and (out / MODEL_FILE).stat().st_mtime >= ckpt.stat().st_mtime:
+        return out
+    config = json.loads((run / CONFIG_FILE).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": LAST_CKPT})
+        out.mkdir(parents=True, exist_ok=True)
+        for f in md.iterdir():
+            shutil.copy2(f, out / f.name)
+    return out
+
+
 def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
     """Load ``cfg.init_from`` (a model folder) into ``net``; its architecture must match ``cfg.model``."""
     from .model import read_model_config
@@ -417,4 +442,12 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
     return run_dir
 
 
-__all__ = ["SegModule", "SegDataModule", "train", "find_resume_checkpoint", "export_checkpoint", "MODEL_FILE"]
+__all__ = [
+    "SegModule",
+    "SegDataModule",
+    "train",
+    "find_resume_checkpoint",
+    "export_checkpoint",
+    "export_last",
+    "MODEL_FILE",
+]
