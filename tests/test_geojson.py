@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shapely.geometry import shape as shapely_shape
 
 from livecell_seg.outputs import (
     MEASUREMENT_COLUMNS,
@@ -15,8 +16,6 @@ from livecell_seg.outputs import (
     measurements_table,
     write_geojson,
 )
-
-shapely_geometry = pytest.importorskip("shapely.geometry")
 
 
 def _ring_area(ring: list[list[float]]) -> float:
@@ -84,7 +83,7 @@ def test_polygons_reproduce_every_cell_exactly_holes_and_pieces_included(tmp_pat
         # the polygons give back the cell's pixels exactly (pixel centres at +0.5)
         assert np.array_equal(rasterize(geom, labels.shape), labels == k), k
         # valid for JTS/shapely (what QuPath builds its ROIs with), closed rings, RFC 7946 winding
-        shp = shapely_geometry.shape(geom)
+        shp = shapely_shape(geom)
         assert shp.is_valid, (k, geom)
         polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
         for rings in polys:
@@ -146,7 +145,7 @@ def test_predict_geojson_on_a_real_image_matches_the_label_image(tmp_path: Path)
         assert feats[k]["properties"]["measurements"]["area"] == int(cell.sum())
         poly = rasterize(feats[k]["geometry"], labels.shape)
         ious.append((poly & cell).sum() / (poly | cell).sum())
-        assert shapely_geometry.shape(feats[k]["geometry"]).is_valid, k
+        assert shapely_shape(feats[k]["geometry"]).is_valid, k
     assert len(ious) > 50 and min(ious) >= 0.95, min(ious)
     # --resume counts the GeoJSON among the outputs: removing it redoes the image
     (out / f"{first.stem}.geojson").unlink()
