@@ -250,10 +250,10 @@ def predict_paths(
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
 
     Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
-    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
-    ``rois/<stem>.zip``, and ``<stem>.geojson`` beside the labels (QuPath detections,
-    :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or segmented is reported in
-    one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
+    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
+    ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
+    :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
+    segmented is reported in one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
     """
