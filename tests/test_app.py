@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from livecell_seg.app import MODEL_ENV, SCRIPT, free_port, logic
 from livecell_seg.errors import InputFileError
+from livecell_seg.io import LABELS_SOFTWARE
 
 HEAD = "fg+boundary"
 #: post-processing the tiny test model ships with (the page must start from these values)
@@ -136,10 +138,16 @@ def test_download_payloads_round_trip():
     labels[22:28, 2:9] = 3
     image = np.random.default_rng(1).integers(0, 255, labels.shape).astype(np.uint8)
     assert np.array_equal(tifffile.imread(io.BytesIO(logic.labels_tiff_bytes(labels))), labels)
+    with tifffile.TiffFile(io.BytesIO(logic.labels_tiff_bytes(labels))) as tif:  # opens as Labels in napari
+        assert tif.pages[0].software == LABELS_SOFTWARE
     csv_rows = logic.measurements_csv_bytes(labels, image).decode().strip().splitlines()
     assert len(csv_rows) == 1 + 3 and csv_rows[0].startswith("label,area")
     with zipfile.ZipFile(io.BytesIO(logic.rois_zip(labels))) as zf:
         assert len(zf.namelist()) == 3
+    fc = json.loads(logic.geojson(labels, image, {1: 0.9, 2: 0.8, 3: 0.7}))
+    assert [f["properties"]["label"] for f in fc["features"]] == [1, 2, 3]
+    assert [f["properties"]["measurements"]["score"] for f in fc["features"]] == [0.9, 0.8, 0.7]
+    assert logic.download_names("dir/x.tiff")["geojson"] == "x.geojson"
     assert logic.png_bytes(logic.overlay(image, labels)).startswith(b"\x89PNG")
     assert list(logic.cell_areas(labels)) == [300, 600, 42]
     assert logic.download_names("dir/x.tiff")["labels"] == "x_labels.tif"
@@ -185,10 +193,16 @@ def test_page_sample_sliders_and_downloads(tiny_model, monkeypatch):
     assert logic.network_runs - runs0 == 1
 
     buttons = {b.label: b.proto for b in at.get("download_button")}
-    assert set(buttons) == {"Label image (TIFF)", "Overlay (PNG)", "Measurements (CSV)", "ImageJ ROIs (zip)"}
+    assert set(buttons) == {
+        "Label image (TIFF)",
+        "Overlay (PNG)",
+        "Measurements (CSV)",
+        "ImageJ ROIs (zip)",
+        "QuPath detections (GeoJSON)",
+    }
     assert buttons["Label image (TIFF)"].url.endswith((".tif", ".tiff"))
     assert buttons["Overlay (PNG)"].url.endswith(".png")
-    # the CSV and the ROI zip are built on click (deferred); AppTest has no runtime to register them,
+    # the CSV, the ROI zip and the GeoJSON are built on click (deferred); AppTest has no runtime to register them,
     # so their payloads are checked in test_download_payloads_round_trip
     assert len(at.image) == 5  # image, 2 probability maps, overlay, area histogram
 

@@ -18,6 +18,9 @@ import numpy as np
 from .errors import InputFileError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: TIFF "Software" tag of the label images we write: how readers (the napari plugin) tell them
+#: from microscopy images
+LABELS_SOFTWARE = "livecell-seg labels"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -63,23 +66,37 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
         tmp.write_text(json.dumps(obj, indent=indent) + "\n")
 
 
-def write_tiff_atomic(path: str | os.PathLike[str], array: np.ndarray, compression: str = "zlib") -> None:
-    """Write a 2-D array as a (compressed) TIFF atomically."""
+def write_tiff_atomic(
+    path: str | os.PathLike[str], array: np.ndarray, compression: str = "zlib", software: str | None = None
+) -> None:
+    """Write a 2-D array as a (compressed) TIFF atomically (``software``: the TIFF Software tag)."""
     import tifffile
 
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, compression=compression)
+        tifffile.imwrite(tmp, array, compression=compression, software=software)
 
 
 def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> None:
     """Write an instance label image as uint16 TIFF (0 = background), atomically.
 
-    Raises ValueError when there are more than 65,535 instances.
+    Its TIFF Software tag is :data:`LABELS_SOFTWARE` (:func:`is_labels_tiff`). Raises ValueError
+    when there are more than 65,535 instances.
     """
     labels = np.asarray(labels)
     if labels.size and int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{path}: too many instances for uint16 ({int(labels.max())})")
-    write_tiff_atomic(path, labels.astype(np.uint16, copy=False))
+    write_tiff_atomic(path, labels.astype(np.uint16, copy=False), software=LABELS_SOFTWARE)
+
+
+def is_labels_tiff(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a label TIFF written by :func:`write_labels` (its Software tag)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].software == LABELS_SOFTWARE
+    except Exception:  # noqa: BLE001 - not a (readable) TIFF
+        return False
 
 
 def _to_grey(arr: np.ndarray, path: Path) -> np.ndarray:

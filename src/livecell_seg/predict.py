@@ -2,7 +2,7 @@
 
 - :func:`segment_image`: one image (array) -> :class:`SegmentationResult` (labels, maps, scores, timings).
 - :func:`predict_paths`: files/folders -> ``OUT/<stem>.tif`` uint16 labels (+ maps, overlay PNG,
-  measurements CSV, ImageJ ROI zip on request), with a progress bar; unreadable files are named
+  measurements CSV, ImageJ ROI zip, QuPath GeoJSON on request), with a progress bar; unreadable files are named
   in one line and skipped, the rest processed.
 """
 
@@ -234,6 +234,7 @@ def predict_paths(
     overlay: bool = False,
     measurements: bool = False,
     rois: bool = False,
+    geojson: bool = False,
     device: str | None = None,
     tta: bool | str = False,
     tile: int = 512,
@@ -249,9 +250,10 @@ def predict_paths(
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
 
     Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
-    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
-    ``rois/<stem>.zip``, each atomically. A file that cannot be read or segmented is reported in
-    one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
+    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
+    ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
+    :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
+    segmented is reported in one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
     """
@@ -259,7 +261,7 @@ def predict_paths(
     from tqdm import tqdm
 
     from .io import list_images, read_image, write_labels
-    from .outputs import save_overlay_png, write_measurements_csv, write_rois_zip
+    from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
     out = Path(out_dir)
     paths = list_images(inputs if isinstance(inputs, list) else [inputs])
@@ -290,6 +292,8 @@ def predict_paths(
             t.append(out / "measurements" / f"{stem}.csv")
         if rois:
             t.append(out / "rois" / f"{stem}.zip")
+        if geojson:
+            t.append(out / f"{stem}.geojson")
         return t
 
     bar = tqdm(
@@ -332,6 +336,8 @@ def predict_paths(
                 write_measurements_csv(out / "measurements" / f"{stem}.csv", res.labels, image, res.scores)
             if rois:
                 write_rois_zip(out / "rois" / f"{stem}.zip", res.labels)
+            if geojson:
+                write_geojson(out / f"{stem}.geojson", res.labels, image, res.scores)
             t3 = time.perf_counter()
         except (LivecellError, ValueError, OSError, RuntimeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__

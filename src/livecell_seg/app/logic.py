@@ -409,13 +409,16 @@ def measurements(
 
 
 def labels_tiff_bytes(labels: np.ndarray) -> bytes:
-    """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells)."""
+    """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells), tagged
+    like ``predict``'s label images (:data:`livecell_seg.io.LABELS_SOFTWARE`)."""
     import tifffile
+
+    from ..io import LABELS_SOFTWARE
 
     labels = np.asarray(labels)
     dtype = np.uint16 if labels.size == 0 or int(labels.max()) <= np.iinfo(np.uint16).max else np.uint32
     buf = io.BytesIO()
-    tifffile.imwrite(buf, labels.astype(dtype), compression="zlib")
+    tifffile.imwrite(buf, labels.astype(dtype), compression="zlib", software=LABELS_SOFTWARE)
     return buf.getvalue()
 
 
@@ -447,6 +450,13 @@ def rois_zip(labels: np.ndarray) -> bytes:
     return rois_zip_bytes(labels)
 
 
+def geojson(labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None) -> bytes:
+    """The cells as QuPath detections (GeoJSON), the same file as ``predict --geojson``."""
+    from ..outputs import geojson_bytes
+
+    return geojson_bytes(labels, image, scores)
+
+
 def download_names(image_name: str) -> dict[str, str]:
     """Download file names derived from the image's name."""
     stem = Path(image_name).stem or "image"
@@ -455,6 +465,7 @@ def download_names(image_name: str) -> dict[str, str]:
         "overlay": f"{stem}_overlay.png",
         "csv": f"{stem}_measurements.csv",
         "rois": f"{stem}_rois.zip",
+        "geojson": f"{stem}.geojson",
     }
 
 

@@ -276,10 +276,10 @@ with right:
 
 st.markdown("**Downloads**")
 names = logic.download_names(name)
-d = st.columns(4)
+d = st.columns(5)
 d[0].download_button("Label image (TIFF)", out["labels_tif"], names["labels"], "image/tiff", key="dl_labels")
 d[1].download_button("Overlay (PNG)", out["overlay_png"], names["overlay"], "image/png", key="dl_overlay")
-# the CSV and the ROI zip are built on click (deferred), so slider moves do not pay for them
+# the CSV, the ROI zip and the GeoJSON are built on click (deferred), so slider moves do not pay for them
 d[2].download_button(
     "Measurements (CSV)",
     lambda: logic.measurements_csv_bytes(labels, image, out["scores"]),
@@ -289,6 +289,14 @@ d[2].download_button(
 )
 d[3].download_button(
     "ImageJ ROIs (zip)", lambda: logic.rois_zip(labels), names["rois"], "application/zip", key="dl_rois"
+)
+d[4].download_button(
+    "QuPath detections (GeoJSON)",
+    lambda: logic.geojson(labels, image, out["scores"]),
+    names["geojson"],
+    "application/geo+json",
+    key="dl_geojson",
+    help="File > Import objects from file in QuPath: one detection per cell, with its measurements",
 )
 if gt is not None and get_sample_gt(name, key, image) is not None:
     st.caption(

@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rois", action="store_true", help="also write an ImageJ/Fiji ROI zip to OUT/rois/<stem>.zip"
     )
     parser.add_argument(
+        "--geojson",
+        action="store_true",
+        help="also write the cells as QuPath detections (GeoJSON polygons with measurements) to OUT/<stem>.geojson",
+    )
+    parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
@@ -107,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         measurements=args.csv,
         rois=args.rois,
+        geojson=args.geojson,
         device=args.device,
         tta=args.tta,
         precision=args.precision,
