@@ -121,7 +121,7 @@ def test_catalog_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LivecellError, match="unknown --what entry 'imgs'"):
         catalog(["imgs"])
     monkeypatch.delenv("LIVECELL_BASE_URL", raising=False)
-    assert resolve_base_url().startswith("http://livecell-dataset.s3.eu-central-1.amazonaws.com/")
+    assert resolve_base_url().startswith("https://livecell-dataset.s3.eu-central-1.amazonaws.com/")
     monkeypatch.setenv("LIVECELL_BASE_URL", "http://mirror.example/x")
     assert resolve_base_url() == "http://mirror.example/x/"
     assert resolve_base_url("http://other/") == "http://other/"
