@@ -310,6 +310,8 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     arr = np.squeeze(arr)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise InputFileError(p, f"not a 2-D integer label image (shape {arr.shape}, dtype {arr.dtype})")
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
+        raise InputFileError(p, "label image has negative values (0 = background, cells 1..n)")
     return arr
 
 
