@@ -108,20 +108,28 @@ def sweep_stale_parts(folder: str | os.PathLike[str], recursive: bool = True) ->
     return removed
 
 
-def max_image_pixels() -> int:
-    """The largest image, in pixels, that the commands accept: ``$LIVECELL_MAX_PIXELS`` or 100 million."""
+def positive_env_int(name: str, default: int, unit: str) -> int:
+    """A positive integer from environment variable ``name`` (``4e8`` accepted), else ``default``.
+
+    Raises a one-line :class:`LivecellError` for anything else.
+    """
     from .errors import LivecellError
 
-    v = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    v = os.environ.get(name, "").strip()
     if not v:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
         n = int(float(v))
     except (ValueError, OverflowError):
         n = 0
     if n < 1:
-        raise LivecellError(f"${MAX_PIXELS_ENV}={v!r} is not a positive number of pixels")
+        raise LivecellError(f"${name}={v!r} is not a positive number of {unit}")
     return n
+
+
+def max_image_pixels() -> int:
+    """The largest image, in pixels, that the commands accept: ``$LIVECELL_MAX_PIXELS`` or 100 million."""
+    return positive_env_int(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, "pixels")
 
 
 def check_image_size(

@@ -190,16 +190,9 @@ def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 def max_unzipped_bytes() -> int:
     """The cap on what a zip may unpack to: ``$LIVECELL_MAX_UNZIPPED_BYTES`` or 16 GiB."""
-    v = os.environ.get(ENV_MAX_UNZIPPED, "").strip()
-    if not v:
-        return DEFAULT_MAX_UNZIPPED
-    try:
-        n = int(float(v))
-    except (ValueError, OverflowError):
-        n = 0
-    if n < 1:
-        raise LivecellError(f"${ENV_MAX_UNZIPPED}={v!r} is not a positive number of bytes")
-    return n
+    from ..io import positive_env_int
+
+    return positive_env_int(ENV_MAX_UNZIPPED, DEFAULT_MAX_UNZIPPED, "bytes")
 
 
 def _open(url: str, offset: int, timeout: float):  # noqa: ANN202 - http.client.HTTPResponse
