@@ -502,3 +502,11 @@ def test_app_upload_limit_and_memory_bounded_cache(tmp_path):
     bomb = _zeros_tiff(tmp_path / "b.tif", 7680)  # 59 megapixels > the app's 50
     with pytest.raises(InputFileError, match="use `livecell-seg predict`"):
         decode_image("b.tif", bomb.read_bytes())
+
+
+def test_a_zoom_cannot_bypass_the_pixel_limit(tmp_path, tiny_model, capsys, monkeypatch):
+    x = _png(tmp_path / "x.png")  # 32 x 24
+    monkeypatch.setenv("LIVECELL_MAX_PIXELS", "100000")
+    assert _predict(tiny_model, "-i", str(x), "-o", str(tmp_path / "o"), "--scale", "20") == 1
+    err = capsys.readouterr().err
+    assert "x.png: zoomed by 20: the image is 640x480 pixels" in err and "above the limit" in err

@@ -59,6 +59,9 @@ class ModelConfig:
             or not 0 <= self.dropout < 1
         ):
             raise LivecellError(f"model: dropout must be in [0, 1), got {self.dropout!r}")
+        d = self.cell_diameter
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1e6):
+            raise LivecellError(f"model: cell_diameter must be a positive number of pixels, got {d!r}")
 
     @property
     def out_channels(self) -> int:

@@ -151,6 +151,11 @@ def segment_image(
 
     def run(s: float) -> tuple[np.ndarray, np.ndarray]:
         nonlocal t_net, t_post
+        from .io import check_image_size
+        from .scale import scaled_shape
+
+        # the zoomed image is held in memory too: it obeys the same size limit as a file
+        check_image_size(f"zoomed by {s:g}", *scaled_shape(image.shape, s), what="the image")
         t0 = time.perf_counter()
         maps = predict_maps_scaled(model, image, s, **predict_kwargs)
         t1 = time.perf_counter()
