@@ -428,7 +428,10 @@ def test_predict_out_is_a_file_or_would_overwrite_an_input(tmp_path, tiny_model,
     before = t.read_bytes()
     assert _predict(tiny_model, "-i", str(t), "-o", str(tmp_path / "a")) == 2  # a/t.tif -> a/t.tif
     assert "overwritten by its own output" in capsys.readouterr().err
-    assert t.read_bytes() == before
+    assert t.read_bytes() == before and sorted(q.name for q in (tmp_path / "a").iterdir()) == [
+        "t.tif",
+        "x.png",
+    ]
 
 
 def test_predict_out_may_be_a_parent_of_the_inputs_and_nothing_is_dropped(tmp_path, tiny_model, capsys):

@@ -222,12 +222,13 @@ def load_model_for_predict(model_dir: str | Path | None, device: str | None = No
 NAMES_FILE = "predict_names.json"
 
 
-def _output_stems(paths: list[Path], out: Path | None = None) -> list[str]:
+def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True) -> list[str]:
     """Output stem per input; a repeated stem (same name in two folders) gets ``-2``, ``-3``, ...
 
     With ``out``, the names given in earlier runs (``OUT/predict_names.json``) are kept, and new
     inputs never take a name already given to another file: adding ``c/x.tif`` to a run that
-    wrote ``x.tif`` for ``a/x.tif`` does not shift anything (``--resume`` stays right).
+    wrote ``x.tif`` for ``a/x.tif`` does not shift anything (``--resume`` stays right). ``save``
+    records the names in that file.
     """
     from .io import read_json, write_json_atomic
 
@@ -256,7 +257,7 @@ def _output_stems(paths: list[Path], out: Path | None = None) -> list[str]:
             stems[i] = s if n == 1 else f"{s}-{n}"
             used.add(stems[i])
             known[keys[i]] = stems[i]
-    if names_path is not None:
+    if names_path is not None and save:
         write_json_atomic(names_path, dict(sorted(known.items())))
     return [str(s) for s in stems]
 
@@ -337,8 +338,6 @@ def predict_paths(
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)
     resolve_scale(model, scale, diameter)  # a bad value or a model without a diameter fails before any work
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_stale_parts(out)  # temporary files of a killed earlier run
 
     def targets(stem: str) -> list[Path]:
         t = [out / f"{stem}.tif"]
@@ -352,15 +351,18 @@ def predict_paths(
             t.append(out / "rois" / f"{stem}.zip")
         return t
 
-    stems = _output_stems(paths, out)
+    stems = _output_stems(paths, out, save=False)
     input_files = {q.resolve(): q for q in paths}
-    for stem in stems:
+    for stem in stems:  # refused before anything is written
         for t in targets(stem):
             if t.resolve() in input_files:
                 raise InputFileError(
                     input_files[t.resolve()],
                     f"would be overwritten by its own output; choose another --out than {out}",
                 )
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(out)  # temporary files of a killed earlier run
+    _output_stems(paths, out)  # records the names
     bar = tqdm(
         list(zip(paths, stems)),
         disable=not progress,
