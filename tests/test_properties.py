@@ -279,6 +279,7 @@ def _gt_doc(segs: list | None = None, h: int = 30, w: int = 30) -> str:
 
 @given(doc=coco_json(), semantic=st.booleans())
 @example(doc=_gt_doc(KNOWN_BAD_SEGMENTATIONS), semantic=True)
+@example(doc=_gt_doc([[[[], 0.0, 0.0, 0.0, 0.0, 0.0]]] * 2), semantic=False)  # found by this suite
 def test_convert_any_coco_json(doc: str, semantic: bool) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

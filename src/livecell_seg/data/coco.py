@@ -611,13 +611,17 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
 
 
 def _seg_key(seg: Any) -> Any:
-    if isinstance(seg, dict):
-        c = seg.get("counts")
-        return ("rle", tuple(c) if isinstance(c, list) else c)
+    """A hashable key of a segmentation (exact duplicates share it), or None when there is none."""
     try:
-        return tuple(tuple(p) if isinstance(p, list) else p for p in seg)
+        if isinstance(seg, dict):
+            c = seg.get("counts")
+            key: Any = ("rle", tuple(c) if isinstance(c, list) else c)
+        else:
+            key = tuple(tuple(p) if isinstance(p, list) else p for p in seg)
+        hash(key)  # nested lists (junk) are not hashable
     except TypeError:
         return None
+    return key
 
 
 _STRUCT4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)

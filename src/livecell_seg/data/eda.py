@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_image, write_json_atomic
-from .coco import _rasterize_one, cell_type_of, find_image, polygon_parts
+from .coco import _rasterize_one, _seg_key, cell_type_of, find_image, polygon_parts
 from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
 #: LIVECell / COCO evaluation area limits in px²: small < 324 <= medium < 961 <= large
@@ -302,10 +302,7 @@ def _image_record(
     for a in anns:
         seg = a.get("segmentation")
         if isinstance(seg, list):
-            try:
-                key = tuple(tuple(p) for p in seg)
-            except TypeError:
-                key = None
+            key = _seg_key(seg)
             if key is not None:
                 dup += key in seen
                 seen.add(key)
