@@ -124,7 +124,7 @@ def test_broken_file_is_named_once_and_others_processed(tmp_path, model_dir, cap
     argv = ["predict", "--model", str(model_dir), "--input", str(inp), "--out", str(inp / "pred")]
     assert main([*argv, "--overlay", "-q"]) == 0 and main([*argv, "--overlay", "-q"]) == 0
     assert sorted(p.name for p in (inp / "pred").rglob("*.*")) == sorted(
-        ["good0.tif", "good1.tif", "good0.png", "good1.png"]
+        ["good0.tif", "good1.tif", "good0.png", "good1.png", "predict_names.json"]
     )
 
 
@@ -175,7 +175,7 @@ def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
     loose = tmp_path / "m"
     shutil.copytree(model_dir, loose)
     # a threshold no probability reaches: no cells, whatever the random network says
-    (loose / "postprocess.json").write_text(json.dumps({"params": {"fg_threshold": 1.01}}))
+    (loose / "postprocess.json").write_text(json.dumps({"params": {"fg_threshold": 1.0}}))
     res = segment_image(load_model_dir(loose), img)
     assert res.labels.max() == 0 and res.scores == {}
     res = segment_image(load_model_dir(loose), img, PostprocessParams(fg_threshold=0.0, min_size=1))

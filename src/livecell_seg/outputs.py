@@ -266,7 +266,9 @@ def rois_zip_bytes(labels: np.ndarray) -> bytes:
             name = f"{k:0{width}d}-cell"
             roi = roifile.ImagejRoi.frompoints(pts, name=name)
             roi.roitype = roifile.ROI_TYPE.POLYGON
-            zf.writestr(f"{name}.roi", roi.tobytes())
+            # a fixed time stamp: the same labels give the same bytes (resumed runs, checksums)
+            info = zipfile.ZipInfo(f"{name}.roi", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, roi.tobytes(), compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 

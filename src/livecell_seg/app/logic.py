@@ -11,8 +11,12 @@ import functools
 import hashlib
 import io
 import os
+import sys
 import tempfile
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ import numpy as np
 from ..errors import InputFileError, LivecellError
 from ..heads import head_channels
 from ..io import IMAGE_SUFFIXES
+from . import MAX_UPLOAD_MB
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import LoadedModel
@@ -31,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 UPLOAD_TYPES: tuple[str, ...] = tuple(s.lstrip(".") for s in IMAGE_SUFFIXES)
 #: images larger than this are refused in the browser app (use ``livecell-seg predict``)
 MAX_PIXELS = 50_000_000
+#: memory the page's caches (decoded images, maps, labels, outputs) may hold: ``$LIVECELL_APP_CACHE_MB``
+CACHE_MB_ENV = "LIVECELL_APP_CACHE_MB"
+DEFAULT_CACHE_MB = 1024
 #: test-time augmentation choices: label -> ``predict_maps(tta=...)``
 TTA_CHOICES: dict[str, bool | str] = {"none": False, "4 flips": "flips", "8 flips/rotations": True}
 #: human-readable channel names
@@ -43,6 +51,70 @@ CHANNEL_TITLES = {
 
 #: how many times the network ran in this process (the page caches maps; tests check this)
 network_runs = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# a cache bounded by memory
+# --------------------------------------------------------------------------------------------------
+def nbytes_of(value: Any) -> int:
+    """Approximate memory held by ``value``: arrays, bytes and containers of them."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(nbytes_of(k) + nbytes_of(v) for k, v in value.items()) + sys.getsizeof(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sum(nbytes_of(v) for v in value) + sys.getsizeof(value)
+    return sys.getsizeof(value)
+
+
+def cache_budget_bytes() -> int:
+    """The page caches' memory budget: ``$LIVECELL_APP_CACHE_MB`` (default 1024 MB)."""
+    v = os.environ.get(CACHE_MB_ENV, "").strip()
+    try:
+        mb = float(v) if v else DEFAULT_CACHE_MB
+    except ValueError:
+        mb = DEFAULT_CACHE_MB
+    return int(max(mb, 1.0) * 1_000_000)
+
+
+class MemoryCache:
+    """A thread-safe least-recently-used cache that holds at most ``max_bytes`` of values.
+
+    The page keeps decoded images, probability maps, labels and download payloads here: a count
+    limit alone (Streamlit's ``max_entries``) lets a few large images take all the memory. A value
+    larger than the whole budget is computed and returned but not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, computing (outside the lock) and storing it on a miss."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit[0]
+        value = compute()
+        size = nbytes_of(value)
+        if size > self.max_bytes:
+            return value
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+                self.nbytes += size
+            while self.nbytes > self.max_bytes and self._items:
+                _k, (_v, sz) = self._items.popitem(last=False)
+                self.nbytes -= sz
+        return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,34 +144,29 @@ def decode_image(name: str, data: bytes) -> np.ndarray:
     Raises :class:`InputFileError` naming ``name`` for an unsupported type, an empty or
     unreadable file, or an image too small or too large for the app.
     """
-    from ..io import read_image
+    from ..io import max_image_pixels, read_image
 
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise InputFileError(name, f"unsupported file type {suffix or '(none)'!r}; use TIFF, PNG or JPEG")
     if not data:
         raise InputFileError(name, "file is empty")
+    if len(data) > MAX_UPLOAD_MB * 1_000_000:
+        raise InputFileError(name, f"file larger than {MAX_UPLOAD_MB} MB; use `livecell-seg predict`")
     with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
         tmp = Path(d) / f"upload{suffix}"
         tmp.write_bytes(data)
         try:
-            img = read_image(tmp)
+            # the header is checked against the app's limit before any pixel is decoded
+            img = read_image(
+                tmp, max_pixels=min(MAX_PIXELS, max_image_pixels()), limit_hint="use `livecell-seg predict`"
+            )
         except InputFileError as e:
             raise InputFileError(name, e.problem) from None
-    if not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
-        raise InputFileError(name, f"unsupported pixel type {img.dtype}")
     if min(img.shape) < 8:
         raise InputFileError(
             name, f"image too small ({img.shape[1]}x{img.shape[0]} pixels; need 8x8 or more)"
         )
-    if img.size > MAX_PIXELS:
-        raise InputFileError(
-            name,
-            f"image too large for the web app ({img.shape[1]}x{img.shape[0]} pixels); "
-            "use `livecell-seg predict`",
-        )
-    if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
-        raise InputFileError(name, "image contains NaN or infinite values")
     return img
 
 

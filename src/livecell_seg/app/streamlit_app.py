@@ -27,39 +27,49 @@ def get_model(model_key: str, _model_dir):  # noqa: ANN001, ANN201
     return logic.load_model(_model_dir)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def page_cache() -> logic.MemoryCache:
+    """One cache for the whole server, bounded by memory ($LIVECELL_APP_CACHE_MB), not by count."""
+    return logic.MemoryCache(logic.cache_budget_bytes())
+
+
 def get_image(name: str, image_key: str, _data: bytes) -> np.ndarray:
-    return logic.decode_image(name, _data)
+    return page_cache().get(("image", name, image_key), lambda: logic.decode_image(name, _data))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def get_maps(image_key: str, model_key: str, tta: str, _model, _image) -> tuple[np.ndarray, float]:  # noqa: ANN001
-    return logic.compute_maps(_model, _image, logic.TTA_CHOICES[tta])
+    return page_cache().get(
+        ("maps", image_key, model_key, tta),
+        lambda: logic.compute_maps(_model, _image, logic.TTA_CHOICES[tta]),
+    )
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def get_labels(maps_key: str, params_json: str, head: str, _maps, _params) -> np.ndarray:  # noqa: ANN001
-    return logic.segment(_maps, head, _params)
+    return page_cache().get(
+        ("labels", maps_key, params_json, head), lambda: logic.segment(_maps, head, _params)
+    )
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def get_sample_gt(name: str, image_key: str, _image) -> np.ndarray | None:  # noqa: ANN001
-    return logic.sample_ground_truth(name, _image)
+    return page_cache().get(("gt", name, image_key), lambda: logic.sample_ground_truth(name, _image))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def get_outputs(labels_key: str, color_by: str, _image, _labels, _fg) -> dict:  # noqa: ANN001
     """Scores, overlay, table and download payloads of one segmentation."""
-    scores = logic.scores_of(_labels, _fg)
-    ov = logic.overlay(_image, _labels, color_by, scores)
-    return {
-        "scores": scores,
-        "overlay": ov,
-        "table": logic.measurements(_labels, _image, scores),
-        "labels_tif": logic.labels_tiff_bytes(_labels),
-        "overlay_png": logic.png_bytes(ov),
-        "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
-    }
+
+    def compute() -> dict:
+        scores = logic.scores_of(_labels, _fg)
+        ov = logic.overlay(_image, _labels, color_by, scores)
+        return {
+            "scores": scores,
+            "overlay": ov,
+            "table": logic.measurements(_labels, _image, scores),
+            "labels_tif": logic.labels_tiff_bytes(_labels),
+            "overlay_png": logic.png_bytes(ov),
+            "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
+        }
+
+    return page_cache().get(("outputs", labels_key, color_by), compute)
 
 
 def fail(message: str) -> None:

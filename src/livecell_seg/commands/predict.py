@@ -124,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.quiet,
     )
+    if summary.ignored_outputs:
+        print(
+            f"livecell-seg predict: ignored {len(summary.ignored_outputs)} file(s) in {summary.out_dir} "
+            f"that are outputs of an earlier run (e.g. {summary.ignored_outputs[0]})",
+            file=sys.stderr,
+        )
     if not args.quiet:
         med = summary.median_timings()
         cells = sum(summary.n_cells.values())
