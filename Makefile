@@ -35,9 +35,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-# Mutation testing of the pure core with mutmut (not in CI: ~30 min for the default sample of 75
+# Mutation testing of the pure core with mutmut (not in CI: ~30 min for the default sample of 40
 # mutants per module on 2 cores; SAMPLE=0 runs all ~5,000). See CONTRIBUTING.md.
-SAMPLE ?= 75
+SAMPLE ?= 40
 mutants: $(STAMP)
 	$(BIN)/python -m pip install -q mutmut==3.8.1
 	nice -n 10 $(BIN)/python benchmarks/mutation_score.py run --sample $(SAMPLE)

@@ -202,6 +202,28 @@ def test_pooling() -> None:
     assert s["dice"] == pytest.approx(10 / 24)
 
 
+def test_result_keys_are_the_documented_api(known) -> None:
+    """Callers (evaluate, the report, the app, metrics.json) read these exact keys."""
+    gt, pred = known
+    m = M.instance_metrics(gt, pred)
+    assert set(m) == {
+        "mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice", "iou", "tp_50", "fp_50",
+        "fn_50", "sum_iou_50", "n_gt", "n_pred", "fg_inter", "fg_gt", "fg_pred",
+    }  # fmt: skip
+    assert (m["tp_50"], m["fp_50"], m["fn_50"], m["n_gt"], m["n_pred"]) == (2, 2, 2, 4, 4)
+    assert m["recall_50"] == pytest.approx(2 / 4) and m["precision_50"] == pytest.approx(2 / 4)
+    pooled = M.pool_instance_metrics([m])
+    assert set(pooled) == {"mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice", "iou"}
+    assert pooled["recall_50"] == pytest.approx(m["recall_50"]) and pooled["mSA"] == pytest.approx(m["mSA"])
+    empty = M.pool_instance_metrics([])
+    assert set(empty) == set(pooled) and all(np.isnan(v) for v in empty.values())
+    d = M.match_instances(gt, pred).as_dict()
+    assert d["panoptic_quality"] == pytest.approx(M.panoptic_quality(gt, pred))
+    assert {"iou_threshold", "tp", "fp", "fn", "precision", "recall", "f1", "accuracy"} <= set(d)
+    with pytest.raises(ValueError, match="thresholds must include 0.5"):
+        M.instance_metrics(gt, pred, thresholds=[0.6, 0.7])
+
+
 # ---------------------------------------------------------------------------------------------
 # RLE + COCO AP
 # ---------------------------------------------------------------------------------------------

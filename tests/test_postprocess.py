@@ -119,6 +119,40 @@ def test_small_object_removal() -> None:
     np.testing.assert_array_equal(relabel_consecutive(np.array([[0, 7], [3, 7]])), np.array([[0, 2], [1, 2]]))
 
 
+def test_label_helpers_return_int32_in_every_branch() -> None:
+    for f in (relabel_consecutive, lambda a: remove_small(a, 2), lambda a: smooth_labels(a, 1)):
+        for a in (
+            np.zeros((0, 3), np.int64),
+            np.zeros((4, 4), np.uint16),
+            np.array([[0, 9], [9, 4]], np.int64),
+        ):
+            out = f(a)
+            assert out.dtype == np.int32 and out.shape == a.shape
+    np.testing.assert_array_equal(relabel_consecutive(np.array([[0, 9], [9, 4]])), [[0, 2], [2, 1]])
+
+
+@pytest.mark.parametrize("head", ALL_HEADS)
+def test_thresholds_are_strict_and_bad_maps_are_named(head: str) -> None:
+    maps = np.full((len(HEADS[head]), 20, 20), 0.5, np.float32)
+    maps[1:] = 0.0  # seeds everywhere the foreground passes
+    # foreground exactly at the threshold is background ("fg > fg_threshold")
+    assert instances_from_maps(maps, head, PostprocessParams(fg_threshold=0.5)).max() == 0
+    assert instances_from_maps(maps, head, PostprocessParams(fg_threshold=0.49)).max() == 1
+    fns = {"fg": watershed_fg, "fg+boundary": watershed_boundary, "fg+dist": watershed_dist}
+    for i, name in enumerate(HEADS[head]):
+        args = [maps[j] if j != i else maps[j][None] for j in range(len(HEADS[head]))]
+        with pytest.raises(ValueError, match=name.replace("fg", "fg_prob") if name == "fg" else name):
+            fns[head](*args)
+
+
+def test_distance_peaks_min_distance_one_keeps_adjacent_maxima() -> None:
+    d = np.zeros((9, 12), np.float32)
+    d[4, 2] = d[4, 3] = d[4, 8] = 2.0  # a 2-pixel plateau and a maximum 5 pixels away
+    assert distance_peaks(d, d > 0, 1).max() == 3 and distance_peaks(d, d > 0, 0).max() == 3
+    assert distance_peaks(d, d > 0, 3).max() == 2  # the plateau's pixels are closer than 3
+    assert distance_peaks(d, d > 0, 1).dtype == np.int32
+
+
 def test_unseeded_component_kept_only_when_asked() -> None:
     fg = np.zeros((30, 30), np.float32)
     fg[5:25, 5:25] = 1.0
@@ -212,6 +246,8 @@ def test_params_json_round_trip(tmp_path) -> None:
     assert PostprocessParams.from_dict({"keep_unseeded": "false", "min_size": "12"}) == PostprocessParams(
         keep_unseeded=False, min_size=12
     )
+    for text, value in (("0", False), ("no", False), ("1", True), ("Yes", True), (" TRUE ", True)):
+        assert PostprocessParams.from_dict({"keep_unseeded": text}).keep_unseeded is value, text
     with pytest.raises(ValueError):
         PostprocessParams.from_dict({"fg_threshold": "high"})
     f = tmp_path / "pp.json"
@@ -219,6 +255,9 @@ def test_params_json_round_trip(tmp_path) -> None:
     assert PostprocessParams.read(f) == p
     f.write_text("<html>not json")
     with pytest.raises(InputFileError, match="pp.json"):
+        PostprocessParams.read(f)
+    f.write_text("[0.5, 20]")
+    with pytest.raises(InputFileError, match="pp.json: expected a JSON object"):
         PostprocessParams.read(f)
 
 
@@ -236,6 +275,33 @@ def test_save_load_maps(tmp_path, head: str) -> None:
     assert load_maps(path)[1] == head
 
 
+def test_maps_files_tif_listing_meta_and_head_conflicts(tmp_path) -> None:
+    import tifffile
+
+    from livecell_seg.postprocess import list_maps
+
+    maps = make_targets(two_touching_squares(), "fg+boundary")
+    d = tmp_path / "maps"
+    save_maps(d / "a.npy", maps, "fg+boundary")
+    assert json.loads((d / "maps.json").read_text()) == {
+        "head": "fg+boundary",
+        "channels": ["fg", "boundary"],
+        "dtype": "float16",
+        "layout": "CHW",
+    }
+    tifffile.imwrite(d / "b.TIF", maps)  # (C, H, W) float TIFF, upper-case suffix
+    (d / "notes.txt").write_text("x")
+    assert [q.name for q in list_maps(d)] == ["a.npy", "b.TIF"]
+    loaded, head = load_maps(d / "b.TIF")
+    assert head == "fg+boundary" and np.array_equal(loaded, maps)
+    # maps.json decides the head: 2 channels under a fg+dist maps.json is an error naming the file
+    (d / "maps.json").write_text(json.dumps({"head": "fg+dist"}))
+    with pytest.raises(InputFileError, match="a.npy.*2 channels, but head 'fg\\+dist' has 3"):
+        load_maps(d / "a.npy")
+    with pytest.raises(InputFileError, match="notes.txt: not a folder"):
+        list_maps(d / "notes.txt")
+
+
 def test_load_maps_errors(tmp_path) -> None:
     with pytest.raises(InputFileError, match="missing.npy"):
         load_maps(tmp_path / "missing.npy")
@@ -249,8 +315,15 @@ def test_load_maps_errors(tmp_path) -> None:
         load_maps(ints)
     four = tmp_path / "four.npy"
     np.save(four, np.zeros((4, 4, 4), np.float32))
-    with pytest.raises(InputFileError, match="channels"):
+    with pytest.raises(InputFileError, match="four.npy: 4 channels match no head"):
         load_maps(four)
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((1, 4, 4), np.nan, np.float32))
+    with pytest.raises(InputFileError, match="nan.npy: maps contain NaN"):
+        load_maps(nan)
+    (tmp_path / "maps.json").write_text("{broken")
+    with pytest.raises(InputFileError, match="maps.json: invalid JSON"):
+        load_maps(nan)
 
 
 def test_postprocess_cli(tmp_path, capsys) -> None:
