@@ -95,6 +95,39 @@ def run(n: int, seed: int, max_children: int, rerun: bool) -> int:
     return mutmut("run", "--max-children", str(max_children), *names)
 
 
+def mutant_diffs(names: list[str]) -> dict[str, str]:
+    """{name: the changed line(s), '-old // +new'} read from mutmut's generated files (no mutmut call)."""
+    import ast
+    import difflib
+
+    out: dict[str, str] = {}
+    by_file: dict[Path, list[str]] = defaultdict(list)
+    for name in names:
+        module = name.split(".x", 1)[0] if ".xǁ" not in name else name.split(".xǁ", 1)[0]
+        by_file[Path("mutants/src") / (module.replace(".", "/") + ".py")].append(name)
+    for path, group in by_file.items():
+        lines = path.read_text().splitlines()
+        funcs = {
+            node.name: lines[node.lineno - 1 : node.end_lineno]
+            for node in ast.walk(ast.parse("\n".join(lines)))
+            if isinstance(node, ast.FunctionDef)
+        }
+        for name in group:
+            fname = "x" + name.split(".x", 1)[1] if ".xǁ" not in name else "xǁ" + name.split(".xǁ", 1)[1]
+            orig = funcs.get(fname.split("__mutmut_")[0] + "__mutmut_orig")
+            mut = funcs.get(fname)
+            if orig is None or mut is None:
+                out[name] = "?"
+                continue
+            diff = [
+                ("-" if d[0] == "-" else "+") + d[1:].strip()
+                for d in difflib.unified_diff(orig[1:], mut[1:], lineterm="", n=0)
+                if d[:1] in "+-" and not d.startswith(("---", "+++"))
+            ]
+            out[name] = " // ".join(diff)
+    return out
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson interval of a proportion k/n."""
     if n == 0:
@@ -139,10 +172,11 @@ def report(show_survivors: bool) -> int:
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     if show_survivors:
+        diffs = mutant_diffs([n for names in survivors.values() for n in names])
         for m, names in survivors.items():
             print(f"\n{m}: {len(names)} not killed")
             for name in sorted(names):
-                print("  ", name)
+                print(f"   {name.rsplit('.', 1)[1]}: {diffs.get(name, '?')[:200]}")
     return 0
 
 

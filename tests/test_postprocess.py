@@ -145,6 +145,17 @@ def test_thresholds_are_strict_and_bad_maps_are_named(head: str) -> None:
             fns[head](*args)
 
 
+def test_fg_head_takes_a_2d_map_and_drops_small_seeds() -> None:
+    gt = two_touching_squares()
+    fg = make_targets(gt, "fg")[0]
+    np.testing.assert_array_equal(instances_from_maps(fg, "fg"), instances_from_maps(fg[None], "fg"))
+    assert instances_from_maps(fg, "fg").max() == 2
+    # seeds smaller than min_seed_size pixels are dropped: single-pixel peaks give no instance
+    # of their own, the unseeded component is kept whole
+    one = watershed_fg(fg, PostprocessParams(min_seed_size=2))
+    assert one.max() == 1 and (one > 0).sum() == (gt > 0).sum()
+
+
 def test_distance_peaks_min_distance_one_keeps_adjacent_maxima() -> None:
     d = np.zeros((9, 12), np.float32)
     d[4, 2] = d[4, 3] = d[4, 8] = 2.0  # a 2-pixel plateau and a maximum 5 pixels away
