@@ -165,6 +165,11 @@ def test_empty_and_degenerate() -> None:
         M.iou_matrix(one, -one.astype(int))
     with pytest.raises(ValueError, match="threshold"):
         M.match_instances(one, one, 0.0)
+    # zero-sized images (an empty crop): no instances, perfect agreement, no crash
+    e = np.zeros((0, 5), np.int32)
+    r = M.match_instances(e, e)
+    assert (r.tp, r.fp, r.fn, r.f1) == (0, 0, 0, 1.0)
+    assert M.instance_metrics(e, e)["n_gt"] == 0 and M.iou_matrix(e, e).shape == (0, 0)
 
 
 def test_large_sparse_label_values() -> None:

@@ -50,6 +50,15 @@ def test_touching_cells_get_their_own_maps_and_thin_cells_are_all_centre() -> No
     assert (center[10, 3:20] == 0).all() and (bound[10, 3:20] == 0).all()
 
 
+def test_smallest_cell_with_an_inside_a_plus_sign() -> None:
+    lab = np.zeros((7, 7), np.int32)
+    lab[3, 2:5] = lab[2:5, 3] = 1  # 5 pixels: the centre has no background neighbour
+    center, bound = per_object_distances(lab)
+    assert center[3, 3] == 0 and bound[3, 3] == 0
+    arms = [(2, 3), (4, 3), (3, 2), (3, 4)]
+    assert all(center[p] == 1 and bound[p] == 1 for p in arms)
+
+
 def test_empty_and_single_label_images() -> None:
     center, bound = per_object_distances(np.zeros((5, 6), np.int32))
     assert center.dtype == np.float32 and (center == 1).all() and (bound == 1).all()
