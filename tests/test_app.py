@@ -207,6 +207,43 @@ def test_page_sample_sliders_and_downloads(tiny_model, monkeypatch):
     assert len(at.image) == 5  # image, 2 probability maps, overlay, area histogram
 
 
+def test_page_counts_and_scores_perfect_maps_like_the_ground_truth(tiny_model, monkeypatch, tmp_path):
+    """Checked against the annotation json, not against the functions the page calls: with the
+    network replaced by the sample's oracle maps, the page must count the annotated cells and score
+    them near-perfectly, and the size slider must drop the annotated cells below it."""
+    import shutil
+
+    import streamlit as st
+
+    from livecell_seg.data import sample_paths
+    from livecell_seg.data.coco import annotations_to_labels, load_coco
+    from livecell_seg.targets import make_targets
+
+    sample = logic.sample_images()[0]  # the page's default image
+    ds = load_coco(sample_paths()[0])
+    im = ds.image_by_file(sample.name)
+    gt = annotations_to_labels(ds.anns_by_image[int(im["id"])], int(im["height"]), int(im["width"]))
+    areas = np.bincount(gt.ravel())[1:]
+    areas = areas[areas > 0]
+    assert areas.size > 50
+    oracle = make_targets(gt, HEAD)
+    monkeypatch.setattr(logic, "compute_maps", lambda model, image, tta=False: (oracle.copy(), 0.0))
+    model = shutil.copytree(tiny_model, tmp_path / "oracle")  # its own cache keys
+    st.cache_data.clear()
+    at = _apptest(model, monkeypatch)
+    at.run()
+    assert not at.exception and not at.error
+    # a cell with a narrow waist may get two seeds from the perfect maps: 1% slack
+    n, expected = int(_metric(at, "Cells")), int((areas >= PP["min_size"]).sum())
+    assert abs(n - expected) <= max(1, expected // 100), (n, expected)
+    ap, ap50 = (float(v) for v in _metric(at, "Mask AP / AP50").split(" / "))
+    assert ap >= 97.0 and ap50 >= 99.5
+    assert float(_metric(at, "F1 @ IoU 0.5")) >= 0.995
+    _slider(at, "Minimum cell size (px)").set_value(300).run()
+    n, expected = int(_metric(at, "Cells")), int((areas >= 300).sum())
+    assert expected < areas.size - 10 and abs(n - expected) <= max(1, expected // 100), (n, expected)
+
+
 def test_page_uploads_16bit_lzw_and_reports_bad_files(tiny_model, monkeypatch):
     import tifffile
 
