@@ -41,6 +41,22 @@ CACHE_MB_ENV = "LIVECELL_APP_CACHE_MB"
 DEFAULT_CACHE_MB = 1024
 #: test-time augmentation choices: label -> ``predict_maps(tta=...)``
 TTA_CHOICES: dict[str, bool | str] = {"none": False, "4 flips": "flips", "8 flips/rotations": True}
+#: zoom choices: label -> ``network_maps(scale=...)``; "auto" needs a model that records its cell size
+ZOOM_CHOICES: dict[str, float | str] = {
+    "1 (as is)": 1.0,
+    "auto (cell size)": "auto",
+    "0.5": 0.5,
+    "0.7": 0.7,
+    "1.4": 1.4,
+}
+
+
+def zoom_choices(model: LoadedModel) -> list[str]:
+    """The zoom labels offered for ``model`` (no "auto" without a training cell diameter)."""
+    ok = model.model_config.cell_diameter is not None
+    return [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
+
+
 #: human-readable channel names
 CHANNEL_TITLES = {
     "fg": "foreground",
@@ -242,15 +258,34 @@ def describe_model(model: LoadedModel) -> str:
     return f"`{name}`: {cfg.arch}, {cfg.base_features} base features, depth {cfg.depth}, head `{cfg.head}`, {tuned}"
 
 
-def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
-    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds)``."""
+def network_maps(
+    model: LoadedModel, image: np.ndarray, tta: bool | str = False, scale: float | str = 1.0
+) -> tuple[np.ndarray, float, float]:
+    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds, zoom)``.
+
+    ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
+    ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
+    """
     global network_runs
-    from ..inference import predict_maps
+    from ..inference import predict_maps_scaled
 
     t0 = time.perf_counter()
-    maps = predict_maps(model, image, tta=tta)
+    if scale == "auto":
+        from ..predict import segment_image
+
+        res = segment_image(model, image, tta=tta, scale="auto")
+        maps, zoom = res.maps, res.scale
+    else:
+        zoom = float(scale)
+        maps = predict_maps_scaled(model, image, zoom, tta=tta)
     network_runs += 1
-    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0
+    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
+
+
+def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
+    """Run the network on ``image`` at its own size: ``((C, H, W) float32 maps, seconds)``."""
+    maps, seconds, _ = network_maps(model, image, tta)
+    return maps, seconds
 
 
 # --------------------------------------------------------------------------------------------------

@@ -37,10 +37,12 @@ def get_image(name: str, image_key: str, _data: bytes) -> np.ndarray:
     return page_cache().get(("image", name, image_key), lambda: logic.decode_image(name, _data))
 
 
-def get_maps(image_key: str, model_key: str, tta: str, _model, _image) -> tuple[np.ndarray, float]:  # noqa: ANN001
+def get_maps(
+    image_key: str, model_key: str, tta: str, zoom: str, _model, _image
+) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
     return page_cache().get(
-        ("maps", image_key, model_key, tta),
-        lambda: logic.compute_maps(_model, _image, logic.TTA_CHOICES[tta]),
+        ("maps", image_key, model_key, tta, zoom),
+        lambda: logic.network_maps(_model, _image, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom]),
     )
 
 
@@ -140,6 +142,15 @@ head = model.head
 channels = head_channels(head)
 
 with st.sidebar:
+    zooms = logic.zoom_choices(model)
+    zoom = st.selectbox(
+        "Zoom for the network",
+        zooms,
+        index=zooms.index("auto (cell size)") if "auto (cell size)" in zooms else 0,
+        key="zoom",
+        help="auto: segment at zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells "
+        "look the size the model was trained on (predict --scale auto). Labels keep the image's size.",
+    )
     st.caption(logic.describe_model(model))
     st.header("Post-processing")
     tag = logic.digest(mkey.encode())  # new model -> sliders start from its own values
@@ -187,13 +198,13 @@ if not images:
     st.stop()
 
 
-def run_image(name: str, key: str, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+def run_image(name: str, key: str, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float, float]:
     """Maps (cached network run), their seconds, labels (cached watershed) and watershed seconds."""
     with st.spinner(f"Running the network on {name}…"):
-        maps, net_s = get_maps(key, mkey, tta, model, image)
+        maps, net_s, used = get_maps(key, mkey, tta, zoom, model, image)
     t0 = time.perf_counter()
-    labels = get_labels(f"{key}|{mkey}|{tta}", params_json, head, maps, params)
-    return maps, net_s, labels, time.perf_counter() - t0
+    labels = get_labels(f"{key}|{mkey}|{tta}|{zoom}", params_json, head, maps, params)
+    return maps, net_s, labels, time.perf_counter() - t0, used
 
 
 name = images[0][0]
@@ -202,7 +213,7 @@ try:
         st.subheader(f"{len(images)} images")
         rows = []
         for name, key, image in images:
-            _maps, _s, lab, _w = run_image(name, key, image)
+            _maps, _s, lab, _w, _z = run_image(name, key, image)
             areas = logic.cell_areas(lab)
             rows.append(
                 {
@@ -220,8 +231,8 @@ try:
     else:
         name, key, image = images[0]
 
-    maps, net_s, labels, ws_s = run_image(name, key, image)
-    out = get_outputs(f"{key}|{mkey}|{tta}|{params_json}", color_by, image, labels, maps[0])
+    maps, net_s, labels, ws_s, used_zoom = run_image(name, key, image)
+    out = get_outputs(f"{key}|{mkey}|{tta}|{zoom}|{params_json}", color_by, image, labels, maps[0])
     gt = get_sample_gt(name, key, image)
 except Exception as e:  # noqa: BLE001
     fail(logic.error_message(e, name))
@@ -236,7 +247,8 @@ for col, ch, m in zip(panels[1:], channels, maps):
     col.image(logic.colorize(m), caption=f"{logic.CHANNEL_TITLES.get(ch, ch)} probability", width="stretch")
 panels[-1].image(out["overlay"], caption=f"{areas.size} cells", width="stretch")
 st.caption(
-    f"Network {net_s:.2f} s (once per image and model, cached since) · watershed {ws_s:.2f} s · "
+    f"Network {net_s:.2f} s at zoom {used_zoom:.2f} (once per image and model, cached since) · "
+    f"watershed {ws_s:.2f} s · "
     f"{image.dtype}, {image.shape[1]}×{image.shape[0]} pixels"
 )
 
