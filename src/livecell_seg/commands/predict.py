@@ -6,32 +6,9 @@ import argparse
 import sys
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add this subcommand's options."""
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and network options shared by every command that segments images (predict, timecourse)."""
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
-    parser.add_argument(
-        "--input",
-        "-i",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="image files and/or folders (searched recursively for .tif/.tiff/.png/.jpg/.jpeg)",
-    )
-    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--save-maps", action="store_true", help="also write probability maps to OUT/maps/<stem>.npy"
-    )
-    parser.add_argument(
-        "--overlay", action="store_true", help="also write outlines on the image to OUT/overlays/<stem>.png"
-    )
-    parser.add_argument(
-        "--csv",
-        action="store_true",
-        help="also write per-cell measurements to OUT/measurements/<stem>.csv",
-    )
-    parser.add_argument(
-        "--rois", action="store_true", help="also write an ImageJ/Fiji ROI zip to OUT/rois/<stem>.zip"
-    )
     parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
     )
@@ -70,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
 def _number(text: str, option: str) -> float:
@@ -82,10 +58,10 @@ def _number(text: str, option: str) -> float:
         raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the subcommand; exit code 1 when any input was skipped."""
+def network_settings(args: argparse.Namespace) -> dict:
+    """Check the options of :func:`add_network_arguments` and return them as keyword arguments of
+    :func:`livecell_seg.predict.predict_paths` (``--model`` excluded)."""
     from ..errors import LivecellError
-    from ..predict import predict_paths
 
     if not 0.0 <= args.overlap < 1.0:
         raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
@@ -98,25 +74,63 @@ def run(args: argparse.Namespace) -> int:
         from ..postprocess import PostprocessParams
 
         params = PostprocessParams.read(args.params)
+    return {
+        "params": params,
+        "device": args.device,
+        "tta": args.tta,
+        "precision": args.precision,
+        "scale": args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
+        "diameter": args.diameter,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "resume": args.resume,
+        "num_threads": args.threads,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's options."""
+    parser.add_argument(
+        "--input",
+        "-i",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="image files and/or folders (searched recursively for .tif/.tiff/.png/.jpg/.jpeg)",
+    )
+    parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--save-maps", action="store_true", help="also write probability maps to OUT/maps/<stem>.npy"
+    )
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write outlines on the image to OUT/overlays/<stem>.png"
+    )
+    parser.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write per-cell measurements to OUT/measurements/<stem>.csv",
+    )
+    parser.add_argument(
+        "--rois", action="store_true", help="also write an ImageJ/Fiji ROI zip to OUT/rois/<stem>.zip"
+    )
+    add_network_arguments(parser)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; exit code 1 when any input was skipped."""
+    from ..predict import predict_paths
+
     summary = predict_paths(
         args.input,
         args.out,
         args.model,
-        params=params,
         save_maps=args.save_maps,
         overlay=args.overlay,
         measurements=args.csv,
         rois=args.rois,
-        device=args.device,
-        tta=args.tta,
-        precision=args.precision,
-        scale=args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
-        diameter=args.diameter,
-        tile=args.tile,
-        overlap=args.overlap,
-        resume=args.resume,
-        num_threads=args.threads,
         progress=not args.quiet,
+        **network_settings(args),
     )
     if not args.quiet:
         med = summary.median_timings()
