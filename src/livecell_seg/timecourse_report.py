@@ -107,12 +107,18 @@ def growth_curves_png(
         _fold_axis(ax)
         ax.set_xlabel("time (h)")
         ax.set_ylabel("fold change from the first time point (log scale)")
-        ax.set_title(f"{title} (dashed: exponential fit; Td: doubling time [95% CI])")
+        ax.set_title(f"{title} (dashed: exponential fit)")
         ax.grid(True, which="both", alpha=0.25)
         ax.spines[["top", "right"]].set_visible(False)
         if wells:
-            ax.legend(fontsize=7, frameon=False, loc="upper left")
-    fig.tight_layout()
+            ax.legend(
+                fontsize=7,
+                title="Td: doubling time [95% CI]",
+                title_fontsize=7,
+                frameon=False,
+                loc="upper left",
+            )
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.12, top=0.92, wspace=0.22)  # (tight_layout is slow)
     return _png(fig)
 
 
@@ -188,7 +194,7 @@ def absolute_png(per_well_time: Sequence[dict[str, Any]], pixel_size_um: float |
         k = float(np.median(np.asarray(dens) / np.asarray(cnt)))  # mm⁻² per cell of one image
         sec = axes[0].secondary_yaxis("right", functions=(lambda c: c * k, lambda d: d / k))
         sec.set_ylabel("cells per mm²")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.065, right=0.985, bottom=0.13, top=0.96, wspace=0.42)
     return _png(fig)
 
 
@@ -405,7 +411,10 @@ def frame_strip_for(
             continue
         if image.shape != labels.shape:
             continue
-        title = f"{_fmt_time(f.time_h)} · {r['count']} cells · {r['confluence']:.0f}%"
+        where = " ".join(
+            x for x in (f"field {f.field}" if f.field else "", f"crop {f.crop}" if f.crop else "") if x
+        )
+        title = f"{_fmt_time(f.time_h)} ({f.time_h:g} h){' · ' + where if where else ''} · {r['count']} cells · {r['confluence']:.0f}%"
         items.append((title, image, labels))
     return frame_strip_png(items) if items else None
 
