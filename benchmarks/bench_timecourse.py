@@ -277,13 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_kaggle and (kaggle / "cell_types.json").is_file():
             kag = kaggle_accuracy(kaggle, args.model, work, args.kaggle_n)
     text = render(sp, len(frames), sample, kag, args, model)
-    print(text)
-    if args.write:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _sections import replace_section
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _sections import publish
 
-        replace_section(SECTION, text)
-        print(f"wrote the {SECTION} section of BENCHMARKS.md")
+    publish(SECTION, text, args.write)
     return 0
 
 

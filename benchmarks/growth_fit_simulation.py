@@ -141,13 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     text = render(run(args.reps), args.reps)
-    print(text)
-    if args.write:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _sections import replace_section
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _sections import publish
 
-        replace_section(SECTION, text)
-        print(f"wrote the {SECTION} section of BENCHMARKS.md")
+    publish(SECTION, text, args.write)
     return 0
 
 

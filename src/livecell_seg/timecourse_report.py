@@ -64,13 +64,8 @@ def growth_curves_png(
     per_well_time: Sequence[dict[str, Any]], growth: Sequence[dict[str, Any]], max_legend: int = 14
 ) -> bytes:
     """Count and confluence relative to each well's first time point, log₂ axis, fits dashed."""
-    from matplotlib.figure import Figure
-
-    wells = _by_well(per_well_time)
     fits = _fits_by_well(growth)
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2)
-    colors = _colors(len(wells))
+    fig, axes, wells, colors = _well_panels(per_well_time, 4.2)
     for ax, metric, title in (
         (axes[0], "count", "Cell count"),
         (axes[1], "confluence", "Confluence"),
@@ -164,12 +159,7 @@ def _fold_axis(ax: Any) -> None:
 def absolute_png(per_well_time: Sequence[dict[str, Any]], pixel_size_um: float | None = None) -> bytes:
     """Mean ± SD over fields/crops of the count (per image, and per mm² on the right axis when
     ``pixel_size_um`` is known) and of the confluence (%), per well."""
-    from matplotlib.figure import Figure
-
-    wells = _by_well(per_well_time)
-    fig = Figure(figsize=(11, 3.8))
-    axes = fig.subplots(1, 2)
-    colors = _colors(len(wells))
+    fig, axes, wells, colors = _well_panels(per_well_time, 3.8)
     for ax, col, ylabel in (
         (axes[0], "count", "cells per image"),
         (axes[1], "confluence", "confluence (% of the image)"),
@@ -333,6 +323,15 @@ def _by_well(per_well_time: Sequence[dict[str, Any]]) -> dict[tuple[str, str], l
     for rs in wells.values():
         rs.sort(key=lambda r: r["time_h"])
     return dict(wells)
+
+
+def _well_panels(per_well_time: Sequence[dict[str, Any]], height: float) -> tuple[Any, Any, dict, list[Any]]:
+    """A figure with two panels side by side, the rows grouped by well, and a colour per well."""
+    from matplotlib.figure import Figure
+
+    wells = _by_well(per_well_time)
+    fig = Figure(figsize=(11, height))
+    return fig, fig.subplots(1, 2), wells, _colors(len(wells))
 
 
 def _colors(n: int) -> list[Any]:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels",
         metavar="DIR",
         help="use existing label images DIR/<image stem>.tif (from predict or convert) instead of the "
-        "network (torch is not loaded)",
+        "network (torch is not loaded; the model options are ignored)",
     )
     parser.add_argument(
         "--pixel-size",
