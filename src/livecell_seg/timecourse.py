@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import InputFileError, LivecellError
 
-#: LIVECell's pixel size (µm per pixel): 704 × 520 pixels of a 10× Incucyte S3 phase image
+#: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
 DEFAULT_PIXEL_SIZE_UM = 0.5
 #: a growth fit with a lower R² is reported as not meaningful (see :func:`fit_growth`)
 DEFAULT_MIN_R2 = 0.8
