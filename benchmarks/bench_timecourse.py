@@ -237,7 +237,8 @@ def render(
         k = summary(kag)
         lines += [
             "",
-            f"Kaggle SH-SY5Y ({k['n']} densely annotated images, `--kaggle`; not in the bundled model's training data): "
+            f"Kaggle SH-SY5Y ({k['n']} densely annotated images of the shared `kaggle-sartorius/`; not in the bundled "
+            "model's training data): "
             f"mean absolute confluence error **{k['conf_mae']:.1f} pp** (mean {k['conf_bias']:+.1f} pp, largest "
             f"{k['conf_max']:.1f} pp; true confluence {k['gt_conf_mean']:.0f}% on average); cell count error "
             f"{k['count_mape']:.0f}% on average (mean {k['count_bias']:+.0f}%). (Re-check whether a new model was "
