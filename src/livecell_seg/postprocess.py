@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InputFileError, LivecellError
-from .heads import HEADS, head_channels
+from .heads import HEADS, PARAM_SPECS, get_head, head_channels
 
 MAPS_META_FILE = "maps.json"
 
@@ -40,10 +40,10 @@ _STRUCT8 = np.ones((3, 3), dtype=bool)
 class PostprocessParams:
     """Parameters of instance extraction, one dataclass for all heads (JSON via to/from_dict).
 
-    Only the fields a head uses matter: ``fg`` uses fg_threshold, min_distance, h, min_seed_size;
-    ``fg+boundary`` fg_threshold, boundary_threshold, min_seed_size; ``fg+dist`` fg_threshold,
-    center_threshold, boundary_dist_threshold, min_seed_size. All heads use min_size, smooth and
-    keep_unseeded.
+    Only the fields a head uses matter (``livecell_seg.heads.REGISTRY[head].param_names``): ``fg``
+    uses min_distance and h, ``fg+boundary`` boundary_threshold, ``fg+dist`` center_threshold and
+    boundary_dist_threshold; all heads use fg_threshold, min_seed_size, min_size, smooth and
+    keep_unseeded. Ranges and help for each field: :data:`livecell_seg.heads.PARAM_SPECS`.
     """
 
     fg_threshold: float = 0.5
@@ -67,8 +67,8 @@ class PostprocessParams:
     #: foreground components that received no seed become instances of their own
     keep_unseeded: bool = True
 
-    #: fields that are probabilities (thresholds on maps in [0, 1])
-    PROBABILITY_FIELDS = ("fg_threshold", "boundary_threshold", "center_threshold", "boundary_dist_threshold")
+    #: fields that are probabilities (thresholds on maps in [0, 1]), from the heads registry
+    PROBABILITY_FIELDS = tuple(s.name for s in PARAM_SPECS if s.probability)
 
     def __post_init__(self) -> None:
         """Refuse values that would silently give a wrong answer (NaN, negative sizes, ...)."""
@@ -357,6 +357,17 @@ def watershed_dist(
     return _finish(ws, mask, p) if finish else ws.astype(np.int32, copy=False)
 
 
+def _check_maps(maps: np.ndarray, head: str) -> np.ndarray:
+    """``maps`` as a ``(C, H, W)`` array of ``head`` (a 2-D map for a one-channel head); ValueError if not."""
+    channels = head_channels(head)
+    maps = np.asarray(maps)
+    if maps.ndim == 2 and len(channels) == 1:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[0] != len(channels):
+        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    return maps
+
+
 def instances_from_maps(
     maps: np.ndarray, head: str, params: PostprocessParams | None = None, *, finish: bool = True
 ) -> np.ndarray:
@@ -364,20 +375,9 @@ def instances_from_maps(
 
     With ``finish=False`` the raw watershed is returned (see :func:`finish_instances`).
     """
-    channels = head_channels(head)
-    maps = np.asarray(maps)
-    if maps.ndim == 2 and len(channels) == 1:
-        maps = maps[None]
-    if maps.ndim != 3 or maps.shape[0] != len(channels):
-        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
-    p = params or PostprocessParams()
-    if head == "fg":
-        return watershed_fg(maps[0], p, finish=finish)
-    if head == "fg+boundary":
-        return watershed_boundary(maps[0], maps[1], p, finish=finish)
-    if head == "fg+dist":
-        return watershed_dist(maps[0], maps[1], maps[2], p, finish=finish)
-    raise ValueError(f"no post-processing for head {head!r}")  # pragma: no cover
+    entry = get_head(head)
+    maps = _check_maps(maps, head)
+    return entry.instances(maps, params or PostprocessParams(), finish=finish)
 
 
 def instance_scores(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
@@ -418,11 +418,7 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     from .io import atomic_path, write_json_atomic
 
     channels = head_channels(head)
-    maps = np.asarray(maps)
-    if maps.ndim == 2 and len(channels) == 1:
-        maps = maps[None]
-    if maps.ndim != 3 or maps.shape[0] != len(channels):
-        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    maps = _check_maps(maps, head)
     p = Path(path)
     if p.suffix.lower() != ".npy":
         p = p.with_suffix(".npy")
