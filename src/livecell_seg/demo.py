@@ -342,7 +342,7 @@ def _train(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, split_key: str, prog: _Progress
 ) -> tuple[Path, dict[str, Any]]:
     from .config import apply_overrides, config_from_dict, config_to_dict
-    from .io import write_json_atomic
+    from .io import read_json, write_json_atomic
     from .model import default_model_dir
     from .training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
 
@@ -356,12 +356,12 @@ def _train(
         "bundled_sha": _sha((init / "config.json").read_text()) if init else None,
     }
     plan_file = run_dir / "demo_plan.json"
-    old = json.loads(plan_file.read_text()) if plan_file.is_file() else None
+    old = read_json(plan_file) if plan_file.is_file() else None
     if old is not None and old.get("settings") != settings:
         old = None
     if old is not None and (run_dir / SUMMARY_FILE).is_file() and (run_dir / "model" / "model.pt").is_file():
         prog.note(f"already trained with these settings in {run_dir} (reused; --fresh retrains)")
-        return run_dir / "model", {**json.loads((run_dir / SUMMARY_FILE).read_text()), **old, "reused": True}
+        return run_dir / "model", {**read_json(run_dir / SUMMARY_FILE), **old, "reused": True}
     if old is not None and (run_dir / CHECKPOINT_DIR / LAST_CKPT).is_file():
         prog.note(f"resuming the interrupted training in {run_dir}")
         plan = old
@@ -412,7 +412,7 @@ def _train(
             f"training interrupted; the same command resumes it from {run_dir / CHECKPOINT_DIR / LAST_CKPT}"
         )
         raise KeyboardInterrupt from None
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    summary = read_json(run_dir / SUMMARY_FILE)
     if summary.get("global_step", 0) < max_steps:
         prog.note(
             f"[yellow]stopped by the {opts.train_minutes:g} min time box at step {summary['global_step']}[/]"

@@ -6,12 +6,13 @@ config, whose ``model`` entry is a :class:`ModelConfig`) and, once tuned, ``post
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
+from .settings import settings_from_dict
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -69,8 +70,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """Build from a ``config.json``'s ``model`` entry (:func:`~livecell_seg.settings.settings_from_dict`:
+        unknown keys and mistyped values are one-line errors naming the key)."""
+        return settings_from_dict(cls, d, "model")
 
 
 def build_model(cfg: ModelConfig):  # noqa: ANN201 - returns torch.nn.Module

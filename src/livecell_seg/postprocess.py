@@ -19,7 +19,6 @@ No torch here: the module is imported by the CLI, the app and the metrics-side t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,8 +29,11 @@ from scipy import ndimage as ndi
 
 from .errors import InputFileError, LivecellError
 from .heads import HEADS, PARAM_SPECS, get_head, head_channels
+from .settings import check_keys
 
 MAPS_META_FILE = "maps.json"
+#: keys of a ``postprocess.json`` that are records, not parameters (allowed, ignored when reading)
+RECORD_KEYS = ("head", "tuning")
 
 _STRUCT8 = np.ones((3, 3), dtype=bool)
 
@@ -85,11 +87,18 @@ class PostprocessParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
-        """Build from a dict (e.g. ``postprocess.json``); unknown keys are ignored, values coerced."""
+        """Build from a dict (e.g. ``postprocess.json``); values coerced, unknown keys are errors.
+
+        The strict key rule is :func:`livecell_seg.settings.check_keys` (one line naming the key);
+        :data:`RECORD_KEYS` (the head and tuning record a tuned ``postprocess.json`` carries) are
+        allowed and ignored. Values are coerced leniently (``"12"`` -> 12, ``"yes"`` -> True, 33.0
+        -> 33) because the app's sliders, napari's fields and hand-written files all feed this.
+        """
         if not d:
             return cls()
         if "params" in d and isinstance(d["params"], dict):  # a tuned postprocess.json
             d = d["params"]
+        check_keys(cls, d, "postprocess", RECORD_KEYS)
         kw: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in d and d[f.name] is not None:
@@ -125,6 +134,8 @@ class PostprocessParams:
             raise InputFileError(where, "expected a JSON object of post-processing parameters")
         try:
             return cls.from_dict(d)
+        except LivecellError as e:
+            raise InputFileError(where, str(e)) from None
         except (TypeError, ValueError, OverflowError) as e:
             raise InputFileError(where, f"invalid parameter value ({e})") from None
 
@@ -415,7 +426,7 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     ``maps.json`` (next to the file) holds ``{"head": ..., "channels": [...], "dtype": "float16",
     "layout": "CHW"}``; one folder holds maps of one head. Returns the written path.
     """
-    from .io import atomic_path, write_json_atomic
+    from .io import atomic_path, read_json, write_json_atomic
 
     channels = head_channels(head)
     maps = _check_maps(maps, head)
@@ -424,10 +435,11 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
         p = p.with_suffix(".npy")
     meta_path = p.parent / MAPS_META_FILE
     meta = {"head": head, "channels": list(channels), "dtype": "float16", "layout": "CHW"}
+    old = None
     if meta_path.is_file():
         try:
-            old = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = read_json(meta_path)
+        except InputFileError:  # an unreadable record is rewritten
             old = None
         if isinstance(old, dict) and old.get("head") not in (None, head):
             raise LivecellError(
@@ -436,7 +448,7 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     with atomic_path(p) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.clip(maps, 0.0, 1.0).astype(np.float16))
-    if not meta_path.is_file() or json.loads(meta_path.read_text() or "{}") != meta:
+    if old != meta:
         write_json_atomic(meta_path, meta)
     return p
 
@@ -450,7 +462,7 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
-    from .io import check_image_size
+    from .io import check_image_size, read_json
 
     try:
         if p.suffix.lower() == ".npy":
@@ -488,11 +500,8 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     head: str | None = None
     meta_path = p.parent / MAPS_META_FILE
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            head = meta.get("head") if isinstance(meta, dict) else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputFileError(meta_path, "invalid JSON") from None
+        meta = read_json(meta_path)
+        head = meta.get("head") if isinstance(meta, dict) else None
         if head is not None and head not in HEADS:
             raise InputFileError(meta_path, f"unknown head {head!r}")
     if head is None:

@@ -30,7 +30,7 @@ from .config import TrainConfig, config_from_dict, config_to_dict
 from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
-from .io import write_json_atomic
+from .io import read_json, write_json_atomic
 from .losses import SegLoss
 from .model import CONFIG_FILE, MODEL_FILE, build_model, save_model_dir
 
@@ -277,7 +277,7 @@ def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
     out = Path(dst) if dst is not None else run / "last_model"
     if (out / MODEL_FILE).is_file() and (out / MODEL_FILE).stat().st_mtime >= ckpt.stat().st_mtime:
         return out
-    config = json.loads((run / CONFIG_FILE).read_text())
+    config = read_json(run / CONFIG_FILE)
     with tempfile.TemporaryDirectory() as tmp:
         md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": LAST_CKPT})
         out.mkdir(parents=True, exist_ok=True)

@@ -303,6 +303,9 @@ def model_params(model: LoadedModel) -> PostprocessParams:
 
     try:
         return PostprocessParams.from_dict(model.postprocess)
+    except LivecellError as e:
+        where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
+        raise InputFileError(where, str(e)) from None
     except (TypeError, ValueError) as e:
         where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
         raise InputFileError(where, f"invalid parameter value ({e})") from None

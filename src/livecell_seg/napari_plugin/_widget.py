@@ -193,6 +193,8 @@ class SegmentWidget(Container):
             _cfg, mcfg = read_model_config(d)
             try:
                 base = PostprocessParams.from_dict(read_postprocess(d))
+            except LivecellError as e:
+                raise LivecellError(f"{d / 'postprocess.json'}: {e}") from None
             except (TypeError, ValueError) as e:
                 raise LivecellError(f"{d / 'postprocess.json'}: invalid parameter value ({e})") from None
         except LivecellError as e:
