@@ -297,12 +297,11 @@ def _quiet_lightning() -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------------- stages
 def _split(opts: DemoOptions, json_path: Path, out: Path, prog: _Progress, console: Any) -> tuple[Any, dict]:
-    from .commands.split import print_table
-    from .data.splits import split_datasets, write_splits
+    from .data.splits import print_split_table, split_datasets, write_splits
 
     result = split_datasets([json_path], val=0.2, seed=opts.seed)
     written = write_splits(result, out / "splits")
-    print_table(result, console=console)
+    print_split_table(result, console=console)
     for w in result.warnings:
         prog.note(f"[yellow]note:[/] {w}")
     return result, written

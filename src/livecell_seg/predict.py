@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import inference as _inference  # noqa: F401 - light; sets OMP_WAIT_POLICY before torch loads
 from .errors import InputFileError, LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
