@@ -53,10 +53,7 @@ TRIM = 0.25
 
 def model_stride(model: LoadedModel) -> int:
     """The network's total down-sampling factor (tile sizes and origins are multiples of it)."""
-    cfg = model.model_config
-    if cfg.arch == "unet":
-        return 2 ** int(cfg.depth)
-    return 16  # MONAI BasicUNet: 4 pooling levels
+    return model.model_config.stride
 
 
 def resolve_device(device: str | None, model: LoadedModel | None = None) -> str:

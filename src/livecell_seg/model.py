@@ -68,6 +68,16 @@ class ModelConfig:
     def out_channels(self) -> int:
         return len(head_channels(self.head))
 
+    @property
+    def stride(self) -> int:
+        """The network's total down-sampling factor: input sizes are padded to a multiple of it.
+
+        The one place it is computed (inference tiles, training validation and export read it).
+        """
+        if self.arch == "unet":
+            return 2 ** int(self.depth)
+        return 16  # MONAI BasicUNet: 4 pooling levels
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Build from a ``config.json``'s ``model`` entry (:func:`~livecell_seg.settings.settings_from_dict`:

@@ -53,10 +53,6 @@ def resolve_precision(cfg: TrainConfig) -> str:
     return "32-true"
 
 
-def _input_multiple(cfg: TrainConfig) -> int:
-    return 2**cfg.model.depth if cfg.model.arch == "unet" else 16
-
-
 class SegModule(pl.LightningModule):
     """The U-Net, its loss, the optimizer/schedule and the instance-level validation."""
 
@@ -84,7 +80,7 @@ class SegModule(pl.LightningModule):
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        m = _input_multiple(self.cfg)
+        m = self.cfg.model.stride
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
