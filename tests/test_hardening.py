@@ -395,14 +395,10 @@ def test_atomic_writes_are_flushed_to_disk_before_the_rename(tmp_path, monkeypat
 # 6. predict paths
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Iterator[Path]:
+def tiny_model(random_model_dir) -> Iterator[Path]:
     torch = pytest.importorskip("torch")
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-
     threads = torch.get_num_threads()  # predict --threads 1 sets it for the whole process
-    torch.manual_seed(0)
-    cfg = ModelConfig(head="fg", base_features=2, depth=1)
-    yield save_model_dir(tmp_path_factory.mktemp("m"), build_model(cfg).eval(), {"model": model_to_dict(cfg)})
+    yield random_model_dir("fg", base_features=2, depth=1, name="m")
     torch.set_num_threads(threads)
 
 
