@@ -776,22 +776,10 @@ def _fmt(v: float, nd: int = 1) -> str:
     return "–" if v != v else f"{v:,.{nd}f}"  # NaN -> dash
 
 
-def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
-    """The report page: tables and the embedded figures."""
-    d = stats.to_dict()
+def _html_counts(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Images, wells and cells per cell type and split; well leakage between splits."""
     e = html.escape
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>LIVECell data exploration</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>LIVECell data exploration</h1>",
-        "<p>Annotations: "
-        + ", ".join(f"<b>{e(k)}</b> = <code>{e(v)}</code>" for k, v in stats.sources.items())
-        + (f"; images: <code>{e(stats.images_dir)}</code>" if stats.images_dir else "; no image folder given")
-        + f". {d['images']:,} unique images, {d['cells']:,} annotated cells. "
-        f"Made by <code>livecell-seg eda</code> in {stats.seconds:.1f} s.</p>",
-    ]
-    # --- counts
+    parts: list[str] = []
     rows = stats.table()
     parts.append("<h2>Images, wells and cells per cell type and split</h2>")
     parts.append(
@@ -822,7 +810,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             )
         else:
             parts.append("<p>No well has images in more than one split.</p>")
-    # --- cells per image
+    return parts
+
+
+def _html_cells_per_image(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Cells per image: summary and histogram."""
+    e = html.escape
+    parts: list[str] = []
     cpi = d["cells_per_image"]
     parts.append("<h2>Cells per image</h2>")
     parts.append(
@@ -832,7 +826,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         + ".</p>"
     )
     parts.append(_img_tag(figures["cells_per_image"], "cells per image"))
-    # --- areas
+    return parts
+
+
+def _html_areas(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Cell areas per cell type (COCO size ranges)."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Cell area</h2>")
     parts.append(
         "<p class='note'>Area = the annotation's <code>area</code> field (what COCO evaluation uses to put a "
@@ -865,7 +865,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         )
     )
     parts.append(_img_tag(figures["areas"], "cell area per cell type"))
-    # --- overlap
+    return parts
+
+
+def _html_overlap(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Overlap between annotations per cell type."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Overlap between annotations</h2>")
     parts.append(
         "<p class='note'>Each annotation rasterized like pycocotools, per image; a cell overlaps when some of "
@@ -904,7 +910,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         )
     )
     parts.append(_img_tag(figures["overlap"], "overlap between annotations"))
-    # --- duplicates
+    return parts
+
+
+def _html_duplicates(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Image files listed more than once."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Duplicate images</h2>")
     if stats.duplicates:
         parts.append(
@@ -931,7 +943,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             parts.append(f"<p class='note'>... and {len(stats.duplicates) - 200} more (see stats.json).</p>")
     else:
         parts.append("<p>No image is listed twice (same file name under two ids or in two jsons).</p>")
-    # --- intensity + examples
+    return parts
+
+
+def _html_intensity(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Grey-value statistics per cell type (when an image folder was given)."""
+    e = html.escape
+    parts: list[str] = []
     parts.append("<h2>Image intensities</h2>")
     if "intensity" in figures:
         parts.append(
@@ -967,6 +985,13 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         parts.append(_img_tag(figures["intensity"], "intensity statistics"))
     else:
         parts.append("<p>No image folder given (<code>--images DIR</code>): no intensity statistics.</p>")
+    return parts
+
+
+def _html_problems(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """Missing, unreadable or mis-sized images and orphan annotations, in one warning line."""
+    e = html.escape
+    parts: list[str] = []
     problems = []
     if stats.missing_images:
         problems.append(f"{len(stats.missing_images)} image(s) not found, e.g. {e(stats.missing_images[0])}")
@@ -982,6 +1007,12 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         problems.append(f"{stats.orphan_annotations} annotation(s) point at no image (ignored)")
     if problems:
         parts.append("<p class='warn'>" + "; ".join(problems) + ".</p>")
+    return parts
+
+
+def _html_examples(stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> list[str]:
+    """One example image per cell type with its outlines."""
+    parts: list[str] = []
     if "examples" in figures:
         parts.append("<h2>Example images with their annotations</h2>")
         parts.append(
@@ -989,6 +1020,39 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             "0.5–99.5 percentiles; every annotation's polygon outlined in its own colour.</p>"
         )
         parts.append(_img_tag(figures["examples"], "example images with outlines"))
+    return parts
+
+
+#: the report's sections, in page order: ``f(stats, stats.to_dict(), figures) -> [html, ...]``
+_HTML_SECTIONS = (
+    _html_counts,
+    _html_cells_per_image,
+    _html_areas,
+    _html_overlap,
+    _html_duplicates,
+    _html_intensity,
+    _html_problems,
+    _html_examples,
+)
+
+
+def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
+    """The report page: tables and the embedded figures, one section function after the other."""
+    d = stats.to_dict()
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>LIVECell data exploration</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>LIVECell data exploration</h1>",
+        "<p>Annotations: "
+        + ", ".join(f"<b>{e(k)}</b> = <code>{e(v)}</code>" for k, v in stats.sources.items())
+        + (f"; images: <code>{e(stats.images_dir)}</code>" if stats.images_dir else "; no image folder given")
+        + f". {d['images']:,} unique images, {d['cells']:,} annotated cells. "
+        f"Made by <code>livecell-seg eda</code> in {stats.seconds:.1f} s.</p>",
+    ]
+    for section in _HTML_SECTIONS:
+        parts += section(stats, d, figures)
     parts.append(
         "<p class='note'>Numbers behind this page: <code>stats.json</code> next to it.</p></body></html>"
     )
