@@ -71,6 +71,9 @@ def test_a_new_registry_entry_reaches_every_user(extra_head):
     names = [s.name for s in logic.param_specs("fg2")]
     assert "min_distance" in names and "h" not in names and "boundary_threshold" not in names
     assert postprocess.infer_head(1) == "fg"  # the first head with that channel count
+    parser = argparse.ArgumentParser()
+    postprocess_cmd.add_arguments(parser)
+    assert "fg2" in next(a for a in parser._actions if a.dest == "head").choices
 
 
 def test_unknown_head_is_refused_everywhere():

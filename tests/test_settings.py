@@ -106,3 +106,21 @@ def test_postprocess_json_refuses_unknown_keys_but_keeps_its_records(tmp_path: P
         read_postprocess(m)
     with pytest.raises(InputFileError, match=r"postprocess\.json: postprocess: unknown key\(s\) min_sise"):
         PostprocessParams.read(m / POSTPROCESS_FILE)
+
+
+def test_a_model_folders_parameters_are_typed_in_one_place(tmp_path: Path) -> None:
+    """predict, tuning, the app and napari all read LoadedModel.params / model.read_params."""
+    from livecell_seg.model import LoadedModel, read_params
+
+    d = default_model_dir()
+    assert read_params(d) == PostprocessParams.from_dict(read_postprocess(d))
+    assert read_params(tmp_path) == PostprocessParams()  # no postprocess.json: the defaults
+    m = LoadedModel(net=None, model_config=ModelConfig(), postprocess={"min_size": 7, "tuning": {}}, path=d)
+    assert m.params == PostprocessParams(min_size=7)
+    assert LoadedModel(net=None, model_config=ModelConfig()).params == PostprocessParams()
+    m.postprocess = {"min_sise": 7}
+    with pytest.raises(InputFileError, match=r"postprocess\.json: postprocess: unknown key\(s\) min_sise"):
+        m.params  # noqa: B018
+    m.postprocess = {"fg_threshold": 2.0}
+    with pytest.raises(InputFileError, match=r"postprocess\.json: invalid parameter value \(fg_threshold"):
+        m.params  # noqa: B018

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
 from .settings import settings_from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .postprocess import PostprocessParams
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -197,6 +200,18 @@ class LoadedModel:
     def head(self) -> str:
         return self.model_config.head
 
+    @property
+    def params(self) -> PostprocessParams:
+        """The folder's typed post-processing parameters (``postprocess.json``, else the defaults).
+
+        The one place a loaded model's ``postprocess.json`` is typed (predict, tuning and the app
+        read it here); an invalid file is a one-line :class:`InputFileError` naming it.
+        """
+        from .postprocess import PostprocessParams
+
+        where = self.path / POSTPROCESS_FILE if self.path is not None else POSTPROCESS_FILE
+        return PostprocessParams.checked(self.postprocess or {}, where)
+
 
 def save_model_dir(
     path: str | Path, net: Any, config: dict[str, Any], postprocess: dict | None = None
@@ -257,6 +272,13 @@ def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     d = read_json(p)
     PostprocessParams.checked(d, p)  # one-line InputFileError for invalid values
     return d
+
+
+def read_params(path: str | Path) -> PostprocessParams:
+    """A model folder's typed post-processing parameters without loading the network (no torch)."""
+    from .postprocess import PostprocessParams
+
+    return PostprocessParams.checked(read_postprocess(path) or {}, Path(path) / POSTPROCESS_FILE)
 
 
 def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:

@@ -74,9 +74,7 @@ class PredictSummary:
 
 def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
     """The model folder's tuned ``postprocess.json``, else the defaults."""
-    from .postprocess import PostprocessParams
-
-    return PostprocessParams.from_dict(model.postprocess) if model.postprocess else PostprocessParams()
+    return model.params
 
 
 #: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small

@@ -228,7 +228,7 @@ def tune_model_dir(
         gt_list.append(gt)
         if i % 10 == 0 or i == len(images):
             say(f"maps {i}/{len(images)} ({time.perf_counter() - t0:.0f} s)")
-    start = PostprocessParams.from_dict(loaded.postprocess) if loaded.postprocess else PostprocessParams()
+    start = loaded.params
     score_fn = score_fn or mask_ap_score
     baseline = _Evaluator(maps_list, gt_list, head, score_fn)(PostprocessParams())
     best, best_score, history = tune_params(

@@ -299,16 +299,7 @@ def param_specs(head: str) -> list[ParamSpec]:
 
 def model_params(model: LoadedModel) -> PostprocessParams:
     """The model's post-processing parameters (its ``postprocess.json``, else the defaults)."""
-    from ..postprocess import PostprocessParams
-
-    try:
-        return PostprocessParams.from_dict(model.postprocess)
-    except LivecellError as e:
-        where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
-        raise InputFileError(where, str(e)) from None
-    except (TypeError, ValueError) as e:
-        where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
-        raise InputFileError(where, f"invalid parameter value ({e})") from None
+    return model.params
 
 
 def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:
