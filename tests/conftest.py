@@ -1,7 +1,7 @@
 """Shared test fixtures and references (one copy each, used by several test modules).
 
 - ``one_torch_thread``: torch limited to one thread for a module (the CPU is shared; tiny models
-  are faster with one). Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+  are faster with one); ``keep_torch_threads``: the thread count restored after the module.
 - ``random_model_dir``: a factory writing a tiny randomly initialised model folder.
 - :func:`pycocotools_eval` / :func:`pycocotools_results`: the independent COCO reference (pycocotools'
   ``COCOeval`` with LIVECell's parameters) that the metric and evaluation tests compare against
@@ -21,13 +21,20 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Run the module's tests with one torch thread; the previous setting is restored after."""
+def keep_torch_threads() -> Iterator[None]:
+    """Restore torch's thread count at the end of the module (``predict --threads 1`` sets it)."""
     torch = pytest.importorskip("torch")
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread(keep_torch_threads: None) -> None:
+    """Run the module's tests with one torch thread; the previous setting is restored after."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -395,11 +394,8 @@ def test_atomic_writes_are_flushed_to_disk_before_the_rename(tmp_path, monkeypat
 # 6. predict paths
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(random_model_dir) -> Iterator[Path]:
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()  # predict --threads 1 sets it for the whole process
-    yield random_model_dir("fg", base_features=2, depth=1, name="m")
-    torch.set_num_threads(threads)
+def tiny_model(random_model_dir, keep_torch_threads) -> Path:
+    return random_model_dir("fg", base_features=2, depth=1, name="m")
 
 
 def _png(path: Path, seed: int = 0) -> Path:

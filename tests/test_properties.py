@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -363,11 +362,8 @@ def test_evaluate_any_ground_truth_and_predictions(gt: str | None, pred, backend
 # predict and postprocess (in-process)
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(random_model_dir) -> Iterator[Path]:
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()  # predict --threads 1 sets it for the whole process
-    yield random_model_dir("fg+dist", base_features=2, depth=1, name="m")
-    torch.set_num_threads(threads)
+def tiny_model(random_model_dir, keep_torch_threads) -> Path:
+    return random_model_dir("fg+dist", base_features=2, depth=1, name="m")
 
 
 param_value = st.one_of(
