@@ -241,12 +241,9 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- dict <-> dataclass
 
 
-_from_dict = settings_from_dict  # the one dict -> settings rule (livecell_seg.settings)
-
-
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a plain dict (unknown keys are errors)."""
-    return _from_dict(TrainConfig, dict(d)).validate()
+    return settings_from_dict(TrainConfig, dict(d)).validate()
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
