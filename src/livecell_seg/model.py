@@ -216,10 +216,7 @@ class LoadedModel:
         The one place a loaded model's ``postprocess.json`` is typed (predict, tuning and the app
         read it here); an invalid file is a one-line :class:`InputFileError` naming it.
         """
-        from .postprocess import PostprocessParams
-
-        where = self.path / POSTPROCESS_FILE if self.path is not None else POSTPROCESS_FILE
-        return PostprocessParams.checked(self.postprocess or {}, where)
+        return typed_params(self.postprocess, self.path)
 
 
 def save_model_dir(
@@ -283,11 +280,21 @@ def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     return d
 
 
-def read_params(path: str | Path) -> PostprocessParams:
-    """A model folder's typed post-processing parameters without loading the network (no torch)."""
+def typed_params(postprocess: dict[str, Any] | None, path: str | Path | None = None) -> PostprocessParams:
+    """A model folder's ``postprocess.json`` content (``None``: none) as typed parameters.
+
+    The one rule for it (defaults when absent; a one-line :class:`InputFileError` naming
+    ``path/postprocess.json`` when invalid), used by :attr:`LoadedModel.params` and :func:`read_params`.
+    """
     from .postprocess import PostprocessParams
 
-    return PostprocessParams.checked(read_postprocess(path) or {}, Path(path) / POSTPROCESS_FILE)
+    where = Path(path) / POSTPROCESS_FILE if path is not None else POSTPROCESS_FILE
+    return PostprocessParams.checked(postprocess or {}, where)
+
+
+def read_params(path: str | Path) -> PostprocessParams:
+    """A model folder's typed post-processing parameters without loading the network (no torch)."""
+    return typed_params(read_postprocess(path), path)
 
 
 def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:

@@ -73,8 +73,10 @@ class PredictSummary:
 
 
 def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
-    """The model folder's tuned ``postprocess.json``, else the defaults."""
-    return model.params
+    """The model folder's tuned ``postprocess.json``, else the defaults (:func:`model.typed_params`)."""
+    from .model import typed_params
+
+    return typed_params(model.postprocess, model.path)
 
 
 #: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small

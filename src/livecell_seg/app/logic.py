@@ -302,7 +302,9 @@ def param_specs(head: str) -> list[ParamSpec]:
 
 def model_params(model: LoadedModel) -> PostprocessParams:
     """The model's post-processing parameters (its ``postprocess.json``, else the defaults)."""
-    return model.params
+    from ..model import typed_params
+
+    return typed_params(model.postprocess, model.path)
 
 
 def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:
