@@ -32,7 +32,7 @@ class ModelConfig:
     ``cell_diameter``: the typical cell diameter (pixels) of the training data, measured by
     ``train`` (:func:`livecell_seg.scale.training_diameter`); ``predict --scale auto`` rescales
     images so their cells come to this size. ``predict_scale``: the zoom ``predict`` uses when
-    none is given (``1`` or ``"auto"``, which needs ``cell_diameter``). Neither is part of the
+    none is given (a number, or ``"auto"``, which needs ``cell_diameter``). Neither is part of the
     architecture.
     """
 
@@ -69,11 +69,8 @@ class ModelConfig:
         d = self.cell_diameter
         if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1e6):
             raise LivecellError(f"model: cell_diameter must be a positive number of pixels, got {d!r}")
-        z = self.predict_scale
-        if z == "auto":
-            if d is None:
-                raise LivecellError("model: predict_scale 'auto' needs cell_diameter")
-        elif isinstance(z, bool) or not isinstance(z, (int, float)) or not 0.05 <= z <= 20:
+        z = self.predict_scale  # "auto" needs cell_diameter, which train measures: checked by predict
+        if z != "auto" and (isinstance(z, bool) or not isinstance(z, (int, float)) or not 0.05 <= z <= 20):
             raise LivecellError(f"model: predict_scale must be 'auto' or a zoom in [0.05, 20], got {z!r}")
 
     @property
