@@ -28,6 +28,9 @@ class Channel:
     binary: bool
     #: name of the target function in :mod:`livecell_seg.targets`: ``f(labels, boundary_width, memo)``
     target: str
+    #: short human-readable name (app captions, napari layer names)
+    title: str
+    #: what a pixel's value means (model documentation, e.g. the bioimage.io package README)
     help: str
 
 
@@ -35,26 +38,27 @@ class Channel:
 CHANNELS: dict[str, Channel] = {
     c.name: c
     for c in (
-        Channel("fg", True, "fg_target", "foreground probability"),
+        Channel("fg", True, "fg_target", "foreground", "probability that the pixel belongs to a cell"),
         Channel(
             "boundary",
             True,
             "boundary_target",
-            "inner cell boundary (pixels of a cell touching background or another cell)",
+            "boundary",
+            "probability that the pixel is on a cell's inner boundary",
         ),
         Channel(
             "center_dist",
             False,
             "center_dist_target",
-            "per-cell distance to the cell's centre, normalized to [0, 1] (0 at the centre, 1 at the "
-            "farthest pixel of the cell)",
+            "distance to centre",
+            "distance to the cell's centre, normalized per cell (0 at the centre, 1 at the farthest pixel)",
         ),
         Channel(
             "boundary_dist",
             False,
             "boundary_dist_target",
-            "per-cell inverted distance to the cell's boundary, normalized to [0, 1] (0 deepest inside "
-            "the cell, 1 on its boundary)",
+            "distance to boundary",
+            "inverted distance to the cell's boundary, normalized per cell (0 deepest inside, 1 on the boundary)",
         ),
     )
 }

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
+from ..heads import CHANNELS, ParamSpec, get_head
 from ..heads import PARAM_SPECS as PARAM_SPECS  # re-exported: the app reads the registry
-from ..heads import ParamSpec, get_head
 from ..io import IMAGE_SUFFIXES
 from . import MAX_UPLOAD_MB
 
@@ -61,13 +61,8 @@ def zoom_choices(model: LoadedModel) -> list[str]:
     return sorted(labels, key=lambda k: ZOOM_CHOICES[k] != default)
 
 
-#: human-readable channel names
-CHANNEL_TITLES = {
-    "fg": "foreground",
-    "boundary": "boundary",
-    "center_dist": "distance to centre",
-    "boundary_dist": "distance to boundary",
-}
+#: human-readable channel names (from the heads registry)
+CHANNEL_TITLES = {name: ch.title for name, ch in CHANNELS.items()}
 
 #: how many times the network ran in this process (the page caches maps; tests check this)
 network_runs = 0
