@@ -142,7 +142,7 @@ def segment_image(
     the model was trained on (zoom x median diameter closest to the training diameter, ties to
     the zoom nearest 1). Checking each zoom's own result, rather than extrapolating from one pass,
     is robust to a network that over-splits large cells: their fragments look small at 1x, but
-    at the right zoom whole cells of the training size are found. Costs about 1.7x the network
+    at the right zoom whole cells of the training size are found. Costs about 2.7x the network
     time of one pass. ``diameter`` (pixels): the cells' typical diameter when known; sets the
     zoom without trying any.
     """
