@@ -72,10 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
     )
     parser.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    from ..distributed import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def _number(text: str, option: str) -> float:
@@ -89,6 +95,7 @@ def _number(text: str, option: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
+    from ..distributed import cluster_options_from_args
     from ..errors import LivecellError
     from ..predict import predict_paths
 
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise LivecellError(f"--threads must be at least 1, got {args.threads}")
     if args.tile < 16:
         raise LivecellError(f"--tile must be at least 16, got {args.tile}")
+    cluster = cluster_options_from_args(args)
     params = None
     if args.params:
         from ..postprocess import PostprocessParams
@@ -123,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         num_threads=args.threads,
         progress=not args.quiet,
+        cluster=cluster,
     )
     if summary.ignored_outputs:
         print(
@@ -142,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
             zs = sorted(summary.scales.values())
             line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
         print(line)
+        if summary.workers:
+            from ..distributed import summary_line
+
+            print(summary_line(summary))
     if summary.failed:
         print(
             f"livecell-seg predict: {len(summary.failed)} of {summary.n_inputs} file(s) failed",

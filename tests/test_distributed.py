@@ -1,0 +1,294 @@
+"""predict on Dask workers: a real scheduler and workers on 127.0.0.1, started and stopped here.
+
+Outputs equal serial predict bit for bit; a worker SIGKILLed mid-run loses nothing; a broken file
+among good ones is reported as in serial mode; --resume completes leftovers; the options are
+validated in one line; the SLURM job script; and without the options nothing imports Dask.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+distributed = pytest.importorskip("distributed")
+
+from livecell_seg.cli import main  # noqa: E402
+from livecell_seg.data import sample_paths  # noqa: E402
+from livecell_seg.distributed import ClusterOptions, run_images, worker_stats  # noqa: E402
+from livecell_seg.io import list_images, read_labels  # noqa: E402
+from livecell_seg.predict import PredictOptions, predict_paths  # noqa: E402
+
+DASK_MODULES = ("dask", "distributed", "dask_jobqueue")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler and 2 single-threaded workers (with nannies) as separate processes on
+    127.0.0.1; yields the scheduler address; everything is stopped at the end."""
+    tmp = tmp_path_factory.mktemp("dask")
+    sched_file = tmp / "scheduler.json"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    common = ["--no-dashboard"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
+            + ["--scheduler-file", str(sched_file), *common],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.is_file():
+            assert time.monotonic() < deadline, "the Dask scheduler did not start"
+            time.sleep(0.1)
+        for i in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched_file)]
+                    + ["--nthreads", "1", "--host", "127.0.0.1", "--name", f"w{i}", *common],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd=tmp,  # not the test's cwd: paths must reach the workers as absolute paths
+                )
+            )
+        with distributed.Client(scheduler_file=str(sched_file)) as client:
+            client.wait_for_workers(2, timeout=120)
+            address = client.scheduler.address
+        assert address.startswith("tcp://127.0.0.1:")
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _client(address: str, n_workers: int = 2):
+    client = distributed.Client(address, timeout="20s")
+    client.wait_for_workers(n_workers, timeout=120)  # a killed worker's nanny restarts it
+    return client
+
+
+@pytest.fixture(scope="module")
+def sample_images() -> list[Path]:
+    return list_images(sample_paths()[1])
+
+
+def _content(path: Path) -> object:
+    """The file's bytes; for a zip, its members' bytes (a zip also stores when it was written)."""
+    if path.suffix == ".zip":
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            return {n: zf.read(n) for n in zf.namelist()}
+    return path.read_bytes()
+
+
+def _outputs(folder: Path) -> dict[str, object]:
+    return {str(p.relative_to(folder)): _content(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dask_outputs_equal_serial_and_a_broken_file_is_reported_as_serially(
+    tmp_path, dask_cluster, sample_images, capsys, monkeypatch
+):
+    """Bundled model, 5 real images + 1 broken file, every output kind: the same files, byte for
+    byte (same thread count), the same one-line report and exit code; one model load per worker."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in sample_images:
+        shutil.copy(p, inp / p.name)
+    (inp / "broken.tif").write_bytes(b"<html>404 Not Found</html>")
+    monkeypatch.chdir(tmp_path)  # relative paths on the command line, as users type them
+    extra = ["--save-maps", "--overlay", "--csv", "--rois", "--threads", "1", "-q"]
+    assert main(["predict", "-i", "in", "--out", "serial", *extra]) == 1
+    serial_err = capsys.readouterr().err
+
+    with _client(dask_cluster) as client:
+        before = client.run(worker_stats)
+        rc = main(["predict", "-i", "in", "--out", "dask", *extra, "--scheduler", dask_cluster])
+        after = client.run(worker_stats)
+    dask_err = capsys.readouterr().err
+    assert rc == 1
+    skipped = [line for line in serial_err.splitlines() if "skipped" in line]
+    assert skipped == [line for line in dask_err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "in/broken.tif" in skipped[0] and "Traceback" not in dask_err
+    assert "1 of 6 file(s) failed" in dask_err
+
+    serial, dask = _outputs(tmp_path / "serial"), _outputs(tmp_path / "dask")
+    # labels, maps, overlays, csv, rois per image (what --resume checks) + maps.json
+    opts = PredictOptions(save_maps=True, overlay=True, measurements=True, rois=True)
+    targets = {str(t) for p in sample_images for t in opts.targets(Path(), p.stem)}
+    assert set(serial) == targets | {"maps/maps.json"} and len(targets) == 5 * 5
+    assert serial.keys() == dask.keys()
+    assert [k for k in serial if serial[k] != dask[k]] == []
+    assert max(read_labels(tmp_path / "dask" / f"{p.stem}.tif").max() for p in sample_images) > 100
+    # the model was loaded at most once per worker (6 single-image tasks over 2 workers)
+    assert all(after[w]["model_loads"] - before[w]["model_loads"] <= 1 for w in after)
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes_leftovers(
+    tmp_path, dask_cluster, sample_images
+):
+    """15 images in tasks of 2 on 2 workers; at the first result, the worker process that is
+    busy gets SIGKILL: every image still completes, equal to serial; files finished before the
+    kill are not redone; no temporary file is left behind."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for k in range(3):
+        for p in sample_images:
+            os.link(p, inp / f"{p.stem}_copy{k}.tif")
+    paths = list_images(inp)
+    assert len(paths) == 15
+    ref = tmp_path / "serial"
+    predict_paths(sample_images, ref, num_threads=1, progress=False)
+    out = tmp_path / "dask"
+    killed: dict[str, object] = {}
+
+    def kill_a_busy_worker(outcome, client) -> None:
+        if killed:
+            return
+        busy = [w for w, keys in client.processing().items() if keys]
+        assert busy, "no worker was busy: the run ended too early for this test"
+        victim = busy[0]
+        tasks = client.processing()[victim]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        killed.update(
+            worker=victim, tasks=tasks, done={p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+        )
+
+    with _client(dask_cluster):
+        pass
+    summary = run_images(
+        paths,
+        out,
+        ClusterOptions(scheduler=dask_cluster, images_per_task=2),
+        progress=False,
+        on_outcome=kill_a_busy_worker,
+    )
+    assert killed and killed["tasks"], "the killed worker had no task in flight"
+    assert summary.ok and sorted(summary.processed) == paths
+    assert sum(summary.workers.values()) == 15
+    for p in paths:
+        original = p.stem.rsplit("_copy", 1)[0]
+        np.testing.assert_array_equal(
+            read_labels(out / f"{p.stem}.tif"), read_labels(ref / f"{original}.tif")
+        )
+    # finished before the kill: not written again
+    assert {n: (out / n).stat().st_mtime_ns for n in killed["done"]} == killed["done"]
+    assert not list(out.glob(".*"))  # no temporary .part file of the killed worker is left
+
+    # --resume after an interrupted run: only the missing images are segmented
+    for p in paths[:3]:
+        (out / f"{p.stem}.tif").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+    again = run_images(paths, out, ClusterOptions(scheduler=dask_cluster), resume=True, progress=False)
+    assert again.processed == paths[:3] and len(again.skipped_existing) == 12
+    assert {n: (out / n).stat().st_mtime_ns for n in kept} == kept
+    assert len(list(out.glob("*.tif"))) == 15
+
+
+def test_local_workers_from_the_command_line(tmp_path, sample_images, capsys):
+    """--local-workers starts its own cluster (and stops it); the client prints the summary."""
+    out = tmp_path / "o"
+    argv = ["predict", "-i", *map(str, sample_images[:2]), "--out", str(out), "--threads", "1"]
+    assert main([*argv, "--local-workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "predict: 2 image(s) segmented" in printed
+    assert "dask: 2 image(s) in" in printed and "images/s) on 1 worker(s): tcp://127.0.0.1:" in printed
+    assert main([*argv, "--out", str(tmp_path / "serial"), "-q"]) == 0
+    for p in sample_images[:2]:
+        assert (out / f"{p.stem}.tif").read_bytes() == (tmp_path / "serial" / f"{p.stem}.tif").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--local-workers", "0"], "--local-workers must be at least 1"),
+        (["--local-workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exactly one of"),
+        (["--jobs", "4"], "--jobs only go with --cluster slurm"),
+        (["--cluster", "slurm", "--cores", "4"], "needs --cores and --memory"),
+        (["--cluster", "slurm", "--cores", "4", "--memory", "lots"], "--memory: not a size"),
+        (["--cluster", "slurm", "--cores", "4", "--memory", "8GB", "--walltime", "2h"], "--walltime"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+        (["--local-workers", "1", "--images-per-task", "0"], "--images-per-task must be at least 1"),
+    ],
+)
+def test_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys, extra, message):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # the unreachable scheduler
+        rc = main(["predict", "-i", str(sample_images[0]), "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_slurm_job_script(monkeypatch):
+    """The SLURMCluster our options make (no SLURM here: only its job script is checked)."""
+    from livecell_seg.distributed import make_slurm_cluster
+
+    opts = ClusterOptions(cluster="slurm", jobs=3, cores=8, memory="32GB", walltime="02:00:00")
+    with make_slurm_cluster(opts, scheduler_options={"host": "127.0.0.1"}) as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -J livecell-seg" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+    assert "#SBATCH --mem=30G" in script  # dask-jobqueue's rounding of 32 GB (decimal) to GiB
+    assert "#SBATCH -t 02:00:00" in script
+    assert "--nthreads 1" in script and "--nworkers 8" in script  # one 1-thread worker per core
+    assert sys.executable in script and "tcp://127.0.0.1:" in script
+    # settings given in the Dask config (jobqueue.yaml) are used when the options leave them out
+    import dask
+
+    with dask.config.set(
+        {"jobqueue.slurm.cores": 4, "jobqueue.slurm.memory": "8GB", "jobqueue.slurm.queue": "gpu"}
+    ):
+        with make_slurm_cluster(
+            ClusterOptions(cluster="slurm"), scheduler_options={"host": "127.0.0.1"}
+        ) as c:
+            script = c.job_script()
+    assert "#SBATCH -p gpu" in script and "--nworkers 4" in script and "#SBATCH -t 00:30:00" in script
+
+
+def test_without_cluster_options_nothing_imports_dask(tmp_path, sample_images):
+    """Serial predict (the CLI) runs without importing dask, distributed or dask_jobqueue."""
+    probe = (
+        "import sys; from livecell_seg.cli import main; "
+        f"rc = main(['predict', '-i', {str(sample_images[0])!r}, '--out', {str(tmp_path / 'o')!r}, '-q']); "
+        f"print(rc, sorted(m for m in sys.modules if m.split('.')[0] in {DASK_MODULES!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "[]"]
+    assert (tmp_path / "o" / f"{sample_images[0].stem}.tif").is_file()
+    # and the options are there
+    helptext = subprocess.run(
+        [sys.executable, "-m", "livecell_seg", "predict", "--help"], capture_output=True, text=True
+    ).stdout
+    for flag in (
+        "--scheduler",
+        "--local-workers",
+        "--cluster",
+        "--jobs",
+        "--cores",
+        "--memory",
+        "--walltime",
+    ):
+        assert flag in helptext
