@@ -7,6 +7,7 @@ validated in one line; the SLURM job script; and without the options nothing imp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -292,3 +293,57 @@ def test_without_cluster_options_nothing_imports_dask(tmp_path, sample_images):
         "--walltime",
     ):
         assert flag in helptext
+
+
+@pytest.mark.slow
+def test_slurm_path_end_to_end_with_a_stand_in_sbatch(tmp_path, sample_images, monkeypatch, capsys):
+    """--cluster slurm through dask-jobqueue for real, with ``sbatch``/``scancel`` replaced by
+    stand-ins that run the generated job script on this machine (there is no SLURM here)."""
+    import stat
+
+    import dask
+
+    bindir, jobs = tmp_path / "bin", tmp_path / "jobs"
+    bindir.mkdir()
+    jobs.mkdir()
+    (bindir / "sbatch").write_text(
+        "#!/bin/bash\n"
+        "# stand-in for sbatch: run the job script here, in a process group of its own\n"
+        f'n=$(ls {jobs} | wc -l); cp "${{@: -1}}" {jobs}/job$n.sh\n'
+        f"setsid bash {jobs}/job$n.sh > {jobs}/job$n.log 2>&1 < /dev/null &\n"
+        f"echo $! > {jobs}/job$n.pid\n"
+        'echo "Submitted batch job $!"\n'
+    )
+    (bindir / "scancel").write_text(
+        '#!/bin/bash\nfor j in "$@"; do kill -TERM -- "-$j" 2>/dev/null; done\nexit 0\n'
+    )
+    for f in bindir.iterdir():
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    imgs = [str(p) for p in sample_images[:3]]
+    out = tmp_path / "slurm"
+    loopback = {
+        "jobqueue.slurm.scheduler-options": {"host": "127.0.0.1"},
+        "jobqueue.slurm.worker-extra-args": ["--host", "127.0.0.1"],
+    }
+    try:
+        with dask.config.set(loopback):
+            rc = main(
+                ["predict", "-i", *imgs, "--out", str(out), "--threads", "1", "--cluster", "slurm"]
+                + ["--jobs", "1", "--cores", "2", "--memory", "4GB", "--walltime", "00:10:00"]
+            )
+        printed = capsys.readouterr()
+        assert rc == 0, printed.err
+        assert "dask: 3 image(s)" in printed.out and "on 2 worker(s)" in printed.out
+        script = (jobs / "job0.sh").read_text()
+        assert "#SBATCH -t 00:10:00" in script and "--nworkers 2" in script and "--nthreads 1" in script
+        assert not (jobs / "job1.sh").exists()  # --jobs 1
+        assert main(["predict", "-i", *imgs, "--out", str(tmp_path / "serial"), "--threads", "1", "-q"]) == 0
+        for p in sample_images[:3]:
+            assert (out / f"{p.stem}.tif").read_bytes() == (
+                tmp_path / "serial" / f"{p.stem}.tif"
+            ).read_bytes()
+    finally:  # whatever scancel did not stop: the job scripts' process groups
+        for pid_file in jobs.glob("job*.pid"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
