@@ -347,3 +347,58 @@ def test_slurm_path_end_to_end_with_a_stand_in_sbatch(tmp_path, sample_images, m
         for pid_file in jobs.glob("job*.pid"):
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+
+
+class _PoisonPlugin(distributed.WorkerPlugin):
+    """Worker plugin: in every worker process (restarted ones too), segmenting a file named
+    ``poison*`` kills the process, as an out-of-memory kill would."""
+
+    name = "livecell-seg-test-poison"
+
+    def setup(self, worker) -> None:  # noqa: ANN001
+        import livecell_seg.predict as predict
+
+        real = predict.segment_file
+
+        def segment_file(model, path, *args, **kwargs):  # noqa: ANN001, ANN202
+            if Path(path).name.startswith("poison"):
+                os._exit(1)
+            return real(model, path, *args, **kwargs)
+
+        predict.segment_file = segment_file
+
+
+@pytest.mark.slow
+def test_an_image_that_kills_its_worker_is_isolated_and_reported(
+    tmp_path, sample_images, capsys, monkeypatch
+):
+    """A task whose worker dies (more often than Dask's allowed-failures) is split into single
+    images; the image that still kills its worker is reported as failed, the others complete."""
+    import dask
+
+    import livecell_seg.distributed as dist
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in sample_images[:3]:
+        os.link(p, inp / p.name)
+    os.link(sample_images[3], inp / "poison.tif")
+    paths = list_images(inp)
+    open_client = dist.open_client
+
+    @contextlib.contextmanager
+    def open_client_with_poison(options):  # noqa: ANN001, ANN202
+        with open_client(options) as (client, n):
+            client.register_plugin(_PoisonPlugin())
+            yield client, n
+
+    monkeypatch.setattr(dist, "open_client", open_client_with_poison)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # first death -> KilledWorker
+        summary = run_images(
+            paths, tmp_path / "out", ClusterOptions(local_workers=1, images_per_task=2), progress=False
+        )
+    assert [str(p) for p, _ in summary.failed] == [str(inp / "poison.tif")]
+    assert "died each time it was segmented" in summary.failed[0][1]
+    assert summary.processed == [p for p in paths if p.name != "poison.tif"]
+    err = capsys.readouterr().err
+    assert sum("skipped" in line and "poison.tif" in line for line in err.splitlines()) == 1
