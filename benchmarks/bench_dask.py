@@ -22,6 +22,8 @@ Usage: ``python benchmarks/bench_dask.py [--quick] [--write] [--images N] [--rou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import statistics
 import sys
@@ -79,7 +81,7 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
 
     sys.path.insert(0, str(ROOT / "src"))
     from livecell_seg.demo import machine_info
-    from livecell_seg.distributed import ClusterOptions, images_per_task, run_images
+    from livecell_seg.distributed import ClusterOptions, images_per_task, open_client, run_images
     from livecell_seg.predict import load_model_for_predict, predict_paths
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dask_"))
@@ -88,26 +90,19 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
     load_before = os.getloadavg()
 
     clusters, startup = {}, {}
+    stack = contextlib.ExitStack()
     for n in (1, 2):
         t = time.perf_counter()
-        c = distributed.LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        )
-        client = distributed.Client(c)
+        # the very cluster `--local-workers n` starts
+        client, _ = stack.enter_context(open_client(ClusterOptions(local_workers=n)))
         started = time.perf_counter() - t
+        address = client.scheduler.address
         # warm-up: every worker loads the model (one single-image task per worker)
         run_images(
-            paths[:n],
-            tmp / f"warm{n}",
-            ClusterOptions(scheduler=c.scheduler_address, images_per_task=1),
-            progress=False,
+            paths[:n], tmp / f"warm{n}", ClusterOptions(scheduler=address, images_per_task=1), progress=False
         )
         startup[n] = (started, time.perf_counter() - t)
-        clusters[n] = (c, client)
+        clusters[n] = (address, client)
 
     variants = {
         "serial, 1 thread": lambda out: predict_paths(paths, out, model=model, num_threads=1, progress=False),
@@ -115,10 +110,10 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
             paths, out, model=model, progress=False
         ),
         "Dask, 1 local worker": lambda out: run_images(
-            paths, out, ClusterOptions(scheduler=clusters[1][0].scheduler_address), progress=False
+            paths, out, ClusterOptions(scheduler=clusters[1][0]), progress=False
         ),
         "Dask, 2 local workers": lambda out: run_images(
-            paths, out, ClusterOptions(scheduler=clusters[2][0].scheduler_address), progress=False
+            paths, out, ClusterOptions(scheduler=clusters[2][0]), progress=False
         ),
     }
     walls: dict[str, list[float]] = {k: [] for k in variants}
@@ -133,9 +128,8 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
             assert s.ok and len(s.processed) == n_images, name
             busy[name].append(sum(x["total_s"] for x in s.timings))
         noop.append(noop_round_trip(clusters[1][1], 50 if n_images < 20 else 200))
-    for c, client in clusters.values():
-        client.close()
-        c.close()
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # shutting down is not news
+    stack.close()
     load_after = os.getloadavg()
 
     med = {k: statistics.median(v) for k, v in walls.items()}

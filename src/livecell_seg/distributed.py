@@ -360,8 +360,10 @@ def worker_model(model_dir: str | None, device: str | None) -> LoadedModel:
 
 
 def worker_stats() -> dict[str, Any]:
-    """This worker process's pid and model loads (for tests and the benchmark, via ``client.run``)."""
-    return {"pid": os.getpid(), "model_loads": _WORKER_LOADS[0]}
+    """This worker process's pid, model loads and torch threads (for tests, via ``client.run``)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    return {"pid": os.getpid(), "model_loads": _WORKER_LOADS[0], "torch_threads": threads}
 
 
 def _done_in_this_run(targets: list[Path], since_ns: int) -> bool:
@@ -414,6 +416,12 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
 
 # ------------------------------------------------------------------------------------------------
 # client side
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute for the workers, symbolic links kept (their targets may have other
+    names on other machines, the links' own paths are what the user sees everywhere)."""
+    return Path(os.path.abspath(path))
 
 
 def _filesystem_now_ns(folder: Path) -> int:
@@ -498,7 +506,7 @@ def run_images(
         if not folder.is_dir():
             raise LivecellError(f"{folder}: model folder not found")
         read_model_config(folder)  # a one-line error here rather than on every worker
-        model_dir = folder.resolve()
+        model_dir = _absolute(folder)
     out = Path(out_dir)
     paths = [Path(p) for p in paths]
     stems = _output_stems(paths)
@@ -512,12 +520,12 @@ def run_images(
     if not todo:
         summary.wall_s = 0.0
         return summary
-    original = {str(p.resolve()): p for p, _ in todo}
+    original = {str(_absolute(p)): p for p, _ in todo}
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         client, planned = stack.enter_context(open_client(cluster))  # bad options fail here, first
         out.mkdir(parents=True, exist_ok=True)
-        out_abs = out.resolve()
+        out_abs = _absolute(out)
         job = _Job(
             out_dir=str(out_abs),
             model_dir=None if model_dir is None else str(model_dir),
@@ -556,7 +564,7 @@ def run_images(
             return fut
 
         for i in range(0, len(todo), per):
-            submit([(str(p.resolve()), s) for p, s in todo[i : i + per]])
+            submit([(str(_absolute(p)), s) for p, s in todo[i : i + per]])
         stack.callback(lambda: client.cancel(list(running.values())))
         pending = distributed.as_completed(list(running.values()))
         for fut in pending:
