@@ -507,6 +507,13 @@ def run_images(
             raise LivecellError(f"{folder}: model folder not found")
         read_model_config(folder)  # a one-line error here rather than on every worker
         model_dir = _absolute(folder)
+    if opts.scale != 1.0 or opts.diameter is not None:  # fail before any work, as serially
+        from .model import LoadedModel, default_model_dir
+        from .predict import resolve_scale
+
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+        mcfg = read_model_config(folder)[1]
+        resolve_scale(LoadedModel(net=None, model_config=mcfg, path=folder), opts.scale, opts.diameter)
     out = Path(out_dir)
     paths = [Path(p) for p in paths]
     stems = _output_stems(paths)
