@@ -68,7 +68,7 @@ def dask_cluster(tmp_path_factory):
                 )
             )
         with distributed.Client(scheduler_file=str(sched_file)) as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(2, timeout=300)  # generous: the CPU may be shared
             address = client.scheduler.address
         assert address.startswith("tcp://127.0.0.1:")
         yield address
@@ -85,7 +85,7 @@ def dask_cluster(tmp_path_factory):
 
 def _client(address: str, n_workers: int = 2):
     client = distributed.Client(address, timeout="20s")
-    client.wait_for_workers(n_workers, timeout=120)  # a killed worker's nanny restarts it
+    client.wait_for_workers(n_workers, timeout=300)  # a killed worker's nanny restarts it
     return client
 
 
@@ -288,7 +288,7 @@ def test_without_cluster_options_nothing_imports_dask(tmp_path, sample_images):
         f"rc = main(['predict', '-i', {str(sample_images[0])!r}, '--out', {str(tmp_path / 'o')!r}, '-q']); "
         f"print(rc, sorted(m for m in sys.modules if m.split('.')[0] in {DASK_MODULES!r}))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "[]"]
     assert (tmp_path / "o" / f"{sample_images[0].stem}.tif").is_file()
