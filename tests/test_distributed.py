@@ -84,7 +84,7 @@ def dask_cluster(tmp_path_factory):
 
 
 def _client(address: str, n_workers: int = 2):
-    client = distributed.Client(address, timeout="20s")
+    client = distributed.Client(address, timeout="120s")
     client.wait_for_workers(n_workers, timeout=300)  # a killed worker's nanny restarts it
     return client
 
