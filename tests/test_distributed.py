@@ -25,7 +25,7 @@ distributed = pytest.importorskip("distributed")
 from livecell_seg.cli import main  # noqa: E402
 from livecell_seg.data import sample_paths  # noqa: E402
 from livecell_seg.distributed import RECOVERED, ClusterOptions, run_images, worker_stats  # noqa: E402
-from livecell_seg.io import list_images, read_labels  # noqa: E402
+from livecell_seg.io import _HOST, list_images, read_json, read_labels  # noqa: E402
 from livecell_seg.predict import PredictOptions, predict_paths  # noqa: E402
 
 DASK_MODULES = ("dask", "distributed", "dask_jobqueue")
@@ -119,7 +119,7 @@ def test_dask_outputs_equal_serial_and_a_broken_file_is_reported_as_serially(
         shutil.copy(p, inp / p.name)
     (inp / "broken.tif").write_bytes(b"<html>404 Not Found</html>")
     monkeypatch.chdir(tmp_path)  # relative paths on the command line, as users type them
-    extra = ["--save-maps", "--overlay", "--csv", "--rois", "--threads", "1", "-q"]
+    extra = ["--save-maps", "--overlay", "--csv", "--rois", "--geojson", "--threads", "1", "-q"]
     assert main(["predict", "-i", "in", "--out", "serial", *extra]) == 1
     serial_err = capsys.readouterr().err
 
@@ -135,10 +135,11 @@ def test_dask_outputs_equal_serial_and_a_broken_file_is_reported_as_serially(
     assert "1 of 6 file(s) failed" in dask_err
 
     serial, dask = _outputs(tmp_path / "serial"), _outputs(tmp_path / "dask")
-    # labels, maps, overlays, csv, rois per image (what --resume checks) + maps.json
-    opts = PredictOptions(save_maps=True, overlay=True, measurements=True, rois=True)
+    # labels, maps, overlays, csv, rois, geojson per image (what --resume checks) + maps.json and
+    # the output names (equal: Dask names the files exactly as serial predict does)
+    opts = PredictOptions(save_maps=True, overlay=True, measurements=True, rois=True, geojson=True)
     targets = {str(t) for p in sample_images for t in opts.targets(Path(), p.stem)}
-    assert set(serial) == targets | {"maps/maps.json"} and len(targets) == 5 * 5
+    assert set(serial) == targets | {"maps/maps.json", "predict_names.json"} and len(targets) == 5 * 6
     assert serial.keys() == dask.keys()
     assert [k for k in serial if serial[k] != dask[k]] == []
     assert max(read_labels(tmp_path / "dask" / f"{p.stem}.tif").max() for p in sample_images) > 100
@@ -219,6 +220,55 @@ def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes_leftovers(
     assert again.processed == paths[:3] and len(again.skipped_existing) == 7
     assert {n: (out / n).stat().st_mtime_ns for n in kept} == kept
     assert len(list(out.glob("*.tif"))) == 10
+
+
+def test_dask_keeps_the_output_names_of_earlier_runs_and_sweeps_stale_parts(
+    tmp_path, dask_cluster, sample_images
+):
+    """An earlier run wrote ``img.tif`` for ``b/img.tif``; a Dask ``--resume`` run over ``a/`` and
+    ``b/`` keeps that name (predict_names.json) and gives ``a/img.tif`` (sorted first) ``img-2``,
+    as serial predict does: b is skipped, a segmented. A ``.part`` file left by a killed earlier
+    run (a dead process on this host) is swept at the start, as serially."""
+    for d, img in (("a", sample_images[0]), ("b", sample_images[1])):
+        (tmp_path / d).mkdir()
+        shutil.copy(img, tmp_path / d / "img.tif")
+    a, b = tmp_path / "a" / "img.tif", tmp_path / "b" / "img.tif"
+    out = tmp_path / "out"
+    predict_paths([tmp_path / "b"], out, num_threads=1, progress=False)
+    written = (out / "img.tif").stat().st_mtime_ns
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / f".img.tif.{_HOST}-{dead.pid}-x1y2z3.part"  # not a target of the Dask run
+    stale.write_bytes(b"half a file")
+    with _client(dask_cluster):
+        pass
+    summary = predict_paths(
+        [tmp_path / "a", tmp_path / "b"],
+        out,
+        resume=True,
+        progress=False,
+        cluster=ClusterOptions(scheduler=dask_cluster),
+    )
+    assert summary.skipped_existing == [b] and summary.processed == [a]
+    assert (out / "img.tif").stat().st_mtime_ns == written
+    labels = read_labels(out / "img-2.tif")
+    assert len(np.unique(labels[labels > 0])) == summary.n_cells[str(a)] > 0
+    assert read_json(out / "predict_names.json") == {str(a.resolve()): "img-2", str(b.resolve()): "img"}
+    assert not stale.exists()
+
+
+def test_dask_refuses_outputs_over_inputs_before_contacting_the_scheduler(tmp_path, sample_images, capsys):
+    """The output-overwrites-input refusal comes before any Dask work and writes nothing."""
+    import dask
+
+    d = tmp_path / "d"
+    d.mkdir()
+    shutil.copy(sample_images[0], d / "x.tif")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        rc = main(["predict", "-i", str(d / "x.tif"), "--out", str(d), "--scheduler", "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "would be overwritten by its own output" in err and len(err.splitlines()) == 1, err
+    assert [p.name for p in d.iterdir()] == ["x.tif"]
 
 
 def test_local_workers_from_the_command_line(tmp_path, sample_images, capsys):

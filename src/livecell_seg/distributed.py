@@ -436,8 +436,12 @@ def _filesystem_now_ns(folder: Path) -> int:
 
 
 def remove_orphan_parts(targets: Iterable[Path]) -> int:
-    """Delete the temporary ``.<name>.*.part`` files that a killed worker left next to ``targets``
-    (``io.atomic_path`` removes its own unless the process is killed). Returns how many."""
+    """Delete the temporary files (``io.atomic_path``'s ``.part``) that a killed worker left next to
+    ``targets``, called once every task of the run is over. Unlike ``io.sweep_stale_parts`` (run at
+    the start: this host's dead processes only) it also removes those of workers on other hosts,
+    but only for this run's own outputs. Returns how many."""
+    from .io import part_file_target
+
     by_dir: dict[Path, set[str]] = {}
     for t in targets:
         by_dir.setdefault(t.parent, set()).add(t.name)
@@ -446,8 +450,7 @@ def remove_orphan_parts(targets: Iterable[Path]) -> int:
         if not d.is_dir():
             continue
         for f in d.glob(".*.part"):
-            target_name = f.name[1 : -len(".part")].rsplit(".", 1)[0]
-            if target_name in names:
+            if part_file_target(f.name) in names:
                 with contextlib.suppress(OSError):
                     f.unlink()
                     removed += 1
@@ -480,6 +483,7 @@ def run_images(
     progress: bool = True,
     command: str = "predict",
     on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
+    stems: list[str] | None = None,
 ) -> PredictSummary:
     """Segment ``paths`` into ``out_dir`` on Dask workers; the files equal serial ``predict_paths``'.
 
@@ -488,13 +492,23 @@ def run_images(
     ``num_threads``: torch threads per worker (default 1: one worker per core). ``resume`` skips
     images whose outputs all exist. Failures are reported one line each on stderr, as ``command``.
     ``on_outcome(outcome, client)`` is called on the client after each image (progress hooks, tests).
+    ``stems``: the output names (:func:`~livecell_seg.predict.check_outputs`, which runs here when
+    they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
+    refused before anything is written).
     Returns the same :class:`~livecell_seg.predict.PredictSummary` as serial predict, plus images
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
     from tqdm import tqdm
 
     from .model import read_model_config
-    from .predict import ImageOutcome, PredictOptions, PredictSummary, _output_stems, report_failure
+    from .predict import (
+        ImageOutcome,
+        PredictOptions,
+        PredictSummary,
+        check_outputs,
+        open_outputs,
+        report_failure,
+    )
 
     distributed = _import_distributed()
     opts = options if options is not None else PredictOptions()
@@ -516,7 +530,10 @@ def run_images(
         resolve_scale(LoadedModel(net=None, model_config=mcfg, path=folder), opts.scale, opts.diameter)
     out = Path(out_dir)
     paths = [Path(p) for p in paths]
-    stems = _output_stems(paths)
+    if stems is None:  # output names as serial predict gives them (predict_names.json kept)
+        stems = check_outputs(paths, out, opts)
+    elif len(stems) != len(paths):
+        raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
     summary = PredictSummary(out_dir=out, n_inputs=len(paths))
     todo: list[tuple[Path, str]] = []
     for path, stem in zip(paths, stems):
@@ -525,13 +542,14 @@ def run_images(
         else:
             todo.append((path, stem))
     if not todo:
+        open_outputs(paths, out)
         summary.wall_s = 0.0
         return summary
     original = {str(_absolute(p)): p for p, _ in todo}
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         client, planned = stack.enter_context(open_client(cluster))  # bad options fail here, first
-        out.mkdir(parents=True, exist_ok=True)
+        open_outputs(paths, out)  # as serially: the folder, stale .part files swept, names recorded
         out_abs = _absolute(out)
         job = _Job(
             out_dir=str(out_abs),

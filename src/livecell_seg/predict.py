@@ -531,6 +531,7 @@ def predict_paths(
             resume=resume,
             num_threads=num_threads,
             progress=progress,
+            stems=stems,
         )
         summary.ignored_outputs = earlier
         return summary
