@@ -153,6 +153,21 @@ def test_download_payloads_round_trip():
     assert logic.download_names("dir/x.tiff")["labels"] == "x_labels.tif"
 
 
+def test_zoom_choices_and_network_maps_at_a_zoom(tiny_model):
+    from livecell_seg.model import load_model_dir
+
+    model = load_model_dir(tiny_model)
+    image = np.random.default_rng(0).integers(0, 255, (70, 90)).astype(np.uint8)
+    maps, seconds, zoom = logic.network_maps(model, image, scale=0.5)
+    assert maps.shape[1:] == image.shape and zoom == 0.5 and seconds >= 0
+    model.model_config.cell_diameter = None  # a model that records no cell size: no "auto"
+    assert "auto (cell size)" not in logic.zoom_choices(model)
+    model.model_config.cell_diameter = 12.0
+    assert "auto (cell size)" in logic.zoom_choices(model)
+    maps, _, zoom = logic.network_maps(model, image, scale="auto")
+    assert maps.shape[1:] == image.shape and zoom in (1.0, 0.7, 0.5, 1.4)
+
+
 def test_param_specs_follow_the_head():
     names = {h: {s.name for s in logic.param_specs(h)} for h in ("fg", "fg+boundary", "fg+dist")}
     assert "boundary_threshold" in names["fg+boundary"] and "boundary_threshold" not in names["fg"]
@@ -227,7 +242,9 @@ def test_page_counts_and_scores_perfect_maps_like_the_ground_truth(tiny_model, m
     areas = areas[areas > 0]
     assert areas.size > 50
     oracle = make_targets(gt, HEAD)
-    monkeypatch.setattr(logic, "compute_maps", lambda model, image, tta=False: (oracle.copy(), 0.0))
+    monkeypatch.setattr(
+        logic, "network_maps", lambda model, image, tta=False, scale=1.0: (oracle.copy(), 0.0, 1.0)
+    )
     model = shutil.copytree(tiny_model, tmp_path / "oracle")  # its own cache keys
     st.cache_data.clear()
     at = _apptest(model, monkeypatch)

@@ -15,7 +15,7 @@ from livecell_seg.heads import HEADS
 from livecell_seg.io import normalize_image, read_image, write_labels
 from livecell_seg.targets import make_targets
 
-PRODUCT_COMMANDS = "download convert split eda train predict tune evaluate demo app".split()
+PRODUCT_COMMANDS = "download convert split eda train predict timecourse tune evaluate demo app".split()
 
 
 def test_help_is_fast_and_lists_every_subcommand():

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "segment images into cell instances"),
     "pseudolabel": ("pseudolabel", "confident cells of a model on unannotated images, for self-training"),
     "postprocess": ("postprocess", "re-run instance extraction from saved probability maps"),
+    "timecourse": ("timecourse", "time lapse: confluence, cell counts and doubling times per well"),
     "tune": ("tune", "tune watershed parameters on a validation set"),
     "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),
     "demo": ("demo", "run the whole pipeline on the bundled sample"),

@@ -41,6 +41,22 @@ CACHE_MB_ENV = "LIVECELL_APP_CACHE_MB"
 DEFAULT_CACHE_MB = 1024
 #: test-time augmentation choices: label -> ``predict_maps(tta=...)``
 TTA_CHOICES: dict[str, bool | str] = {"none": False, "4 flips": "flips", "8 flips/rotations": True}
+#: zoom choices: label -> ``network_maps(scale=...)``; "auto" needs a model that records its cell size
+ZOOM_CHOICES: dict[str, float | str] = {
+    "1 (as is)": 1.0,
+    "auto (cell size)": "auto",
+    "0.5": 0.5,
+    "0.7": 0.7,
+    "1.4": 1.4,
+}
+
+
+def zoom_choices(model: LoadedModel) -> list[str]:
+    """The zoom labels offered for ``model`` (no "auto" without a training cell diameter)."""
+    ok = model.model_config.cell_diameter is not None
+    return [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
+
+
 #: human-readable channel names
 CHANNEL_TITLES = {
     "fg": "foreground",
@@ -242,15 +258,34 @@ def describe_model(model: LoadedModel) -> str:
     return f"`{name}`: {cfg.arch}, {cfg.base_features} base features, depth {cfg.depth}, head `{cfg.head}`, {tuned}"
 
 
-def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
-    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds)``."""
+def network_maps(
+    model: LoadedModel, image: np.ndarray, tta: bool | str = False, scale: float | str = 1.0
+) -> tuple[np.ndarray, float, float]:
+    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds, zoom)``.
+
+    ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
+    ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
+    """
     global network_runs
-    from ..inference import predict_maps
+    from ..inference import predict_maps_scaled
 
     t0 = time.perf_counter()
-    maps = predict_maps(model, image, tta=tta)
+    if scale == "auto":
+        from ..predict import segment_image
+
+        res = segment_image(model, image, tta=tta, scale="auto")
+        maps, zoom = res.maps, res.scale
+    else:
+        zoom = float(scale)
+        maps = predict_maps_scaled(model, image, zoom, tta=tta)
     network_runs += 1
-    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0
+    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
+
+
+def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
+    """Run the network on ``image`` at its own size: ``((C, H, W) float32 maps, seconds)``."""
+    maps, seconds, _ = network_maps(model, image, tta)
+    return maps, seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -543,3 +578,117 @@ def error_message(exc: BaseException, name: str | None = None) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     where = f"{name}: " if name else ""
     return f"{where}{type(exc).__name__}{': ' + text if text else ''}"
+
+
+# --------------------------------------------------------------------------------------------------
+# time course (several frames of one or more wells)
+# --------------------------------------------------------------------------------------------------
+#: the time-course view segments at most this many frames (use `livecell-seg timecourse` beyond)
+MAX_TIMECOURSE_FRAMES = 300
+
+
+@dataclass
+class TimecourseView:
+    """What the time-course view shows: the tables of :mod:`livecell_seg.timecourse` and the
+    frames (sorted by well and time) with one-line messages for the frames left out."""
+
+    frames: list[Any]
+    per_image: list[dict[str, Any]]
+    per_well_time: list[dict[str, Any]]
+    growth: list[dict[str, Any]]
+    skipped: list[str]
+
+
+def folder_frames(folder: str) -> list[Path]:
+    """The images in a folder on this computer (recursively), for the time-course view."""
+    from ..io import list_images
+
+    p = Path(str(folder).strip()).expanduser()
+    if not str(folder).strip():
+        raise LivecellError("enter a folder")
+    if not p.is_dir():
+        raise InputFileError(p, "no such folder")
+    paths = list_images(p)
+    if not paths:
+        raise InputFileError(p, "no images (.tif, .tiff, .png, .jpg, .jpeg) in this folder")
+    if len(paths) > MAX_TIMECOURSE_FRAMES:
+        raise InputFileError(
+            p,
+            f"{len(paths)} images: the web app takes up to {MAX_TIMECOURSE_FRAMES}; "
+            "use `livecell-seg timecourse` for more",
+        )
+    return paths
+
+
+def parse_frames(names: list[str], pattern: str | None = None) -> tuple[list[Any], list[str]]:
+    """Frames parsed from file names (sorted by well and time) and one message for names that
+    match nothing (empty when all match). Raises LivecellError for a bad pattern or no match."""
+    from ..timecourse import parse_names, unparsed_message
+
+    frames, bad = parse_names([Path(n) for n in names], (pattern or "").strip() or None)
+    if not bad:
+        return frames, []
+    msg = unparsed_message(bad, len(names), (pattern or "").strip() or None)
+    if not frames:
+        raise LivecellError(msg)
+    return frames, [msg]
+
+
+def timecourse_view(
+    frames: list[Any], labels: dict[str, np.ndarray], pixel_size_um: float | None, skipped: list[str]
+) -> TimecourseView:
+    """Measure, aggregate and fit exactly as ``livecell-seg timecourse`` does; ``labels`` maps the
+    frame's file name (``str(frame.path)``) to its instance labels (missing: the frame failed)."""
+    from ..timecourse import aggregate, fit_wells, measure_labels, tabulate
+
+    measured = [
+        (f, measure_labels(labels[str(f.path)], pixel_size_um), None) for f in frames if str(f.path) in labels
+    ]
+    rows, wrong = tabulate(measured)
+    if not rows:
+        raise LivecellError("no frame could be measured")
+    pwt = aggregate(rows)
+    kept = {r["file"] for r in rows}
+    return TimecourseView(
+        frames=[f for f in frames if str(f.path) in kept],
+        per_image=rows,
+        per_well_time=pwt,
+        growth=fit_wells(pwt),
+        skipped=list(skipped) + [m for _p, m in wrong],
+    )
+
+
+def timecourse_curves_png(view: TimecourseView) -> bytes:
+    """The growth curves of ``livecell-seg timecourse``'s report (fold change, fits dashed)."""
+    from ..timecourse_report import growth_curves_png
+
+    return growth_curves_png(view.per_well_time, view.growth)
+
+
+def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
+    """``per_image``, ``per_well_time`` or ``growth`` as the command's CSV file."""
+    from ..timecourse import GROWTH_COLUMNS, PER_IMAGE_COLUMNS, PER_WELL_TIME_COLUMNS, csv_text
+
+    rows, cols = {
+        "per_image": (view.per_image, PER_IMAGE_COLUMNS),
+        "per_well_time": (view.per_well_time, PER_WELL_TIME_COLUMNS),
+        "growth": (view.growth, GROWTH_COLUMNS),
+    }[table]
+    return csv_text(rows, cols).encode()
+
+
+def growth_table(view: TimecourseView) -> list[dict[str, Any]]:
+    """The growth fits as display rows (doubling time with its CI, R², points used, verdict)."""
+    from ..timecourse_report import format_doubling_time, well_label
+
+    return [
+        {
+            "well": well_label(g["cell_type"], g["well"]),
+            "metric": g["metric"],
+            "doubling time [95% CI]": format_doubling_time(g),
+            "R²": None if g["r2"] != g["r2"] else round(float(g["r2"]), 3),
+            "time points used": f"{g['n_used']} of {g['n_points']}",
+            "meaningful": "yes" if g["meaningful"] else f"no: {g['reason']}",
+        }
+        for g in view.growth
+    ]
