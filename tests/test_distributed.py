@@ -284,6 +284,43 @@ def test_local_workers_from_the_command_line(tmp_path, sample_images, capsys):
         assert (out / f"{p.stem}.tif").read_bytes() == (tmp_path / "serial" / f"{p.stem}.tif").read_bytes()
 
 
+def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, capsys):
+    """`timecourse --local-workers 1` segments its frames on Dask (predict's code path) and gives
+    the same label files and the same tables as the serial run; the client prints the summary."""
+    import tifffile
+
+    from livecell_seg.io import read_image
+
+    src = read_image(sample_images[0])
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k, (y, x) in enumerate(((0, 0), (0, 200), (200, 0))):
+        tifffile.imwrite(frames / f"MCF7_Phase_G4_2_00d{4 * k:02d}h00m_1.tif", src[y : y + 192, x : x + 256])
+    argv = ["timecourse", "-i", str(frames), "--threads", "1", "--no-report"]
+    assert main([*argv, "--out", str(tmp_path / "serial"), "-q"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "dask"), "--local-workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "timecourse: 3 image(s), 1 well(s)" in printed
+    assert "dask: 3 image(s) in" in printed and "on 1 worker(s): tcp://127.0.0.1:" in printed
+
+    serial, dask = tmp_path / "serial", tmp_path / "dask"
+    for name in ("per_image.csv", "per_well_time.csv", "growth.csv"):  # (per_image names the label file)
+        assert (dask / name).read_text() == (serial / name).read_text().replace(str(serial), str(dask)), name
+    seg_s, seg_d = _outputs(serial / "segmentation"), _outputs(dask / "segmentation")
+    assert (
+        sorted(seg_s)
+        == sorted(seg_d)
+        == sorted([f"{p.stem}.tif" for p in frames.iterdir()] + ["predict_names.json"])
+    )
+    assert [k for k in seg_s if seg_s[k] != seg_d[k]] == []
+    assert min(read_labels(dask / "segmentation" / f"{p.stem}.tif").max() for p in frames.iterdir()) > 20
+    info = read_json(dask / "timecourse.json")
+    assert info["settings"]["predict"]["cluster"] == {"local_workers": 1}
+    assert sum(info["dask_workers"].values()) == 3
+    assert "dask_workers" not in read_json(serial / "timecourse.json")
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -305,6 +342,15 @@ def test_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys, extra
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_timecourse_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys):
+    """timecourse checks the cluster options with predict's code: one line, exit 2, nothing written."""
+    argv = ["timecourse", "-i", str(sample_images[0]), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--jobs", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--jobs only go with --cluster slurm" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_slurm_job_script(monkeypatch):
@@ -342,20 +388,21 @@ def test_without_cluster_options_nothing_imports_dask(tmp_path, sample_images):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "[]"]
     assert (tmp_path / "o" / f"{sample_images[0].stem}.tif").is_file()
-    # and the options are there
-    helptext = subprocess.run(
-        [sys.executable, "-m", "livecell_seg", "predict", "--help"], capture_output=True, text=True
-    ).stdout
-    for flag in (
-        "--scheduler",
-        "--local-workers",
-        "--cluster",
-        "--jobs",
-        "--cores",
-        "--memory",
-        "--walltime",
-    ):
-        assert flag in helptext
+    # and the options are there, on every command that segments many images
+    for command in ("predict", "timecourse"):
+        helptext = subprocess.run(
+            [sys.executable, "-m", "livecell_seg", command, "--help"], capture_output=True, text=True
+        ).stdout
+        for flag in (
+            "--scheduler",
+            "--local-workers",
+            "--cluster",
+            "--jobs",
+            "--cores",
+            "--memory",
+            "--walltime",
+        ):
+            assert flag in helptext, (command, flag)
 
 
 @pytest.mark.slow
