@@ -192,22 +192,43 @@ def segment_image(
     )
 
 
-def load_model_for_predict(model_dir: str | Path | None, device: str | None = None) -> LoadedModel:
-    """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing."""
+#: network backends of predict: PyTorch (CPU or CUDA) or ONNX Runtime (CPU)
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_model_for_predict(
+    model_dir: str | Path | None,
+    device: str | None = None,
+    backend: str = "torch",
+    num_threads: int | None = None,
+) -> LoadedModel:
+    """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing.
+
+    ``backend="onnxruntime"`` runs the network with ONNX Runtime on the CPU
+    (:mod:`livecell_seg.onnx_backend`, the ``[onnx]`` extra) with ``num_threads``.
+    """
     from .inference import resolve_device
     from .model import default_model_dir, load_model_dir
 
-    dev = resolve_device(device if device not in (None, "auto") else "auto")
+    if backend not in BACKENDS:
+        raise LivecellError(f"unknown backend {backend!r} (choose {' or '.join(BACKENDS)})")
     if model_dir is None:
         d = default_model_dir()
         if not (d / "config.json").is_file() or not (d / "model.pt").is_file():
             raise LivecellError(
                 f"no bundled model at {d} (train one with 'livecell-seg train' and pass --model DIR)"
             )
-        return load_model_dir(d, device=dev)
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise LivecellError(f"{d}: model folder not found")
+    else:
+        d = Path(model_dir)
+        if not d.is_dir():
+            raise LivecellError(f"{d}: model folder not found")
+    if backend == "onnxruntime":
+        if device not in (None, "auto", "cpu"):
+            raise LivecellError(f"the onnxruntime backend runs on the CPU (got device {device!r})")
+        from .onnx_backend import load_onnx_model
+
+        return load_onnx_model(d, num_threads=num_threads)
+    dev = resolve_device(device if device not in (None, "auto") else "auto")
     return load_model_dir(d, device=dev)
 
 
@@ -245,6 +266,7 @@ def predict_paths(
     resume: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
+    backend: str = "torch",
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
 
@@ -254,6 +276,7 @@ def predict_paths(
     one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
+    ``backend``: ``"torch"`` or ``"onnxruntime"`` (CPU, float32; see :func:`load_model_for_predict`).
     """
     import torch
     from tqdm import tqdm
@@ -271,9 +294,13 @@ def predict_paths(
         raise LivecellError(
             f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, inputs if isinstance(inputs, list) else [inputs]))}"
         )
+    if backend == "onnxruntime" and precision == "bf16":
+        raise LivecellError("--precision bf16 needs the torch backend (onnxruntime runs float32)")
     if model is None:
-        model = load_model_for_predict(model_dir, device)
-    dev = str(next(model.net.parameters()).device)
+        model = load_model_for_predict(model_dir, device, backend=backend, num_threads=num_threads)
+    from .inference import resolve_device
+
+    dev = resolve_device(None, model)
     if dev == "cpu":
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="network runtime: torch (default) or onnxruntime (CPU; pip install 'livecell-seg[onnx]')",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         num_threads=args.threads,
         progress=not args.quiet,
+        backend=args.backend,
     )
     if not args.quiet:
         med = summary.median_timings()
