@@ -19,7 +19,10 @@ Heavy imports (torch, onnx, bioimageio) happen inside the functions; the ``[onnx
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -33,6 +36,7 @@ import numpy as np
 
 from .errors import LivecellError
 from .heads import head_channels
+from .inference import model_stride
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -65,22 +69,15 @@ def _missing(extra: str, e: ImportError) -> LivecellError:
 def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
     entry) and of the export format: two folders with the same network get the same fingerprint."""
-    from .model import MODEL_FILE, read_model_config
+    from .model import MODEL_FILE, model_to_dict, read_model_config
 
     d = Path(model_dir)
     _, mcfg = read_model_config(d)
     h = hashlib.sha256()
     h.update((d / MODEL_FILE).read_bytes())
-    h.update(json.dumps(mcfg.__dict__, sort_keys=True).encode())
+    h.update(json.dumps(model_to_dict(mcfg), sort_keys=True).encode())
     h.update(f"opset={ONNX_OPSET};export={EXPORT_VERSION}".encode())
     return h.hexdigest()
-
-
-def model_stride_of(model: LoadedModel) -> int:
-    """Height and width of the exported networks' inputs must be multiples of this."""
-    from .inference import model_stride
-
-    return model_stride(model)
 
 
 def probability_network(model: LoadedModel) -> Any:
@@ -97,8 +94,6 @@ def probability_network(model: LoadedModel) -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.sigmoid(self.net(x))
-
-    import copy
 
     net = copy.deepcopy(inference_net(model.net, "cpu", channels_last=False, fuse=True))
     return ProbabilityNet(net).eval()
@@ -122,16 +117,13 @@ def export_onnx(model: LoadedModel, out: str | Path, *, opset: int = ONNX_OPSET)
 
     out = Path(out)
     net = probability_network(model)
-    stride = model_stride_of(model)
+    stride = model_stride(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     hs = torch.export.Dim("h_blocks", min=1, max=4096)
     ws = torch.export.Dim("w_blocks", min=1, max=4096)
     example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
-    import contextlib
-    import io as _io
-
     # the exporter prints progress lines; keep the user's terminal clean
-    with contextlib.redirect_stdout(_io.StringIO()), torch.no_grad():
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         program = torch.onnx.export(
             net,
             (example,),
@@ -190,7 +182,7 @@ def export_torchscript(model: LoadedModel, out: str | Path) -> Path:
     from .io import atomic_path
 
     net = probability_network(model)
-    stride = model_stride_of(model)
+    stride = model_stride(model)
     example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -266,17 +258,21 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
     return check
 
 
-def _test_image(stride: int) -> tuple[np.ndarray, str]:
-    """A real LIVECell image (the first bundled sample), cropped to 256 x 256 (a stride multiple)."""
+def _first_sample() -> tuple[np.ndarray, str]:
+    """The first bundled LIVECell sample image (704 x 520) and its file name."""
     from .data import sample_paths
     from .io import list_images, read_image
 
     path = list_images(sample_paths()[1])[0]
-    img = read_image(path)
+    return read_image(path), path.name
+
+
+def _test_crop(img: np.ndarray, stride: int) -> np.ndarray:
+    """The central 256 x 256 crop (a stride multiple) of an image: the package's test tensor."""
     side = max(stride, min(256, min(img.shape)) // stride * stride)
     y0 = (img.shape[0] - side) // 2 // stride * stride
     x0 = (img.shape[1] - side) // 2 // stride * stride
-    return img[y0 : y0 + side, x0 : x0 + side], path.name
+    return img[y0 : y0 + side, x0 : x0 + side]
 
 
 def _cover(model: LoadedModel, image: np.ndarray, out: Path, params: Any) -> None:
@@ -479,7 +475,7 @@ def export_bioimageio(
 
     from . import unet as unet_module
     from .inference import predict_maps
-    from .model import MODEL_FILE, unet_kwargs
+    from .model import MODEL_FILE, model_to_dict, unet_kwargs
     from .postprocess import PostprocessParams
     from .predict import postprocess_params_for
 
@@ -492,7 +488,7 @@ def export_bioimageio(
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise LivecellError(f"{out}: a bioimage.io package is a .zip file")
-    stride = model_stride_of(model)
+    stride = model_stride(model)
     min_size = 4 * stride
     channels = list(head_channels(model.head))
     params = postprocess_params_for(model)
@@ -518,7 +514,8 @@ def export_bioimageio(
             shutil.copyfile(existing, files / "weights.onnx")
         else:
             export_onnx(model, files / "weights.onnx")
-        image, image_name = _test_image(stride)
+        sample, image_name = _first_sample()
+        image = _test_crop(sample, stride)
         test_in = image.astype(np.float32)[None, None]
         test_out = predict_maps(model, image, device="cpu")[None]
         np.save(files / "test_input.npy", test_in)
@@ -527,13 +524,10 @@ def export_bioimageio(
 
         tifffile.imwrite(files / "sample_input.tif", image)
         tifffile.imwrite(files / "sample_output.tif", test_out[0].astype(np.float32), compression="zlib")
-        from .data import sample_paths
-        from .io import list_images, read_image
-
-        _cover(model, read_image(list_images(sample_paths()[1])[0]), files / "cover.png", params)
+        _cover(model, sample, files / "cover.png", params)
         (files / "postprocess.json").write_text(json.dumps(pp, indent=2) + "\n")
         (files / "config.json").write_text(
-            json.dumps(model.config or {"model": mc.__dict__}, indent=2) + "\n"
+            json.dumps(model.config or {"model": model_to_dict(mc)}, indent=2) + "\n"
         )
         (files / "README.md").write_text(
             _readme(
