@@ -346,6 +346,7 @@ def _readme(
         "BatchNorm folded into the convolutions; all three give the same outputs (checked by `bioimageio.core`'s",
         "model test on the test tensors).",
         "",
+        *_cell_size_note(mc.cell_diameter),
         "## From maps to cells: the watershed is applied by livecell-seg",
         "",
         "The package stops at the probability maps: bioimage.io has no standard post-processing step for this",
@@ -354,7 +355,7 @@ def _readme(
         "",
         "```bash",
         "pip install livecell-seg",
-        "# maps saved by any bioimage.io tool as (C, H, W) .npy or .tif files in maps/:",
+        "# maps saved by any bioimage.io tool as (1, C, H, W) or (C, H, W) .npy or .tif files in maps/:",
         "livecell-seg postprocess --maps maps/ --out labels/ --params postprocess.json",
         "# or the whole pipeline (network + watershed) from a model folder:",
         "livecell-seg predict --model MODEL_DIR --input images/ --out seg/",
@@ -405,6 +406,21 @@ def _readme(
         "",
     ]
     return "\n".join(lines)
+
+
+def _cell_size_note(diameter: float | None) -> list[str]:
+    """README lines on the cell size the network was trained at (when the model folder records it)."""
+    if not diameter:
+        return []
+    return [
+        "## Cell size",
+        "",
+        f"The network was trained on cells of about {diameter:.0f} px diameter (median, recorded by",
+        "livecell-seg's `train`). The package runs it at the image's own scale; for cells of another size,",
+        "zoom the image by (that diameter / your cells' diameter) first, or let livecell-seg choose the zoom:",
+        "`livecell-seg predict --model MODEL_DIR --scale auto` (or `--diameter PX`).",
+        "",
+    ]
 
 
 def _describe_training_data(data: dict[str, Any]) -> str:
