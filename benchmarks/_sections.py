@@ -29,3 +29,11 @@ def replace_section(name: str, body: str, path: Path = BENCHMARKS, marker: str =
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(new)
+
+
+def publish(name: str, text: str, write: bool, path: Path = BENCHMARKS) -> None:
+    """Print a benchmark's section and, with ``write``, put it into BENCHMARKS.md as ``name``."""
+    print(text)
+    if write:
+        replace_section(name, text, path)
+        print(f"wrote the {name} section of {path.name}")

@@ -58,6 +58,7 @@ def score(model_dir: Path, stems: list[str] | None, *, tta: bool, params=None, w
     res = evaluate(gt, pred, only_predicted=True)
     m = {k: res.metrics.get(k) for k in KEYS}
     m["s_per_image"] = sec
+    m["n_pred"], m["n_true"] = res.metrics["n_pred_instances"], res.metrics["n_gt_instances"]
     m["per_cell_type"] = {
         t: {k: v.get(k) for k in ("AP", "AP50", "mSA")} for t, v in res.metrics["per_cell_type"].items()
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from livecell_seg.app import MODEL_ENV, SCRIPT, free_port, logic
 from livecell_seg.errors import InputFileError
+from livecell_seg.io import LABELS_SOFTWARE
 
 HEAD = "fg+boundary"
 #: post-processing the tiny test model ships with (the page must start from these values)
@@ -136,13 +138,34 @@ def test_download_payloads_round_trip():
     labels[22:28, 2:9] = 3
     image = np.random.default_rng(1).integers(0, 255, labels.shape).astype(np.uint8)
     assert np.array_equal(tifffile.imread(io.BytesIO(logic.labels_tiff_bytes(labels))), labels)
+    with tifffile.TiffFile(io.BytesIO(logic.labels_tiff_bytes(labels))) as tif:  # opens as Labels in napari
+        assert tif.pages[0].software == LABELS_SOFTWARE
     csv_rows = logic.measurements_csv_bytes(labels, image).decode().strip().splitlines()
     assert len(csv_rows) == 1 + 3 and csv_rows[0].startswith("label,area")
     with zipfile.ZipFile(io.BytesIO(logic.rois_zip(labels))) as zf:
         assert len(zf.namelist()) == 3
+    fc = json.loads(logic.geojson(labels, image, {1: 0.9, 2: 0.8, 3: 0.7}))
+    assert [f["properties"]["label"] for f in fc["features"]] == [1, 2, 3]
+    assert [f["properties"]["measurements"]["score"] for f in fc["features"]] == [0.9, 0.8, 0.7]
+    assert logic.download_names("dir/x.tiff")["geojson"] == "x.geojson"
     assert logic.png_bytes(logic.overlay(image, labels)).startswith(b"\x89PNG")
     assert list(logic.cell_areas(labels)) == [300, 600, 42]
     assert logic.download_names("dir/x.tiff")["labels"] == "x_labels.tif"
+
+
+def test_zoom_choices_and_network_maps_at_a_zoom(tiny_model):
+    from livecell_seg.model import load_model_dir
+
+    model = load_model_dir(tiny_model)
+    image = np.random.default_rng(0).integers(0, 255, (70, 90)).astype(np.uint8)
+    maps, seconds, zoom = logic.network_maps(model, image, scale=0.5)
+    assert maps.shape[1:] == image.shape and zoom == 0.5 and seconds >= 0
+    model.model_config.cell_diameter = None  # a model that records no cell size: no "auto"
+    assert "auto (cell size)" not in logic.zoom_choices(model)
+    model.model_config.cell_diameter = 12.0
+    assert "auto (cell size)" in logic.zoom_choices(model)
+    maps, _, zoom = logic.network_maps(model, image, scale="auto")
+    assert maps.shape[1:] == image.shape and zoom in (1.0, 0.7, 0.5, 1.4)
 
 
 def test_param_specs_follow_the_head():
@@ -185,12 +208,57 @@ def test_page_sample_sliders_and_downloads(tiny_model, monkeypatch):
     assert logic.network_runs - runs0 == 1
 
     buttons = {b.label: b.proto for b in at.get("download_button")}
-    assert set(buttons) == {"Label image (TIFF)", "Overlay (PNG)", "Measurements (CSV)", "ImageJ ROIs (zip)"}
+    assert set(buttons) == {
+        "Label image (TIFF)",
+        "Overlay (PNG)",
+        "Measurements (CSV)",
+        "ImageJ ROIs (zip)",
+        "QuPath detections (GeoJSON)",
+    }
     assert buttons["Label image (TIFF)"].url.endswith((".tif", ".tiff"))
     assert buttons["Overlay (PNG)"].url.endswith(".png")
-    # the CSV and the ROI zip are built on click (deferred); AppTest has no runtime to register them,
+    # the CSV, the ROI zip and the GeoJSON are built on click (deferred); AppTest has no runtime to register them,
     # so their payloads are checked in test_download_payloads_round_trip
     assert len(at.image) == 5  # image, 2 probability maps, overlay, area histogram
+
+
+def test_page_counts_and_scores_perfect_maps_like_the_ground_truth(tiny_model, monkeypatch, tmp_path):
+    """Checked against the annotation json, not against the functions the page calls: with the
+    network replaced by the sample's oracle maps, the page must count the annotated cells and score
+    them near-perfectly, and the size slider must drop the annotated cells below it."""
+    import shutil
+
+    import streamlit as st
+
+    from livecell_seg.data import sample_paths
+    from livecell_seg.data.coco import annotations_to_labels, load_coco
+    from livecell_seg.targets import make_targets
+
+    sample = logic.sample_images()[0]  # the page's default image
+    ds = load_coco(sample_paths()[0])
+    im = ds.image_by_file(sample.name)
+    gt = annotations_to_labels(ds.anns_by_image[int(im["id"])], int(im["height"]), int(im["width"]))
+    areas = np.bincount(gt.ravel())[1:]
+    areas = areas[areas > 0]
+    assert areas.size > 50
+    oracle = make_targets(gt, HEAD)
+    monkeypatch.setattr(
+        logic, "network_maps", lambda model, image, tta=False, scale=1.0: (oracle.copy(), 0.0, 1.0)
+    )
+    model = shutil.copytree(tiny_model, tmp_path / "oracle")  # its own cache keys
+    st.cache_data.clear()
+    at = _apptest(model, monkeypatch)
+    at.run()
+    assert not at.exception and not at.error
+    # a cell with a narrow waist may get two seeds from the perfect maps: 1% slack
+    n, expected = int(_metric(at, "Cells")), int((areas >= PP["min_size"]).sum())
+    assert abs(n - expected) <= max(1, expected // 100), (n, expected)
+    ap, ap50 = (float(v) for v in _metric(at, "Mask AP / AP50").split(" / "))
+    assert ap >= 97.0 and ap50 >= 99.5
+    assert float(_metric(at, "F1 @ IoU 0.5")) >= 0.995
+    _slider(at, "Minimum cell size (px)").set_value(300).run()
+    n, expected = int(_metric(at, "Cells")), int((areas >= 300).sum())
+    assert expected < areas.size - 10 and abs(n - expected) <= max(1, expected // 100), (n, expected)
 
 
 def test_page_uploads_16bit_lzw_and_reports_bad_files(tiny_model, monkeypatch):

@@ -207,6 +207,42 @@ def test_convert_quirks_dict_form_workers_and_resume(tmp_path: Path) -> None:
     assert s5.written == 3
 
 
+def test_resume_is_invalidated_by_a_changed_json(tmp_path: Path) -> None:
+    """A json rewritten at the same path must not leave stale label files behind, whether its size
+    changed (mtime put back) or its mtime changed (same size)."""
+    import os
+
+    d = _quirky_coco()
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(d))
+    out = tmp_path / "o"
+    name = "A172_Phase_A1_1_00d00h00m_1.tif"
+    assert convert(p, out, workers=1).written == 3
+    n_before = int(tifffile.imread(out / name).max())
+    assert convert(p, out, workers=1).resumed == 3  # unchanged: resumed
+
+    # 1) one more cell on image 1: a larger file; its mtime is set back to the old one
+    st = p.stat()
+    d["annotations"].append({"id": 99, "image_id": 1, "category_id": 1, "segmentation": [_sq(35, 25, 9)]})
+    p.write_text(json.dumps(d))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size != st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+    s = convert(p, out, workers=1)
+    assert s.resumed == 0 and s.written == 3
+    assert int(tifffile.imread(out / name).max()) == n_before + 1
+
+    # 2) the same number of bytes (a cell moved by one digit), a new mtime
+    st = p.stat()
+    d["annotations"][-1]["segmentation"] = [_sq(36, 25, 9)]
+    p.write_text(json.dumps(d))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert p.stat().st_size == st.st_size
+    s = convert(p, out, workers=1)
+    assert s.resumed == 0 and s.written == 3
+    ref = annotations_to_labels(coco_from_dict(d).anns_by_image[1], 40, 50)
+    np.testing.assert_array_equal(tifffile.imread(out / name), ref)
+
+
 def _images_copy(tmp_path: Path) -> tuple[Path, Path]:
     js, images = sample_paths()
     dst = tmp_path / "images"

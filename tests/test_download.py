@@ -121,7 +121,7 @@ def test_catalog_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LivecellError, match="unknown --what entry 'imgs'"):
         catalog(["imgs"])
     monkeypatch.delenv("LIVECELL_BASE_URL", raising=False)
-    assert resolve_base_url().startswith("http://livecell-dataset.s3.eu-central-1.amazonaws.com/")
+    assert resolve_base_url().startswith("https://livecell-dataset.s3.eu-central-1.amazonaws.com/")
     monkeypatch.setenv("LIVECELL_BASE_URL", "http://mirror.example/x")
     assert resolve_base_url() == "http://mirror.example/x/"
     assert resolve_base_url("http://other/") == "http://other/"
@@ -213,3 +213,34 @@ def test_html_page_corrupt_zip_and_404_fail_cleanly(
         ["download", "--out", str(tmp_path / "c"), "--base-url", "http://127.0.0.1:9/", "--retries", "0"]
     )
     assert rc == 2 and "cannot connect" in capsys.readouterr().err
+
+
+def test_sha256_is_verified_recorded_and_the_unzipped_size_capped(
+    server: _Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    data = server.files["/LIVECell_dataset_2021/images.zip"]
+    good = hashlib.sha256(data).hexdigest()
+    sums = tmp_path / "sums.txt"
+    sums.write_text(f"{'0' * 64}  images.zip\n")
+    rc = main(["download", "--out", str(tmp_path / "a"), "--what", "images", "--base-url", server.url,
+               "--sha256", str(sums), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "SHA-256 mismatch" in err and good in err
+    assert not list((tmp_path / "a").rglob("images*"))  # the bad download is gone, nothing extracted
+    monkeypatch.setenv("LIVECELL_SHA256", str(sums))  # the environment variable works the same way
+    sums.write_text(f"{good}  images.zip\n")
+    assert main(["download", "--out", str(tmp_path / "a"), "--what", "images", "--base-url", server.url]) == 0
+    assert (tmp_path / "a" / "images" / "livecell_test_images" / "BV2").is_dir()
+    monkeypatch.delenv("LIVECELL_SHA256")
+    # no digest known: downloaded, and its digest recorded for pinning
+    assert main(["download", "--out", str(tmp_path / "b"), "--what", "images", "--base-url", server.url]) == 0
+    assert "no known SHA-256" in capsys.readouterr().out
+    assert (tmp_path / "b" / ".livecell_download" / "SHA256SUMS").read_text() == f"{good}  images.zip\n"
+    # a zip that would unpack to more than the cap is refused before anything is extracted
+    rc = main(["download", "--out", str(tmp_path / "c"), "--what", "images", "--base-url", server.url,
+               "--max-unzipped-gb", str(1000 / (1 << 30))])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "unpacks to" in err and "above the limit of 1,000" in err
+    assert not (tmp_path / "c" / "images").exists()

@@ -15,7 +15,7 @@ from livecell_seg.heads import HEADS
 from livecell_seg.io import normalize_image, read_image, write_labels
 from livecell_seg.targets import make_targets
 
-PRODUCT_COMMANDS = "download convert split eda train predict tune evaluate demo app".split()
+PRODUCT_COMMANDS = "download convert split eda train predict timecourse tune evaluate demo app".split()
 
 
 def test_help_is_fast_and_lists_every_subcommand():
@@ -27,11 +27,11 @@ def test_help_is_fast_and_lists_every_subcommand():
         assert name in COMMANDS and f"    {name}" in out.stdout
     assert elapsed < 2.0
     # nothing heavy imported by --help
-    probe = "import sys, livecell_seg.cli as c; c.build_parser(); print('torch' in sys.modules, 'streamlit' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split() == [
-        "False",
-        "False",
-    ]
+    probe = "import sys, livecell_seg.cli as c; c.build_parser(); print(*(m in sys.modules for m in ('torch', 'streamlit', 'napari', 'qtpy')))"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split()
+        == ["False"] * 4
+    )
 
 
 def test_read_image_rgb_16bit_and_errors(tmp_path):

@@ -68,6 +68,44 @@ def test_tiled_agrees_with_whole_image_in_the_interior():
     assert np.abs(seams - whole).max() > 1e-2
 
 
+BORDER = 12  # width of the strips checked along each image border
+
+
+@pytest.mark.parametrize("shape", [(203, 301), (129, 250), (250, 137)])
+def test_tiled_equals_whole_on_odd_sizes_at_every_border(shape):
+    """Sizes off the pooling grid (here 8): the image is padded at the bottom/right in both modes,
+    so tiles and the whole-image pass must agree everywhere, each border strip included."""
+    model = tiny_model(depth=3)  # stride 8: 203 x 301 needs 5 rows and 3 columns of padding
+    img = smooth_image(*shape, seed=11)
+    whole = predict_maps(model, img, whole=True)
+    assert whole.shape == (2, *shape) and whole.std() > 0.05
+    tiled = predict_maps(model, img, whole=False, tile=96, overlap=0.5, batch_size=2)
+    diff = np.abs(tiled - whole)
+    borders = {
+        "top": diff[:, :BORDER],
+        "bottom": diff[:, -BORDER:],
+        "left": diff[:, :, :BORDER],
+        "right": diff[:, :, -BORDER:],
+    }
+    worst = {k: float(v.max()) for k, v in borders.items()}
+    assert max(worst.values()) < 1e-4, worst
+    assert float(diff.max()) < 1e-4
+
+
+def test_padding_to_the_pooling_grid_is_a_reflection():
+    """An odd-sized image gives exactly what the network gives on its reflect-padded copy, cropped
+    (zero or edge padding would put a frame the network never saw in training at the border)."""
+    model = tiny_model(depth=3)
+    x = normalize_image(smooth_image(203, 301, seed=12))
+    padded = np.pad(x, ((0, 5), (0, 3)), mode="reflect")  # to 208 x 304, multiples of 8
+    ref = predict_maps(model, padded, normalized=True, whole=True)[:, :203, :301]
+    for whole in (True, False):
+        got = predict_maps(model, x, normalized=True, whole=whole, tile=96, overlap=0.5)
+        np.testing.assert_allclose(got, ref, atol=1e-4, err_msg=f"whole={whole}")
+    zeros = predict_maps(model, np.pad(x, ((0, 5), (0, 3))), normalized=True, whole=True)[:, :203, :301]
+    assert np.abs(zeros - ref).max() > 1e-2  # control: the padding matters at this border
+
+
 def test_tile_batch_size_and_odd_tile_sizes_do_not_change_results():
     model = tiny_model()
     img = smooth_image(150, 170, seed=1)

@@ -165,6 +165,11 @@ def test_empty_and_degenerate() -> None:
         M.iou_matrix(one, -one.astype(int))
     with pytest.raises(ValueError, match="threshold"):
         M.match_instances(one, one, 0.0)
+    # zero-sized images (an empty crop): no instances, perfect agreement, no crash
+    e = np.zeros((0, 5), np.int32)
+    r = M.match_instances(e, e)
+    assert (r.tp, r.fp, r.fn, r.f1) == (0, 0, 0, 1.0)
+    assert M.instance_metrics(e, e)["n_gt"] == 0 and M.iou_matrix(e, e).shape == (0, 0)
 
 
 def test_large_sparse_label_values() -> None:
@@ -200,6 +205,28 @@ def test_pooling() -> None:
     assert s["F1_50"] == pytest.approx(8 / 13)
     assert s["PQ"] == pytest.approx(3.0 / (4 + 0.5 + 2))
     assert s["dice"] == pytest.approx(10 / 24)
+
+
+def test_result_keys_are_the_documented_api(known) -> None:
+    """Callers (evaluate, the report, the app, metrics.json) read these exact keys."""
+    gt, pred = known
+    m = M.instance_metrics(gt, pred)
+    assert set(m) == {
+        "mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice", "iou", "tp_50", "fp_50",
+        "fn_50", "sum_iou_50", "n_gt", "n_pred", "fg_inter", "fg_gt", "fg_pred",
+    }  # fmt: skip
+    assert (m["tp_50"], m["fp_50"], m["fn_50"], m["n_gt"], m["n_pred"]) == (2, 2, 2, 4, 4)
+    assert m["recall_50"] == pytest.approx(2 / 4) and m["precision_50"] == pytest.approx(2 / 4)
+    pooled = M.pool_instance_metrics([m])
+    assert set(pooled) == {"mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice", "iou"}
+    assert pooled["recall_50"] == pytest.approx(m["recall_50"]) and pooled["mSA"] == pytest.approx(m["mSA"])
+    empty = M.pool_instance_metrics([])
+    assert set(empty) == set(pooled) and all(np.isnan(v) for v in empty.values())
+    d = M.match_instances(gt, pred).as_dict()
+    assert d["panoptic_quality"] == pytest.approx(M.panoptic_quality(gt, pred))
+    assert {"iou_threshold", "tp", "fp", "fn", "precision", "recall", "f1", "accuracy"} <= set(d)
+    with pytest.raises(ValueError, match="thresholds must include 0.5"):
+        M.instance_metrics(gt, pred, thresholds=[0.6, 0.7])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,47 +56,59 @@ def _blobs(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img + rng.normal(0, 0.03, (h, w)), 0, 1)
 
 
-def _write_all_formats(folder: Path) -> dict[str, tuple[int, int]]:
-    """One image per supported format/bit depth/size; returns {file name: (h, w)}."""
+def _f1(a: np.ndarray, b: np.ndarray) -> float:
+    from livecell_seg.metrics import match_instances
+
+    return match_instances(a, b, 0.5).f1
+
+
+def test_every_input_format_and_size(tmp_path, monkeypatch):
+    """The same real cells stored in every format give the same instances, and a large image tiled
+    gives the instances of the whole-image pass. The bundled model: a random one predicts nothing."""
     import tifffile
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    base = _blobs(64, 96)
-    files = {}
-    tifffile.imwrite(folder / "lzw8.tif", (base * 255).astype(np.uint8), compression="lzw")
-    files["lzw8.tif"] = base.shape
-    tifffile.imwrite(folder / "deep16.tiff", (base * 65535).astype(np.uint16))
-    files["deep16.tiff"] = base.shape
-    rgb = np.stack([base * 255 * f for f in (1.0, 0.9, 0.8)], axis=-1).astype(np.uint8)
-    Image.fromarray(rgb).save(folder / "colour.png")
-    files["colour.png"] = base.shape
-    Image.fromarray((base * 255).astype(np.uint8)).save(folder / "photo.jpg", quality=90)
-    files["photo.jpg"] = base.shape
-    Image.fromarray((_blobs(37, 53, 1) * 255).astype(np.uint8)).save(folder / "odd.png")
-    files["odd.png"] = (37, 53)
-    big = _blobs(700, 1100, 2)
-    tifffile.imwrite(folder / "big.tif", (big * 65535).astype(np.uint16), compression="zlib")
-    files["big.tif"] = (700, 1100)
-    return files
-
-
-def test_every_input_format_and_size(tmp_path, model_dir, monkeypatch):
-    import tifffile
-
     import livecell_seg.inference as inference
+    from livecell_seg.data import sample_paths
+    from livecell_seg.io import read_image
+    from livecell_seg.model import default_model_dir
     from livecell_seg.predict import predict_paths
 
-    monkeypatch.setattr(inference, "WHOLE_MAX_PIXELS", 0)  # the 700 x 1100 image goes through tiles
+    bundled = default_model_dir()
+    if not (bundled / "model.pt").is_file():
+        pytest.skip("the bundled model is not installed")
+    real = read_image(sorted(sample_paths()[1].rglob("MCF7_Phase_G4*.tif"))[0])  # uint8, 520 x 704
+    base = real[:192, :256]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    tifffile.imwrite(inp / "lzw8.tif", base, compression="lzw")
+    tifffile.imwrite(inp / "deep16.tiff", base.astype(np.uint16) * 257)
+    Image.fromarray(np.stack([base] * 3, axis=-1)).save(inp / "colour.png")
+    Image.fromarray(base).save(inp / "grey.png")
+    Image.fromarray(base).save(inp / "photo.jpg", quality=95)
+    Image.fromarray(base[:101, :153]).save(inp / "odd.png")
+    big = np.pad(real, ((0, 41), (0, 23)), mode="symmetric")  # 561 x 727, off the pooling grid
+    tifffile.imwrite(inp / "big.tif", big.astype(np.uint16) * 257, compression="zlib")
 
-    files = _write_all_formats(tmp_path / "in")
-    summary = predict_paths(
-        [tmp_path / "in"], tmp_path / "out", model_dir, tile=256, overlap=0.25, progress=False
-    )
-    assert summary.ok and len(summary.processed) == len(files) == summary.n_inputs
-    for name, shape in files.items():
-        lab = tifffile.imread(tmp_path / "out" / f"{Path(name).stem}.tif")
-        assert lab.dtype == np.uint16 and lab.shape == shape, name
+    monkeypatch.setattr(inference, "WHOLE_MAX_PIXELS", 0)  # images larger than a tile are tiled
+    summary = predict_paths([inp], tmp_path / "out", bundled, tile=256, overlap=0.25, progress=False)
+    assert summary.ok and len(summary.processed) == 7 == summary.n_inputs
+    out = {q.name: tifffile.imread(q) for q in (tmp_path / "out").glob("*.tif")}
+    for name, lab in out.items():
+        assert lab.dtype == np.uint16, name
+    ref = out["lzw8.tif"]
+    assert ref.shape == base.shape and int(ref.max()) >= 5  # real cells found
+    # lossless copies of the same pixels (16-bit, RGB, grey PNG): the same instances
+    for name in ("deep16.tif", "colour.tif", "grey.tif"):
+        assert out[name].shape == base.shape and _f1(ref, out[name]) >= 0.99, name
+    # JPEG is lossy (F1 0.97 measured); an odd-sized crop lacks context at its new edges (0.93)
+    assert _f1(ref, out["photo.tif"]) >= 0.9
+    assert out["odd.tif"].shape == (101, 153) and _f1(ref[:101, :153], out["odd.tif"]) >= 0.85
+    # the large image went through 256-pixel tiles: the same instances as one whole-image pass
+    assert out["big.tif"].shape == big.shape
+    whole = predict_paths([inp / "big.tif"], tmp_path / "whole", bundled, tile=2048, progress=False)
+    assert whole.ok
+    assert _f1(tifffile.imread(tmp_path / "whole" / "big.tif"), out["big.tif"]) >= 0.98
     t = summary.median_timings()
     assert set(t) == {"read_s", "network_s", "postprocess_s", "write_s", "total_s"} and t["total_s"] > 0
 
@@ -124,7 +136,7 @@ def test_broken_file_is_named_once_and_others_processed(tmp_path, model_dir, cap
     argv = ["predict", "--model", str(model_dir), "--input", str(inp), "--out", str(inp / "pred")]
     assert main([*argv, "--overlay", "-q"]) == 0 and main([*argv, "--overlay", "-q"]) == 0
     assert sorted(p.name for p in (inp / "pred").rglob("*.*")) == sorted(
-        ["good0.tif", "good1.tif", "good0.png", "good1.png"]
+        ["good0.tif", "good1.tif", "good0.png", "good1.png", "predict_names.json"]
     )
 
 
@@ -175,7 +187,7 @@ def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
     loose = tmp_path / "m"
     shutil.copytree(model_dir, loose)
     # a threshold no probability reaches: no cells, whatever the random network says
-    (loose / "postprocess.json").write_text(json.dumps({"params": {"fg_threshold": 1.01}}))
+    (loose / "postprocess.json").write_text(json.dumps({"params": {"fg_threshold": 1.0}}))
     res = segment_image(load_model_dir(loose), img)
     assert res.labels.max() == 0 and res.scores == {}
     res = segment_image(load_model_dir(loose), img, PostprocessParams(fg_threshold=0.0, min_size=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,23 @@ from livecell_seg.data.splits import (
 from livecell_seg.errors import LivecellError
 
 ROWS = "ABCDEFG"
+
+#: the leakage unit, parsed here independently of the module under test: <CellType>_Phase_<Well>_...
+_WELL_RE = re.compile(r"^([A-Za-z0-9]+)_Phase_([A-Za-z]+[0-9]+)_[0-9]+_[0-9]+d[0-9]+h[0-9]+m_[0-9]+\.tif$")
+
+
+def well_of(file_name: str) -> str:
+    """``<cell type>/<well>`` of a LIVECell file name; any other name is its own unit."""
+    m = _WELL_RE.match(Path(file_name).name)
+    return f"{m.group(1)}/{m.group(2)}" if m else f"file/{file_name}"
+
+
+def assert_no_well_crosses(split_of_name: dict[str, str]) -> None:
+    where: dict[str, set[str]] = {}
+    for name, s in split_of_name.items():
+        where.setdefault(well_of(name), set()).add(s)
+    crossing = {w: sorted(s) for w, s in where.items() if len(s) > 1}
+    assert not crossing, f"wells in several splits (leakage): {crossing}"
 
 
 def _square(x: float, y: float, s: float = 6.0) -> list[list[float]]:
@@ -161,8 +179,8 @@ def test_no_group_crosses_splits_and_nothing_lost(fake, tmp_path):
             assert name not in seen, f"{name} in {seen.get(name)} and {s}"
             seen[name] = s
             assert contours == expected[name], name  # all its annotations, no pooled duplicates
-            g = group_of(name) or name
-            assert group_split.setdefault(g, s) == s, f"group {g} crosses splits"
+            g = well_of(name)  # parsed here, not with the module's own group_of
+            assert group_split.setdefault(g, s) == s, f"well {g} crosses splits"
     assert set(seen) == set(expected)  # every unique image exactly once
     assert len(all_img_ids) == len(set(all_img_ids)) and len(all_ann_ids) == len(set(all_ann_ids))
     assert sum(len(c.values()) and sum(c.values()) for c in expected.values()) == len(all_ann_ids)
@@ -214,6 +232,7 @@ def test_stratification_holds_for_types_with_enough_wells(fake):
         assert any("odd_image.png" in w for w in res.warnings)
         assert res.group_of[int(res.dataset.image_by_file("odd_image.png")["id"])] == "image:odd_image.png"
         moves += len(res.moved_groups)
+        assert_no_well_crosses({im["file_name"]: res.split_of[int(im["id"])] for im in res.dataset.images})
     assert moves > 0  # with 3-7 wells per type and 5 folds the repair step is exercised
 
 
@@ -246,12 +265,25 @@ def test_real_sample_split(tmp_path):
         total_imgs += len(d["images"])
         total_anns += len(d["annotations"])
         for im in d["images"]:
-            groups.setdefault(group_of(im["file_name"]), set()).add(s)
+            groups.setdefault(well_of(im["file_name"]), set()).add(s)
         assert d["images"], s
     assert total_imgs == 5 and total_anns == 1243
     assert all(len(v) == 1 for v in groups.values())
     assert any("Huh7 has only 1 well" in w for w in res.warnings)
     assert {cell_type_of(im["file_name"]) for im in res.dataset.images} == {"MCF7", "Huh7", "BT474"}
+
+
+def test_group_of_is_cell_type_and_well_whatever_the_field_time_or_crop():
+    names = [
+        "A172_Phase_C7_1_02d16h00m_2.tif",
+        "A172_Phase_C7_2_02d16h00m_2.tif",  # other field of view
+        "A172_Phase_C7_1_03d04h00m_2.tif",  # other time point
+        "livecell_train_val_images/A172/A172_Phase_C7_1_02d16h00m_4.tif",  # other crop, in a folder
+    ]
+    assert {group_of(n) for n in names} == {"A172_C7"}
+    assert group_of("A172_Phase_C8_1_02d16h00m_2.tif") != group_of(names[0])  # other well
+    assert group_of("BV2_Phase_C7_1_02d16h00m_2.tif") != group_of(names[0])  # other cell type, same well name
+    assert group_of("odd_image.png") is None
 
 
 def test_choose_folds():

@@ -8,12 +8,16 @@ heavy libraries (torch, streamlit) are imported inside ``run``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from . import __version__
-from .errors import LivecellError
+from .errors import LivecellError, Terminated
 
 #: subcommand -> (module under livecell_seg.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "segment images into cell instances"),
     "pseudolabel": ("pseudolabel", "confident cells of a model on unannotated images, for self-training"),
     "postprocess": ("postprocess", "re-run instance extraction from saved probability maps"),
+    "timecourse": ("timecourse", "time lapse: confluence, cell counts and doubling times per well"),
     "tune": ("tune", "tune watershed parameters on a validation set"),
     "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),
     "export": ("export", "export a model as a BioImage Model Zoo (bioimage.io) package or ONNX"),
@@ -53,6 +58,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the body runs, SIGTERM (what ``kill`` and cluster schedulers send) raises
+    :class:`Terminated`, a KeyboardInterrupt: the same clean-up as Ctrl+C runs (temporary files
+    removed, nothing half-written). Later SIGTERMs during that clean-up are ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script. Returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -68,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(_load(args.command).run(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(_load(args.command).run(args) or 0)
     except LivecellError as e:
         print(f"livecell-seg {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"livecell-seg {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"livecell-seg {args.command}: interrupted", file=sys.stderr)
         return 130

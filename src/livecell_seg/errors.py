@@ -17,3 +17,7 @@ class InputFileError(LivecellError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler: handled like Ctrl+C (temporary files removed, one line)."""

@@ -104,51 +104,83 @@ class EvaluationResult:
 # ----------------------------------------------------------------------------------------------
 # inputs
 # ----------------------------------------------------------------------------------------------
-def _polygon_parts(seg: list) -> list[list[float]]:
-    if seg and not isinstance(seg[0], (list, tuple)):
-        seg = [seg]
-    out = []
-    for part in seg:
-        if isinstance(part, (list, tuple)) and len(part) >= 6:
-            out.append([float(v) for v in part[: len(part) // 2 * 2]])
-    return out
+def _segmentation_rle(seg: Any, h: int, w: int) -> dict[str, Any] | None | str:
+    """A polygon or RLE segmentation as a checked compressed RLE ``{"size", "counts": str}``.
+
+    Returns None when nothing rasterizable is left (fewer than 3 points) and a short reason
+    (a str) when the segmentation is malformed (non-finite coordinates, a broken RLE).
+    """
+    from pycocotools import mask as mask_utils
+
+    from .data.coco import checked_rle, polygon_parts
+
+    if isinstance(seg, dict):
+        rle = checked_rle(seg, h, w)
+        if rle is None:
+            return "malformed RLE (its runs must be valid and add up to the image size)"
+        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    if isinstance(seg, (list, tuple)):
+        parts = polygon_parts(seg, h, w)
+        if parts is None:
+            return "polygon coordinates are not all finite numbers"
+        if not parts:
+            return None
+        rles = mask_utils.frPyObjects([p.tolist() for p in parts], h, w)
+        rle = mask_utils.merge(rles) if len(rles) > 1 else rles[0]
+        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    return "segmentation is neither RLE nor polygons"
 
 
 def gt_coco_dict(ds: Any, image_ids: list[int]) -> tuple[dict[str, Any], int]:
     """COCO ground-truth dict of the given images, raw polygons kept (LIVECell protocol).
 
-    Segmentations pycocotools cannot rasterize (polygon parts with < 3 points, nothing left) are
-    dropped; a missing ``area`` is computed from the mask; ``iscrowd`` defaults to 0; one category.
+    Segmentations pycocotools cannot rasterize (polygon parts with < 3 points, non-finite
+    coordinates, malformed RLE) are dropped; polygons reaching far outside the image are clipped
+    (``data.coco.polygon_parts``); a missing or invalid ``area`` is computed from the mask;
+    ``iscrowd`` defaults to 0; one category.
     Returns (dict, number of annotations dropped).
     """
     from pycocotools import mask as mask_utils
+
+    from .data.coco import checked_rle, polygon_parts
 
     d = ds.to_coco_dict(image_ids)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in d["images"]}
     anns, dropped = [], 0
     for k, a in enumerate(d["annotations"], start=1):
+        h, w = sizes[int(a["image_id"])]
         seg = a.get("segmentation")
         if isinstance(seg, list):
-            seg = _polygon_parts(seg)
-            if not seg:
+            parts = polygon_parts(seg, h, w)
+            if not parts:  # non-finite coordinates or < 3 points
                 dropped += 1
                 continue
-        elif not isinstance(seg, dict):
+            seg = [p.tolist() for p in parts]
+        elif isinstance(seg, dict):
+            rle = checked_rle(seg, h, w)
+            if rle is None:
+                dropped += 1
+                continue
+            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        else:
             dropped += 1
             continue
         b = dict(a)
         b["segmentation"] = seg
-        b["id"] = int(a.get("id", k))
+        try:
+            b["id"] = int(a.get("id", k))
+        except (TypeError, ValueError, OverflowError):
+            b["id"] = -k  # renumbered below
         b["category_id"] = 1
-        b["iscrowd"] = int(a.get("iscrowd", 0) or 0)
-        if "area" not in b or b["area"] is None:
-            h, w = sizes[int(b["image_id"])]
-            rle = mask_utils.frPyObjects(seg, h, w)
-            rle = mask_utils.merge(rle) if isinstance(rle, list) else rle
+        b["iscrowd"] = 1 if a.get("iscrowd") in (1, True) else 0
+        area = b.get("area")
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not 0 <= area < 1e12:
+            if isinstance(seg, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
             b["area"] = float(mask_utils.area(rle))
         anns.append(b)
     ids = [a["id"] for a in anns]
-    if len(set(ids)) != len(ids):  # renumber if ids collide
+    if len(set(ids)) != len(ids) or any(i <= 0 for i in ids):  # renumber if ids collide
         for k, a in enumerate(anns, start=1):
             a["id"] = k
     d["annotations"] = anns
@@ -177,7 +209,7 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
         try:
             iid = int(det["image_id"])
             score = float(det.get("score", M.DEFAULT_SCORE))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputFileError(p, f"detection {i} has a bad image_id or score") from None
         if not math.isfinite(score):
             raise InputFileError(p, f"detection {i} has a non-finite score")
@@ -187,35 +219,21 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
             continue
         seg = det["segmentation"]
         h, w = int(im["height"]), int(im["width"])
-        if isinstance(seg, dict):
-            if list(seg.get("size", [h, w])) != [h, w]:
-                raise InputFileError(p, f"detection {i}: RLE size {seg.get('size')} != image size {[h, w]}")
-        elif isinstance(seg, list):
-            seg = _polygon_parts(seg)
-            if not seg:
-                continue
-        else:
-            raise InputFileError(p, f"detection {i}: segmentation is neither RLE nor polygons")
+        if isinstance(seg, dict) and seg.get("size", [h, w]) != [h, w]:
+            raise InputFileError(p, f"detection {i}: RLE size {seg.get('size')} != image size {[h, w]}")
+        rle = _segmentation_rle(seg, h, w)
+        if isinstance(rle, str):
+            raise InputFileError(p, f"detection {i}: {rle}")
+        if rle is None:  # fewer than 3 points: nothing to rasterize
+            continue
         out.setdefault(iid, []).append(
-            {"image_id": iid, "category_id": 1, "segmentation": seg, "score": score}
+            {"image_id": iid, "category_id": 1, "segmentation": rle, "score": score}
         )
     if unknown:
         raise InputFileError(
             p, f"{len(unknown)} image ids are not in the ground-truth json (e.g. {sorted(unknown)[:3]})"
         )
     return out
-
-
-def _to_rle(seg: Any, h: int, w: int) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    if isinstance(seg, list):
-        rles = mask_utils.frPyObjects(seg, h, w)
-        return mask_utils.merge(rles) if len(rles) > 1 else rles[0]
-    counts = seg["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects(seg, h, w)
-    return {"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts}
 
 
 def detections_to_labels(
@@ -227,7 +245,7 @@ def detections_to_labels(
     lab = np.zeros((height, width), np.int32)
     kept = sorted((d for d in dets if d["score"] >= score_threshold), key=lambda d: d["score"])
     for k, d in enumerate(kept, start=1):
-        rle = _to_rle(d["segmentation"], height, width)
+        rle = d["segmentation"]  # a checked compressed RLE (load_results)
         x, y, bw, bh = (int(math.floor(v)) for v in mask_utils.toBbox(rle))
         if bw <= 0 or bh <= 0:
             continue

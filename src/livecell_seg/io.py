@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,30 +20,138 @@ import numpy as np
 from .errors import InputFileError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: TIFF "Software" tag of the label images we write: how readers (the napari plugin) tell them
+#: from microscopy images
+LABELS_SOFTWARE = "livecell-seg labels"
+
+#: environment variable that sets the largest image (in pixels) any command accepts
+MAX_PIXELS_ENV = "LIVECELL_MAX_PIXELS"
+#: default limit: 100 megapixels (10,000 x 10,000); a LIVECell image has 0.37
+DEFAULT_MAX_PIXELS = 100_000_000
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: this machine, as written into temporary file names (a stale one is only swept on its own host)
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
+#: ``.<final name>.<host>-<pid>-<random>.part``: what :func:`atomic_path` writes before the rename
+_PART_RE = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.part$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system can open or sync a directory
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
-    Nothing is ever left half-written under the final name.
+    Nothing is ever left half-written under the final name: the data are flushed to disk
+    (``fsync``) before the rename and the folder after it, so a power cut leaves either the old file
+    or the complete new one. The temporary file is removed on any error or interruption; one left by
+    a killed process (``SIGKILL``) is removed by :func:`sweep_stale_parts` on the next run.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{final.name}.{_HOST}-{os.getpid()}-", suffix=".part", dir=final.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_path, final)
+        _fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: the process exists (another user's)
+        return True
+    return True
+
+
+def sweep_stale_parts(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Delete temporary ``.part`` files that :func:`atomic_path` left behind in a killed process.
+
+    Only files written on this host by a process that no longer runs are removed (a concurrent
+    run's files and other programs' ``.part`` files, such as resumable downloads, are kept).
+    Returns the removed paths.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for q in root.rglob(".*.part") if recursive else root.glob(".*.part"):
+        m = _PART_RE.match(q.name)
+        if m is None or m["host"] != _HOST or _pid_alive(int(m["pid"])) or not q.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            q.unlink()
+            removed.append(q)
+    return removed
+
+
+def positive_env_int(name: str, default: int, unit: str) -> int:
+    """A positive integer from environment variable ``name`` (``4e8`` accepted), else ``default``.
+
+    Raises a one-line :class:`LivecellError` for anything else.
+    """
+    from .errors import LivecellError
+
+    v = os.environ.get(name, "").strip()
+    if not v:
+        return default
+    try:
+        n = int(float(v))
+    except (ValueError, OverflowError):
+        n = 0
+    if n < 1:
+        raise LivecellError(f"${name}={v!r} is not a positive number of {unit}")
+    return n
+
+
+def max_image_pixels() -> int:
+    """The largest image, in pixels, that the commands accept: ``$LIVECELL_MAX_PIXELS`` or 100 million."""
+    return positive_env_int(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, "pixels")
+
+
+def check_image_size(
+    path: object,
+    height: int,
+    width: int,
+    what: str = "image",
+    limit: int | None = None,
+    hint: str | None = None,
+) -> None:
+    """Raise a one-line :class:`InputFileError` when ``height x width`` exceeds ``limit``
+    (default :func:`max_image_pixels`); ``hint`` replaces the advice at the end of the message."""
+    limit = max_image_pixels() if limit is None else int(limit)
+    if int(height) * int(width) > limit:
+        raise InputFileError(
+            path,
+            f"{what} is {int(width)}x{int(height)} pixels ({int(height) * int(width) / 1e6:,.1f} megapixels), "
+            f"above the limit of {limit / 1e6:,.1f} megapixels ({hint or f'set ${MAX_PIXELS_ENV} to raise it'})",
+        )
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -63,31 +173,46 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
         tmp.write_text(json.dumps(obj, indent=indent) + "\n")
 
 
-def write_tiff_atomic(path: str | os.PathLike[str], array: np.ndarray, compression: str = "zlib") -> None:
-    """Write a 2-D array as a (compressed) TIFF atomically."""
+def write_tiff_atomic(
+    path: str | os.PathLike[str], array: np.ndarray, compression: str = "zlib", software: str | None = None
+) -> None:
+    """Write a 2-D array as a (compressed) TIFF atomically (``software``: the TIFF Software tag)."""
     import tifffile
 
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, compression=compression)
+        tifffile.imwrite(tmp, array, compression=compression, software=software)
 
 
 def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> None:
     """Write an instance label image as uint16 TIFF (0 = background), atomically.
 
-    Raises ValueError when there are more than 65,535 instances.
+    Its TIFF Software tag is :data:`LABELS_SOFTWARE` (:func:`is_labels_tiff`). Raises ValueError
+    when there are more than 65,535 instances.
     """
     labels = np.asarray(labels)
     if labels.size and int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{path}: too many instances for uint16 ({int(labels.max())})")
-    write_tiff_atomic(path, labels.astype(np.uint16, copy=False))
+    write_tiff_atomic(path, labels.astype(np.uint16, copy=False), software=LABELS_SOFTWARE)
+
+
+def is_labels_tiff(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a label TIFF written by :func:`write_labels` (its Software tag)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].software == LABELS_SOFTWARE
+    except Exception:  # noqa: BLE001 - not a (readable) TIFF
+        return False
 
 
 def _to_grey(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Grey from a 2-D image or one RGB(A) / grey+alpha image (samples first or last)."""
     arr = np.squeeze(arr)
     if arr.ndim == 2:
         return arr
     if arr.ndim == 3:
-        # channels last (H, W, C) or channels first (C, H, W)
+        # channels last (H, W, C) or channels first (C, H, W: a planar TIFF; stacks were refused)
         if arr.shape[-1] in (3, 4):
             rgb = arr[..., :3].astype(np.float32)
         elif arr.shape[0] in (3, 4):
@@ -103,12 +228,42 @@ def _to_grey(arr: np.ndarray, path: Path) -> np.ndarray:
     raise InputFileError(path, f"unsupported image shape {arr.shape} (expected 2-D grey or RGB)")
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def _stack_error(path: Path, n: int) -> InputFileError:
+    return InputFileError(path, f"holds {n} images (a stack or time series); pass one 2-D image per file")
+
+
+def _read_tiff_checked(p: Path, limit: int | None = None, hint: str | None = None) -> np.ndarray:
+    """Read the one image of a TIFF after checking its header: a single page, within the size limit."""
+    import tifffile
+
+    with tifffile.TiffFile(p) as tf:
+        pages = [pg for pg in tf.pages if not getattr(pg, "is_reduced", False)]  # skip thumbnails
+        if not pages:
+            raise ValueError("no image in the file")
+        if len(pages) > 1:
+            raise _stack_error(p, len(pages))
+        page = pages[0]
+        check_image_size(p, page.imagelength, page.imagewidth, limit=limit, hint=hint)
+        if getattr(page, "imagedepth", 1) > 1:
+            raise _stack_error(p, int(page.imagedepth))
+        series = tf.series[0] if tf.series else None
+        if series is not None:  # one page whose metadata says it holds frames (e.g. axes "ZYX")
+            frames = [n for a, n in zip(series.axes, series.shape) if a in "ZTQIO" and n > 1]
+            if frames:
+                raise _stack_error(p, int(np.prod(frames)))
+        return page.asarray()
+
+
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = None, limit_hint: str | None = None
+) -> np.ndarray:
     """Read a microscopy image as a 2-D grey array in its stored dtype.
 
     TIFF (LZW included, via tifffile + imagecodecs, falling back to Pillow), PNG and JPEG;
-    8-, 16-bit or float; RGB(A) is converted to grey. Raises :class:`InputFileError` with a
-    one-line message for a missing, empty or unreadable file.
+    8-, 16-bit or float; RGB(A) is converted to grey. The header is checked before any pixel is
+    decoded: a stack (several pages or frames) and an image above ``max_pixels`` (default
+    :func:`max_image_pixels`) are refused. Raises :class:`InputFileError` with a one-line message for a missing, empty,
+    unreadable, oversized or multi-frame file, and for float pixels that are NaN or infinite.
     """
     p = Path(path)
     if not p.is_file():
@@ -119,16 +274,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     err: Exception | None = None
     if p.suffix.lower() in (".tif", ".tiff"):
         try:
-            import tifffile
-
-            arr = tifffile.imread(p)
+            arr = _read_tiff_checked(p, max_pixels, limit_hint)
+        except InputFileError:
+            raise
         except Exception as e:  # noqa: BLE001 - try Pillow next
             err = e
     if arr is None:
         try:
             from PIL import Image
 
-            with Image.open(p) as im:
+            limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+            # Pillow's own bomb check (a fixed 89/179 megapixels, raised while opening) would
+            # pre-empt the configurable limit: check_image_size below decides instead
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(p) as im:  # reads the header only
+                check_image_size(p, im.height, im.width, limit=limit, hint=limit_hint)
+                n = int(getattr(im, "n_frames", 1) or 1)
+                if n > 1:
+                    raise _stack_error(p, n)
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L"):
                     arr = np.asarray(im, dtype=np.uint16)
@@ -136,6 +299,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
                     arr = np.asarray(im.convert("L"))
                 else:
                     arr = np.asarray(im)
+        except InputFileError:
+            raise
         except Exception as e:  # noqa: BLE001
             err = err or e
             raise InputFileError(
@@ -144,9 +309,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             ) from None
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputFileError(p, f"unsupported pixel type {arr.dtype}")
     arr = _to_grey(np.asarray(arr), p)
     if arr.ndim != 2 or min(arr.shape) < 1:
         raise InputFileError(p, f"unsupported image shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputFileError(p, "image has NaN or infinite pixel values")
     return arr
 
 
@@ -156,9 +325,9 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     if not p.is_file():
         raise InputFileError(p, "file not found")
     try:
-        import tifffile
-
-        arr = tifffile.imread(p) if p.suffix.lower() in (".tif", ".tiff") else None
+        arr = _read_tiff_checked(p) if p.suffix.lower() in (".tif", ".tiff") else None
+    except InputFileError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise InputFileError(p, f"cannot read label image ({type(e).__name__})") from None
     if arr is None:
@@ -166,6 +335,8 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     arr = np.squeeze(arr)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise InputFileError(p, f"not a 2-D integer label image (shape {arr.shape}, dtype {arr.dtype})")
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and int(arr.min()) < 0:
+        raise InputFileError(p, "label image has negative values (0 = background, cells 1..n)")
     return arr
 
 

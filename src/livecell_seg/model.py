@@ -6,7 +6,6 @@ config, whose ``model`` entry is a :class:`ModelConfig`) and, once tuned, ``post
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,30 @@ class ModelConfig:
     norm: str = "batch"  # batch | instance | group
     dropout: float = 0.0
     cell_diameter: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse an architecture that cannot be built (unknown head/arch/norm, non-positive sizes)."""
+        from .heads import HEADS
+
+        if self.head not in HEADS:
+            raise LivecellError(f"model: unknown head {self.head!r} (choose {', '.join(HEADS)})")
+        if self.arch not in ("unet", "monai_basicunet"):
+            raise LivecellError(f"model: unknown arch {self.arch!r} (choose unet or monai_basicunet)")
+        if self.norm not in ("batch", "instance", "group"):
+            raise LivecellError(f"model: unknown norm {self.norm!r} (choose batch, instance or group)")
+        for name, lo, hi in (("in_channels", 1, 64), ("base_features", 1, 1024), ("depth", 1, 10)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise LivecellError(f"model: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, (int, float))
+            or not 0 <= self.dropout < 1
+        ):
+            raise LivecellError(f"model: dropout must be in [0, 1), got {self.dropout!r}")
+        d = self.cell_diameter
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1e6):
+            raise LivecellError(f"model: cell_diameter must be a positive number of pixels, got {d!r}")
 
     @property
     def out_channels(self) -> int:
@@ -150,19 +173,31 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         raise InputFileError(Path(path), f"not a model folder (no {CONFIG_FILE})")
+    from .io import read_json
+
     try:
-        config = json.loads(p.read_text())
+        config = read_json(p)
+    except InputFileError as e:
+        raise InputFileError(p, f"invalid model config ({e.problem})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise InputFileError(p, "invalid model config (no 'model' object)")
+    try:
         return config, ModelConfig.from_dict(config["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputFileError(p, f"invalid model config ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, LivecellError) as e:
+        raise InputFileError(p, f"invalid model config ({e})") from None
 
 
 def read_postprocess(path: str | Path) -> dict[str, Any] | None:
-    """Read ``postprocess.json`` of a model folder, or None when it has none."""
+    """Read ``postprocess.json`` of a model folder (checked), or None when it has none."""
     from .io import read_json
+    from .postprocess import PostprocessParams
 
     p = Path(path) / POSTPROCESS_FILE
-    return read_json(p) if p.is_file() else None
+    if not p.is_file():
+        return None
+    d = read_json(p)
+    PostprocessParams.checked(d, p)  # one-line InputFileError for invalid values
+    return d
 
 
 def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:

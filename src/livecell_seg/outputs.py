@@ -1,4 +1,5 @@
-"""Useful outputs of a segmentation: overlay PNG, per-cell measurements CSV, ImageJ/Fiji ROI zip.
+"""Useful outputs of a segmentation: overlay PNG, per-cell measurements CSV, ImageJ/Fiji ROI zip,
+QuPath GeoJSON.
 
 Pure numpy/scikit-image/Pillow/roifile (no torch). Every writer is atomic.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import zipfile
 from collections.abc import Mapping
@@ -175,35 +177,81 @@ def write_measurements_csv(
             w.writerow(row)
 
 
-def cell_polygons(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """``(label, (n, 2) float32 x/y polygon)`` per cell, in ImageJ pixel coordinates.
+#: one cell's outline: its pieces, largest first, each ``(exterior, [holes])`` as ``(n, 2)`` x/y rings
+CellOutline = list[tuple[np.ndarray, list[np.ndarray]]]
 
-    The outline is the 0.5 iso-line of the cell mask (``skimage.measure.find_contours``), which
-    passes between inside and outside pixel centres, so a polygon fill reproduces the mask. The
-    longest contour is kept (the outer one; holes and stray fragments are dropped). ImageJ puts
-    pixel centres at ``i + 0.5``, hence the half-pixel shift.
+
+def _ring_area(ring: np.ndarray) -> float:
+    """Signed (shoelace) area of an open ``(n, 2)`` x/y ring: > 0 counter-clockwise in (x, y)."""
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def _drop_collinear(ring: np.ndarray) -> np.ndarray:
+    """Remove vertices on a straight line between their neighbours (lossless: runs along pixel rows)."""
+    if len(ring) <= 3:
+        return ring
+    prev, nxt = np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0)
+    a, b = ring - prev, nxt - ring
+    keep = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) != 0  # exact: vertices lie on a half-pixel grid
+    return ring[keep] if keep.sum() >= 3 else ring
+
+
+def cell_outlines(labels: np.ndarray) -> list[tuple[int, CellOutline]]:
+    """``(label, pieces)`` per cell: every piece with its holes, in pixel coordinates.
+
+    Each 4-connected piece of a cell is traced with ``skimage.measure.find_contours`` at the 0.5
+    iso-line of its mask, which passes between inside and outside pixel centres, so filling the
+    exterior and emptying the holes reproduces the mask exactly. Coordinates are ``(x, y)`` with
+    pixel ``(row i, col j)`` covering ``[j, j + 1) x [i, i + 1)`` (ImageJ's and QuPath's
+    convention: pixel centres at ``+ 0.5``); vertices lie on pixel edges, collinear ones dropped.
+    Rings are open (last vertex != first); exteriors run counter-clockwise in (x, y) (positive
+    shoelace area), holes clockwise. Pieces are sorted by area, largest first; a hole is an
+    8-connected background (or other-cell) region enclosed by the piece.
     """
     from scipy import ndimage as ndi
     from skimage.measure import find_contours
 
     labels = np.asarray(labels)
-    out: list[tuple[int, np.ndarray]] = []
+    out: list[tuple[int, CellOutline]] = []
     if labels.size == 0:
         return out
     for idx, sl in enumerate(ndi.find_objects(labels.astype(np.int64, copy=False)), start=1):
         if sl is None:
             continue
-        crop = np.pad(labels[sl] == idx, 1).astype(np.float32)
-        contours = find_contours(crop, 0.5)
-        if not contours:
-            continue
-        c = max(contours, key=len)
-        if len(c) > 1 and np.allclose(c[0], c[-1]):
-            c = c[:-1]  # find_contours closes loops by repeating the first vertex
-        y = c[:, 0] - 1 + sl[0].start + 0.5
-        x = c[:, 1] - 1 + sl[1].start + 0.5
-        out.append((idx, np.stack([x, y], axis=1).astype(np.float32)))
+        pieces, n = ndi.label(labels[sl] == idx)  # 4-connected, as find_contours' foreground
+        parts: list[tuple[float, np.ndarray, list[np.ndarray]]] = []
+        for j, psl in enumerate(ndi.find_objects(pieces), start=1):
+            crop = np.pad(pieces[psl] == j, 1).astype(np.float32)
+            oy = sl[0].start + psl[0].start - 1
+            ox = sl[1].start + psl[1].start - 1
+            rings = []
+            for c in find_contours(crop, 0.5):
+                if len(c) > 1 and np.array_equal(c[0], c[-1]):
+                    c = c[:-1]  # find_contours closes loops by repeating the first vertex
+                ring = np.stack([c[:, 1] + ox + 0.5, c[:, 0] + oy + 0.5], axis=1)
+                rings.append((_ring_area(ring), _drop_collinear(ring)))
+            if not rings:
+                continue
+            ext_i = max(range(len(rings)), key=lambda i: abs(rings[i][0]))  # the outer ring encloses the rest
+            area, ext = rings[ext_i]
+            ext = ext if area > 0 else ext[::-1]
+            holes = [r if a < 0 else r[::-1] for i, (a, r) in enumerate(rings) if i != ext_i]
+            parts.append((abs(area), np.ascontiguousarray(ext), [np.ascontiguousarray(h) for h in holes]))
+        if parts:
+            parts.sort(key=lambda t: -t[0])
+            out.append((idx, [(e, h) for _, e, h in parts]))
     return out
+
+
+def cell_polygons(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``(label, (n, 2) float32 x/y polygon)`` per cell, in ImageJ pixel coordinates.
+
+    The exterior ring of the cell's largest piece from :func:`cell_outlines` (an ImageJ polygon
+    ROI has no holes and one piece; :func:`geojson_feature_collection` keeps them all). Filling
+    it reproduces a one-piece cell without holes exactly.
+    """
+    return [(k, parts[0][0].astype(np.float32)) for k, parts in cell_outlines(labels)]
 
 
 def rois_zip_bytes(labels: np.ndarray) -> bytes:
@@ -218,12 +266,83 @@ def rois_zip_bytes(labels: np.ndarray) -> bytes:
             name = f"{k:0{width}d}-cell"
             roi = roifile.ImagejRoi.frompoints(pts, name=name)
             roi.roitype = roifile.ROI_TYPE.POLYGON
-            zf.writestr(f"{name}.roi", roi.tobytes())
+            # a fixed time stamp: the same labels give the same bytes (resumed runs, checksums)
+            info = zipfile.ZipInfo(f"{name}.roi", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, roi.tobytes(), compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
 def write_rois_zip(path: str | os.PathLike[str], labels: np.ndarray) -> None:
     """Write :func:`rois_zip_bytes` to ``path`` (opens in Fiji's ROI Manager), atomically."""
     data = rois_zip_bytes(labels)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(data)
+
+
+def _closed(ring: np.ndarray) -> list[list[float]]:
+    pts = [[float(x), float(y)] for x, y in ring]
+    return [*pts, pts[0]]
+
+
+def geojson_feature_collection(
+    labels: np.ndarray, image: np.ndarray, scores: Mapping[int, float] | None = None
+) -> dict:
+    """The cells as a GeoJSON ``FeatureCollection`` that QuPath imports as detections.
+
+    One feature per cell: geometry a ``Polygon`` (exterior + holes) or, for a cell in several
+    pieces, a ``MultiPolygon`` (one polygon per piece, largest first), from :func:`cell_outlines`
+    (pixel coordinates, origin at the top-left image corner, closed rings, exteriors
+    counter-clockwise in (x, y)). ``properties``: ``objectType: "detection"``, ``name``
+    (``"cell <label>"``), ``label``, and ``measurements`` ({name: number}, QuPath's form) with
+    the columns of :func:`measurements_table` (``score`` too when ``scores`` are given; a value
+    that is not finite is left out, JSON has no NaN).
+    """
+    cols = measurements_table(labels, image, scores)
+    row_of = {int(k): i for i, k in enumerate(cols["label"])}
+    features = []
+    for k, parts in cell_outlines(labels):
+        polys = [[_closed(ext), *(_closed(h) for h in holes)] for ext, holes in parts]
+        geometry = (
+            {"type": "Polygon", "coordinates": polys[0]}
+            if len(polys) == 1
+            else {"type": "MultiPolygon", "coordinates": polys}
+        )
+        i = row_of[k]
+        meas: dict[str, float | int] = {}
+        for name, col in cols.items():
+            v = col[i]
+            if np.issubdtype(col.dtype, np.integer):
+                meas[name] = int(v)
+            elif np.isfinite(v):
+                meas[name] = float(v)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {
+                    "objectType": "detection",
+                    "name": f"cell {k}",
+                    "label": k,
+                    "measurements": meas,
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def geojson_bytes(labels: np.ndarray, image: np.ndarray, scores: Mapping[int, float] | None = None) -> bytes:
+    """:func:`geojson_feature_collection` as compact UTF-8 JSON."""
+    fc = geojson_feature_collection(labels, image, scores)
+    return json.dumps(fc, separators=(",", ":"), allow_nan=False).encode()
+
+
+def write_geojson(
+    path: str | os.PathLike[str],
+    labels: np.ndarray,
+    image: np.ndarray,
+    scores: Mapping[int, float] | None = None,
+) -> None:
+    """Write :func:`geojson_bytes` to ``path`` (QuPath: File > Import objects from file), atomically."""
+    data = geojson_bytes(labels, image, scores)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)

@@ -20,6 +20,7 @@ No torch here: the module is imported by the CLI, the app and the metrics-side t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,22 @@ class PostprocessParams:
     #: foreground components that received no seed become instances of their own
     keep_unseeded: bool = True
 
+    #: fields that are probabilities (thresholds on maps in [0, 1])
+    PROBABILITY_FIELDS = ("fg_threshold", "boundary_threshold", "center_threshold", "boundary_dist_threshold")
+
+    def __post_init__(self) -> None:
+        """Refuse values that would silently give a wrong answer (NaN, negative sizes, ...)."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(f.default, bool):
+                continue
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v!r}")
+            if f.name in self.PROBABILITY_FIELDS and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{f.name} must be in [0, 1], got {v!r}")
+            if v < 0:
+                raise ValueError(f"{f.name} must not be negative, got {v!r}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
         """Build from a dict (e.g. ``postprocess.json``); unknown keys are ignored, values coerced."""
@@ -99,13 +116,17 @@ class PostprocessParams:
         from .io import read_json
 
         p = Path(path)
-        d = read_json(p)
+        return cls.checked(read_json(p), p)
+
+    @classmethod
+    def checked(cls, d: Any, where: object) -> PostprocessParams:
+        """:meth:`from_dict` of a parsed JSON file ``where``: a one-line InputFileError if invalid."""
         if not isinstance(d, dict):
-            raise InputFileError(p, "expected a JSON object of post-processing parameters")
+            raise InputFileError(where, "expected a JSON object of post-processing parameters")
         try:
             return cls.from_dict(d)
-        except (TypeError, ValueError) as e:
-            raise InputFileError(p, f"invalid parameter value ({e})") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InputFileError(where, f"invalid parameter value ({e})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,13 +455,30 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
+    from .io import check_image_size
+
     try:
         if p.suffix.lower() == ".npy":
+            with open(p, "rb") as fh:  # the header first: refuse a huge declared shape before reading
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _fortran, _dtype = read_header(fh)
+            if len(shape) in (2, 3):
+                check_image_size(p, shape[-2], shape[-1], what="maps")
             arr = np.load(p, allow_pickle=False)
         elif p.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            arr = tifffile.imread(p)
+            with tifffile.TiffFile(p) as tf:
+                page = tf.pages[0]
+                check_image_size(p, page.imagelength, page.imagewidth, what="maps")
+                if len(tf.pages) > 8:
+                    raise InputFileError(p, f"{len(tf.pages)} pages: not a maps file")
+                arr = tf.asarray()
         else:
             raise InputFileError(p, "unsupported maps file (expected .npy or .tif)")
     except InputFileError:

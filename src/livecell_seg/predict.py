@@ -2,7 +2,7 @@
 
 - :func:`segment_image`: one image (array) -> :class:`SegmentationResult` (labels, maps, scores, timings).
 - :func:`predict_paths`: files/folders -> ``OUT/<stem>.tif`` uint16 labels (+ maps, overlay PNG,
-  measurements CSV, ImageJ ROI zip on request), with a progress bar; unreadable files are named
+  measurements CSV, ImageJ ROI zip, QuPath GeoJSON on request), with a progress bar; unreadable files are named
   in one line and skipped, the rest processed.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inference as _inference  # noqa: F401 - light; sets OMP_WAIT_POLICY before torch loads
-from .errors import LivecellError
+from .errors import InputFileError, LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -55,6 +55,8 @@ class PredictSummary:
     processed: list[Path] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: files found in the input folders that are outputs of an earlier run into ``out_dir`` (not inputs)
+    ignored_outputs: list[Path] = field(default_factory=list)
     n_cells: dict[str, int] = field(default_factory=dict)
     timings: list[dict[str, float]] = field(default_factory=list)
     scales: dict[str, float] = field(default_factory=dict)
@@ -149,6 +151,11 @@ def segment_image(
 
     def run(s: float) -> tuple[np.ndarray, np.ndarray]:
         nonlocal t_net, t_post
+        from .io import check_image_size
+        from .scale import scaled_shape
+
+        # the zoomed image is held in memory too: it obeys the same size limit as a file
+        check_image_size(f"zoomed by {s:g}", *scaled_shape(image.shape, s), what="the image")
         t0 = time.perf_counter()
         maps = predict_maps_scaled(model, image, s, **predict_kwargs)
         t1 = time.perf_counter()
@@ -232,16 +239,65 @@ def load_model_for_predict(
     return load_model_dir(d, device=dev)
 
 
-def _output_stems(paths: list[Path]) -> list[str]:
-    """Output stem per input; a repeated stem (same name in two folders) gets ``-2``, ``-3``, ..."""
-    seen: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        s = p.stem
-        n = seen.get(s, 0) + 1
-        seen[s] = n
-        stems.append(s if n == 1 else f"{s}-{n}")
-    return stems
+#: ``OUT/predict_names.json``: which input file wrote which output name (kept across runs)
+NAMES_FILE = "predict_names.json"
+
+
+def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True) -> list[str]:
+    """Output stem per input; a repeated stem (same name in two folders) gets ``-2``, ``-3``, ...
+
+    With ``out``, the names given in earlier runs (``OUT/predict_names.json``) are kept, and new
+    inputs never take a name already given to another file: adding ``c/x.tif`` to a run that
+    wrote ``x.tif`` for ``a/x.tif`` does not shift anything (``--resume`` stays right). ``save``
+    records the names in that file.
+    """
+    from .io import read_json, write_json_atomic
+
+    known: dict[str, str] = {}
+    names_path = out / NAMES_FILE if out is not None else None
+    if names_path is not None and names_path.is_file():
+        try:
+            d = read_json(names_path)
+            known = {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+        except LivecellError:
+            known = {}
+    keys = [str(p.resolve()) for p in paths]
+    taken = set(known.values())
+    stems: list[str | None] = [known.get(k) for k in keys]
+    used: set[str] = set()
+    for i, st in enumerate(stems):  # an earlier name taken twice (edited by hand): reassign
+        if st is not None and st in used:
+            stems[i] = None
+        elif st is not None:
+            used.add(st)
+    for i, p in enumerate(paths):
+        if stems[i] is None:
+            s, n = p.stem, 1
+            while (s if n == 1 else f"{s}-{n}") in taken | used:
+                n += 1
+            stems[i] = s if n == 1 else f"{s}-{n}"
+            used.add(stems[i])
+            known[keys[i]] = stems[i]
+    if names_path is not None and save:
+        write_json_atomic(names_path, dict(sorted(known.items())))
+    return [str(s) for s in stems]
+
+
+def _earlier_outputs(inputs: list[Path], expanded: list[Path], out: Path) -> list[Path]:
+    """Files that folder expansion found among ``out``'s own outputs (``OUT/*.tif``,
+    ``OUT/overlays/*.png``); files named explicitly are never excluded."""
+    out_abs = out.resolve()
+    explicit = {q.resolve() for q in inputs if q.is_file()}
+    found = []
+    for q in expanded:
+        r = q.resolve()
+        if r in explicit:
+            continue
+        if (r.parent == out_abs and r.suffix.lower() == ".tif") or (
+            r.parent == out_abs / "overlays" and r.suffix.lower() == ".png"
+        ):
+            found.append(q)
+    return found
 
 
 def predict_paths(
@@ -255,6 +311,7 @@ def predict_paths(
     overlay: bool = False,
     measurements: bool = False,
     rois: bool = False,
+    geojson: bool = False,
     device: str | None = None,
     tta: bool | str = False,
     tile: int = 512,
@@ -271,9 +328,10 @@ def predict_paths(
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
 
     Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
-    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv`` and
-    ``rois/<stem>.zip``, each atomically. A file that cannot be read or segmented is reported in
-    one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
+    (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
+    ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
+    :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
+    segmented is reported in one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
     ``backend``: ``"torch"`` or ``"onnxruntime"`` (CPU, float32; see :func:`load_model_for_predict`).
@@ -281,18 +339,22 @@ def predict_paths(
     import torch
     from tqdm import tqdm
 
-    from .io import list_images, read_image, write_labels
-    from .outputs import save_overlay_png, write_measurements_csv, write_rois_zip
+    from .io import list_images, read_image, sweep_stale_parts, write_labels
+    from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
     out = Path(out_dir)
-    paths = list_images(inputs if isinstance(inputs, list) else [inputs])
-    out_abs = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "output path exists and is not a folder")
+    given = [Path(q) for q in (inputs if isinstance(inputs, list) else [inputs])]
+    paths = list_images(given)
     # never treat our own outputs as inputs (``--out`` inside an ``--input`` folder, re-runs)
-    paths = [q for q in paths if out_abs not in q.resolve().parents]
-    summary = PredictSummary(out_dir=out, n_inputs=len(paths))
+    earlier = _earlier_outputs(given, paths, out)
+    paths = [q for q in paths if q not in set(earlier)]
+    summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if not paths:
         raise LivecellError(
-            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, inputs if isinstance(inputs, list) else [inputs]))}"
+            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, given))}"
+            + (f" ({len(earlier)} earlier outputs in {out} ignored)" if earlier else "")
         )
     if backend == "onnxruntime" and precision == "bf16":
         raise LivecellError("--precision bf16 needs the torch backend (onnxruntime runs float32)")
@@ -305,7 +367,6 @@ def predict_paths(
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)
     resolve_scale(model, scale, diameter)  # a bad value or a model without a diameter fails before any work
-    out.mkdir(parents=True, exist_ok=True)
 
     def targets(stem: str) -> list[Path]:
         t = [out / f"{stem}.tif"]
@@ -317,10 +378,24 @@ def predict_paths(
             t.append(out / "measurements" / f"{stem}.csv")
         if rois:
             t.append(out / "rois" / f"{stem}.zip")
+        if geojson:
+            t.append(out / f"{stem}.geojson")
         return t
 
+    stems = _output_stems(paths, out, save=False)
+    input_files = {q.resolve(): q for q in paths}
+    for stem in stems:  # refused before anything is written
+        for t in targets(stem):
+            if t.resolve() in input_files:
+                raise InputFileError(
+                    input_files[t.resolve()],
+                    f"would be overwritten by its own output; choose another --out than {out}",
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(out)  # temporary files of a killed earlier run
+    _output_stems(paths, out)  # records the names
     bar = tqdm(
-        list(zip(paths, _output_stems(paths))),
+        list(zip(paths, stems)),
         disable=not progress,
         unit="img",
         file=sys.stderr,
@@ -359,8 +434,10 @@ def predict_paths(
                 write_measurements_csv(out / "measurements" / f"{stem}.csv", res.labels, image, res.scores)
             if rois:
                 write_rois_zip(out / "rois" / f"{stem}.zip", res.labels)
+            if geojson:
+                write_geojson(out / f"{stem}.geojson", res.labels, image, res.scores)
             t3 = time.perf_counter()
-        except (LivecellError, ValueError, OSError, RuntimeError) as e:
+        except (LivecellError, ValueError, OSError, RuntimeError, MemoryError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if str(path) not in msg:
                 msg = f"{path}: {msg}"

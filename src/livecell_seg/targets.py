@@ -62,26 +62,6 @@ def per_object_distances(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cmax = float(cd.max())
         center[crop][m] = cd / cmax if cmax > 0 else 0.0
     return center, bound
-    # distance of every pixel to the nearest pixel not of its own label (background or another cell)
-    edges = find_boundaries(labels, mode="outer") & (labels > 0) | (labels == 0)
-    edt = ndi.distance_transform_edt(~edges).astype(np.float32) - 1.0  # 0 on the cell's edge
-    for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        m = labels[sl] == i
-        d = np.where(m, edt[sl], 0.0)
-        dmax = float(d.max())
-        if dmax <= 0:  # a cell one or two pixels thick: all of it is "centre"
-            bound[sl][m] = 0.0
-            center[sl][m] = 0.0
-            continue
-        bound[sl][m] = 1.0 - d[m] / dmax
-        cy, cx = np.unravel_index(int(np.argmax(d)), d.shape)
-        yy, xx = np.nonzero(m)
-        cd = np.hypot(yy - cy, xx - cx).astype(np.float32)
-        cmax = float(cd.max())
-        center[sl][m] = cd / cmax if cmax > 0 else 0.0
-    return center, bound
 
 
 def make_targets(labels: np.ndarray, head: str, boundary_width: int = 1) -> np.ndarray:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from ..errors import LivecellError
 
+#: largest upload the page accepts, in MB (Streamlit's ``server.maxUploadSize``, set explicitly)
+MAX_UPLOAD_MB = 200
+
 #: the Streamlit page script
 SCRIPT = Path(__file__).resolve().parent / "streamlit_app.py"
 #: environment variable through which the launcher hands the model folder to the page
@@ -56,6 +59,7 @@ def streamlit_command(port: int, host: str = HOST) -> list[str]:
         "--server.fileWatcherType=none",
         "--server.runOnSave=false",
         "--browser.gatherUsageStats=false",
+        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
         f"--browser.serverAddress={host}",
         f"--browser.serverPort={port}",
         "--theme.base=light",

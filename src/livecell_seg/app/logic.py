@@ -11,8 +11,12 @@ import functools
 import hashlib
 import io
 import os
+import sys
 import tempfile
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ import numpy as np
 from ..errors import InputFileError, LivecellError
 from ..heads import head_channels
 from ..io import IMAGE_SUFFIXES
+from . import MAX_UPLOAD_MB
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import LoadedModel
@@ -31,8 +36,27 @@ if TYPE_CHECKING:  # pragma: no cover
 UPLOAD_TYPES: tuple[str, ...] = tuple(s.lstrip(".") for s in IMAGE_SUFFIXES)
 #: images larger than this are refused in the browser app (use ``livecell-seg predict``)
 MAX_PIXELS = 50_000_000
+#: memory the page's caches (decoded images, maps, labels, outputs) may hold: ``$LIVECELL_APP_CACHE_MB``
+CACHE_MB_ENV = "LIVECELL_APP_CACHE_MB"
+DEFAULT_CACHE_MB = 1024
 #: test-time augmentation choices: label -> ``predict_maps(tta=...)``
 TTA_CHOICES: dict[str, bool | str] = {"none": False, "4 flips": "flips", "8 flips/rotations": True}
+#: zoom choices: label -> ``network_maps(scale=...)``; "auto" needs a model that records its cell size
+ZOOM_CHOICES: dict[str, float | str] = {
+    "1 (as is)": 1.0,
+    "auto (cell size)": "auto",
+    "0.5": 0.5,
+    "0.7": 0.7,
+    "1.4": 1.4,
+}
+
+
+def zoom_choices(model: LoadedModel) -> list[str]:
+    """The zoom labels offered for ``model`` (no "auto" without a training cell diameter)."""
+    ok = model.model_config.cell_diameter is not None
+    return [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
+
+
 #: human-readable channel names
 CHANNEL_TITLES = {
     "fg": "foreground",
@@ -43,6 +67,70 @@ CHANNEL_TITLES = {
 
 #: how many times the network ran in this process (the page caches maps; tests check this)
 network_runs = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# a cache bounded by memory
+# --------------------------------------------------------------------------------------------------
+def nbytes_of(value: Any) -> int:
+    """Approximate memory held by ``value``: arrays, bytes and containers of them."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(nbytes_of(k) + nbytes_of(v) for k, v in value.items()) + sys.getsizeof(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sum(nbytes_of(v) for v in value) + sys.getsizeof(value)
+    return sys.getsizeof(value)
+
+
+def cache_budget_bytes() -> int:
+    """The page caches' memory budget: ``$LIVECELL_APP_CACHE_MB`` (default 1024 MB)."""
+    v = os.environ.get(CACHE_MB_ENV, "").strip()
+    try:
+        mb = float(v) if v else DEFAULT_CACHE_MB
+    except ValueError:
+        mb = DEFAULT_CACHE_MB
+    return int(max(mb, 1.0) * 1_000_000)
+
+
+class MemoryCache:
+    """A thread-safe least-recently-used cache that holds at most ``max_bytes`` of values.
+
+    The page keeps decoded images, probability maps, labels and download payloads here: a count
+    limit alone (Streamlit's ``max_entries``) lets a few large images take all the memory. A value
+    larger than the whole budget is computed and returned but not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, computing (outside the lock) and storing it on a miss."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit[0]
+        value = compute()
+        size = nbytes_of(value)
+        if size > self.max_bytes:
+            return value
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+                self.nbytes += size
+            while self.nbytes > self.max_bytes and self._items:
+                _k, (_v, sz) = self._items.popitem(last=False)
+                self.nbytes -= sz
+        return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,34 +160,29 @@ def decode_image(name: str, data: bytes) -> np.ndarray:
     Raises :class:`InputFileError` naming ``name`` for an unsupported type, an empty or
     unreadable file, or an image too small or too large for the app.
     """
-    from ..io import read_image
+    from ..io import max_image_pixels, read_image
 
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise InputFileError(name, f"unsupported file type {suffix or '(none)'!r}; use TIFF, PNG or JPEG")
     if not data:
         raise InputFileError(name, "file is empty")
+    if len(data) > MAX_UPLOAD_MB * 1_000_000:
+        raise InputFileError(name, f"file larger than {MAX_UPLOAD_MB} MB; use `livecell-seg predict`")
     with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
         tmp = Path(d) / f"upload{suffix}"
         tmp.write_bytes(data)
         try:
-            img = read_image(tmp)
+            # the header is checked against the app's limit before any pixel is decoded
+            img = read_image(
+                tmp, max_pixels=min(MAX_PIXELS, max_image_pixels()), limit_hint="use `livecell-seg predict`"
+            )
         except InputFileError as e:
             raise InputFileError(name, e.problem) from None
-    if not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
-        raise InputFileError(name, f"unsupported pixel type {img.dtype}")
     if min(img.shape) < 8:
         raise InputFileError(
             name, f"image too small ({img.shape[1]}x{img.shape[0]} pixels; need 8x8 or more)"
         )
-    if img.size > MAX_PIXELS:
-        raise InputFileError(
-            name,
-            f"image too large for the web app ({img.shape[1]}x{img.shape[0]} pixels); "
-            "use `livecell-seg predict`",
-        )
-    if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
-        raise InputFileError(name, "image contains NaN or infinite values")
     return img
 
 
@@ -175,15 +258,34 @@ def describe_model(model: LoadedModel) -> str:
     return f"`{name}`: {cfg.arch}, {cfg.base_features} base features, depth {cfg.depth}, head `{cfg.head}`, {tuned}"
 
 
-def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
-    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds)``."""
+def network_maps(
+    model: LoadedModel, image: np.ndarray, tta: bool | str = False, scale: float | str = 1.0
+) -> tuple[np.ndarray, float, float]:
+    """Run the network on ``image`` (tiled when large): ``((C, H, W) float32 maps, seconds, zoom)``.
+
+    ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
+    ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
+    """
     global network_runs
-    from ..inference import predict_maps
+    from ..inference import predict_maps_scaled
 
     t0 = time.perf_counter()
-    maps = predict_maps(model, image, tta=tta)
+    if scale == "auto":
+        from ..predict import segment_image
+
+        res = segment_image(model, image, tta=tta, scale="auto")
+        maps, zoom = res.maps, res.scale
+    else:
+        zoom = float(scale)
+        maps = predict_maps_scaled(model, image, zoom, tta=tta)
     network_runs += 1
-    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0
+    return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
+
+
+def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
+    """Run the network on ``image`` at its own size: ``((C, H, W) float32 maps, seconds)``."""
+    maps, seconds, _ = network_maps(model, image, tta)
+    return maps, seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -409,13 +511,16 @@ def measurements(
 
 
 def labels_tiff_bytes(labels: np.ndarray) -> bytes:
-    """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells)."""
+    """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells), tagged
+    like ``predict``'s label images (:data:`livecell_seg.io.LABELS_SOFTWARE`)."""
     import tifffile
+
+    from ..io import LABELS_SOFTWARE
 
     labels = np.asarray(labels)
     dtype = np.uint16 if labels.size == 0 or int(labels.max()) <= np.iinfo(np.uint16).max else np.uint32
     buf = io.BytesIO()
-    tifffile.imwrite(buf, labels.astype(dtype), compression="zlib")
+    tifffile.imwrite(buf, labels.astype(dtype), compression="zlib", software=LABELS_SOFTWARE)
     return buf.getvalue()
 
 
@@ -447,6 +552,13 @@ def rois_zip(labels: np.ndarray) -> bytes:
     return rois_zip_bytes(labels)
 
 
+def geojson(labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None) -> bytes:
+    """The cells as QuPath detections (GeoJSON), the same file as ``predict --geojson``."""
+    from ..outputs import geojson_bytes
+
+    return geojson_bytes(labels, image, scores)
+
+
 def download_names(image_name: str) -> dict[str, str]:
     """Download file names derived from the image's name."""
     stem = Path(image_name).stem or "image"
@@ -455,6 +567,7 @@ def download_names(image_name: str) -> dict[str, str]:
         "overlay": f"{stem}_overlay.png",
         "csv": f"{stem}_measurements.csv",
         "rois": f"{stem}_rois.zip",
+        "geojson": f"{stem}.geojson",
     }
 
 
@@ -465,3 +578,117 @@ def error_message(exc: BaseException, name: str | None = None) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     where = f"{name}: " if name else ""
     return f"{where}{type(exc).__name__}{': ' + text if text else ''}"
+
+
+# --------------------------------------------------------------------------------------------------
+# time course (several frames of one or more wells)
+# --------------------------------------------------------------------------------------------------
+#: the time-course view segments at most this many frames (use `livecell-seg timecourse` beyond)
+MAX_TIMECOURSE_FRAMES = 300
+
+
+@dataclass
+class TimecourseView:
+    """What the time-course view shows: the tables of :mod:`livecell_seg.timecourse` and the
+    frames (sorted by well and time) with one-line messages for the frames left out."""
+
+    frames: list[Any]
+    per_image: list[dict[str, Any]]
+    per_well_time: list[dict[str, Any]]
+    growth: list[dict[str, Any]]
+    skipped: list[str]
+
+
+def folder_frames(folder: str) -> list[Path]:
+    """The images in a folder on this computer (recursively), for the time-course view."""
+    from ..io import list_images
+
+    p = Path(str(folder).strip()).expanduser()
+    if not str(folder).strip():
+        raise LivecellError("enter a folder")
+    if not p.is_dir():
+        raise InputFileError(p, "no such folder")
+    paths = list_images(p)
+    if not paths:
+        raise InputFileError(p, "no images (.tif, .tiff, .png, .jpg, .jpeg) in this folder")
+    if len(paths) > MAX_TIMECOURSE_FRAMES:
+        raise InputFileError(
+            p,
+            f"{len(paths)} images: the web app takes up to {MAX_TIMECOURSE_FRAMES}; "
+            "use `livecell-seg timecourse` for more",
+        )
+    return paths
+
+
+def parse_frames(names: list[str], pattern: str | None = None) -> tuple[list[Any], list[str]]:
+    """Frames parsed from file names (sorted by well and time) and one message for names that
+    match nothing (empty when all match). Raises LivecellError for a bad pattern or no match."""
+    from ..timecourse import parse_names, unparsed_message
+
+    frames, bad = parse_names([Path(n) for n in names], (pattern or "").strip() or None)
+    if not bad:
+        return frames, []
+    msg = unparsed_message(bad, len(names), (pattern or "").strip() or None)
+    if not frames:
+        raise LivecellError(msg)
+    return frames, [msg]
+
+
+def timecourse_view(
+    frames: list[Any], labels: dict[str, np.ndarray], pixel_size_um: float | None, skipped: list[str]
+) -> TimecourseView:
+    """Measure, aggregate and fit exactly as ``livecell-seg timecourse`` does; ``labels`` maps the
+    frame's file name (``str(frame.path)``) to its instance labels (missing: the frame failed)."""
+    from ..timecourse import aggregate, fit_wells, measure_labels, tabulate
+
+    measured = [
+        (f, measure_labels(labels[str(f.path)], pixel_size_um), None) for f in frames if str(f.path) in labels
+    ]
+    rows, wrong = tabulate(measured)
+    if not rows:
+        raise LivecellError("no frame could be measured")
+    pwt = aggregate(rows)
+    kept = {r["file"] for r in rows}
+    return TimecourseView(
+        frames=[f for f in frames if str(f.path) in kept],
+        per_image=rows,
+        per_well_time=pwt,
+        growth=fit_wells(pwt),
+        skipped=list(skipped) + [m for _p, m in wrong],
+    )
+
+
+def timecourse_curves_png(view: TimecourseView) -> bytes:
+    """The growth curves of ``livecell-seg timecourse``'s report (fold change, fits dashed)."""
+    from ..timecourse_report import growth_curves_png
+
+    return growth_curves_png(view.per_well_time, view.growth)
+
+
+def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
+    """``per_image``, ``per_well_time`` or ``growth`` as the command's CSV file."""
+    from ..timecourse import GROWTH_COLUMNS, PER_IMAGE_COLUMNS, PER_WELL_TIME_COLUMNS, csv_text
+
+    rows, cols = {
+        "per_image": (view.per_image, PER_IMAGE_COLUMNS),
+        "per_well_time": (view.per_well_time, PER_WELL_TIME_COLUMNS),
+        "growth": (view.growth, GROWTH_COLUMNS),
+    }[table]
+    return csv_text(rows, cols).encode()
+
+
+def growth_table(view: TimecourseView) -> list[dict[str, Any]]:
+    """The growth fits as display rows (doubling time with its CI, R², points used, verdict)."""
+    from ..timecourse_report import format_doubling_time, well_label
+
+    return [
+        {
+            "well": well_label(g["cell_type"], g["well"]),
+            "metric": g["metric"],
+            "doubling time [95% CI]": format_doubling_time(g),
+            "R²": None if g["r2"] != g["r2"] else round(float(g["r2"]), 3),
+            "time points used": f"{g['n_used']} of {g['n_points']}",
+            "meaningful": "yes" if g["meaningful"] else f"no: {g['reason']}",
+        }
+        for g in view.growth
+    ]

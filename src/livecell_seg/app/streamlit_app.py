@@ -27,39 +27,56 @@ def get_model(model_key: str, _model_dir):  # noqa: ANN001, ANN201
     return logic.load_model(_model_dir)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def page_cache() -> logic.MemoryCache:
+    """One cache for the whole server, bounded by memory ($LIVECELL_APP_CACHE_MB), not by count."""
+    return logic.MemoryCache(logic.cache_budget_bytes())
+
+
 def get_image(name: str, image_key: str, _data: bytes) -> np.ndarray:
-    return logic.decode_image(name, _data)
+    return page_cache().get(("image", name, image_key), lambda: logic.decode_image(name, _data))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def get_maps(image_key: str, model_key: str, tta: str, _model, _image) -> tuple[np.ndarray, float]:  # noqa: ANN001
-    return logic.compute_maps(_model, _image, logic.TTA_CHOICES[tta])
+def get_maps(
+    image_key: str, model_key: str, tta: str, zoom: str, _model, _image
+) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
+    return page_cache().get(
+        ("maps", image_key, model_key, tta, zoom),
+        lambda: logic.network_maps(_model, _image, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom]),
+    )
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def get_labels(maps_key: str, params_json: str, head: str, _maps, _params) -> np.ndarray:  # noqa: ANN001
-    return logic.segment(_maps, head, _params)
+    return page_cache().get(
+        ("labels", maps_key, params_json, head), lambda: logic.segment(_maps, head, _params)
+    )
+
+
+def get_sample_gt(name: str, image_key: str, _image) -> np.ndarray | None:  # noqa: ANN001
+    return page_cache().get(("gt", name, image_key), lambda: logic.sample_ground_truth(name, _image))
+
+
+def get_outputs(labels_key: str, color_by: str, _image, _labels, _fg) -> dict:  # noqa: ANN001
+    """Scores, overlay, table and download payloads of one segmentation."""
+
+    def compute() -> dict:
+        scores = logic.scores_of(_labels, _fg)
+        ov = logic.overlay(_image, _labels, color_by, scores)
+        return {
+            "scores": scores,
+            "overlay": ov,
+            "table": logic.measurements(_labels, _image, scores),
+            "labels_tif": logic.labels_tiff_bytes(_labels),
+            "overlay_png": logic.png_bytes(ov),
+            "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
+        }
+
+    return page_cache().get(("outputs", labels_key, color_by), compute)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def get_sample_gt(name: str, image_key: str, _image) -> np.ndarray | None:  # noqa: ANN001
-    return logic.sample_ground_truth(name, _image)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def get_outputs(labels_key: str, color_by: str, _image, _labels, _fg) -> dict:  # noqa: ANN001
-    """Scores, overlay, table and download payloads of one segmentation."""
-    scores = logic.scores_of(_labels, _fg)
-    ov = logic.overlay(_image, _labels, color_by, scores)
-    return {
-        "scores": scores,
-        "overlay": ov,
-        "table": logic.measurements(_labels, _image, scores),
-        "labels_tif": logic.labels_tiff_bytes(_labels),
-        "overlay_png": logic.png_bytes(ov),
-        "hist": logic.area_histogram_png(logic.cell_areas(_labels)),
-    }
+def get_curves(tables_key: str, _view) -> bytes:  # noqa: ANN001
+    return logic.timecourse_curves_png(_view)
 
 
 def fail(message: str) -> None:
@@ -80,29 +97,56 @@ st.caption(
 samples = {p.name: p for p in logic.sample_images()}
 query_sample = st.query_params.get("sample")
 items: list[tuple[str, bytes]] = []
+tc_error: str | None = None
 with st.sidebar:
-    st.header("Image")
-    source = st.radio("Source", ["Sample image", "Upload"], horizontal=True, key="source")
-    if source == "Sample image":
-        if not samples:
-            st.warning("The bundled sample images are missing; upload an image instead.")
+    view = st.radio("View", ["Single images", "Time course"], horizontal=True, key="view")
+    st.header("Image" if view == "Single images" else "Frames")
+    if view == "Time course":
+        tc_source = st.radio("Frames from", ["Folder", "Upload"], horizontal=True, key="tc_source")
+        if tc_source == "Folder":
+            tc_folder = st.text_input("Folder on this computer", key="tc_folder")
+            if tc_folder.strip():
+                try:
+                    items = [(str(p), p.read_bytes()) for p in logic.folder_frames(tc_folder)]
+                except Exception as e:  # noqa: BLE001
+                    tc_error = logic.error_message(e)
         else:
-            names = list(samples)
-            chosen = st.selectbox(
-                "LIVECell sample (with ground truth)",
-                names,
-                index=names.index(query_sample) if query_sample in samples else 0,
-                key="sample",
+            tc_uploads = st.file_uploader(
+                "Frames of one or more wells (LIVECell/Incucyte names, e.g. A172_Phase_C7_1_02d16h00m_2.tif)",
+                type=list(logic.UPLOAD_TYPES),
+                accept_multiple_files=True,
+                key="tc_upload",
             )
-            items = [(chosen, samples[chosen].read_bytes())]
-    else:
-        uploads = st.file_uploader(
-            "Images (TIFF incl. LZW/16-bit, PNG, JPEG)",
-            type=list(logic.UPLOAD_TYPES),
-            accept_multiple_files=True,
-            key="upload",
+            items = [(f.name, f.getvalue()) for f in tc_uploads or []]
+        tc_pattern = st.text_input(
+            "Name pattern (optional regex)",
+            key="tc_pattern",
+            help="named groups time (02d04h00m, 12h30m or hours) or days/hours/minutes; optionally "
+            "cell_type, well, field, crop. Empty: LIVECell/Incucyte names.",
         )
-        items = [(f.name, f.getvalue()) for f in uploads or []]
+        tc_pixel = st.number_input("Pixel size (µm, 0 = unknown)", 0.0, 100.0, 0.5, 0.05, key="tc_pixel")
+    else:
+        source = st.radio("Source", ["Sample image", "Upload"], horizontal=True, key="source")
+        if source == "Sample image":
+            if not samples:
+                st.warning("The bundled sample images are missing; upload an image instead.")
+            else:
+                names = list(samples)
+                chosen = st.selectbox(
+                    "LIVECell sample (with ground truth)",
+                    names,
+                    index=names.index(query_sample) if query_sample in samples else 0,
+                    key="sample",
+                )
+                items = [(chosen, samples[chosen].read_bytes())]
+        else:
+            uploads = st.file_uploader(
+                "Images (TIFF incl. LZW/16-bit, PNG, JPEG)",
+                type=list(logic.UPLOAD_TYPES),
+                accept_multiple_files=True,
+                key="upload",
+            )
+            items = [(f.name, f.getvalue()) for f in uploads or []]
 
     st.header("Model")
     env_model = os.environ.get(MODEL_ENV, "")
@@ -130,6 +174,15 @@ head = model.head
 channels = head_channels(head)
 
 with st.sidebar:
+    zooms = logic.zoom_choices(model)
+    zoom = st.selectbox(
+        "Zoom for the network",
+        zooms,
+        index=zooms.index("auto (cell size)") if "auto (cell size)" in zooms else 0,
+        key="zoom",
+        help="auto: segment at zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells "
+        "look the size the model was trained on (predict --scale auto). Labels keep the image's size.",
+    )
     st.caption(logic.describe_model(model))
     st.header("Post-processing")
     tag = logic.digest(mkey.encode())  # new model -> sliders start from its own values
@@ -162,29 +215,110 @@ with st.sidebar:
 # --------------------------------------------------------------------------------------------------
 # main area
 # --------------------------------------------------------------------------------------------------
-if not items:
+if view == "Time course":
+    if tc_error:
+        fail(tc_error)
+    if not items:
+        st.info(
+            "Choose a folder or upload the frames of a time lapse in the sidebar. Names like "
+            "SkBr3_Phase_H3_2_02d04h00m_3.tif (cell type, well, field, time, crop) are grouped by well "
+            "and time; other names need a pattern."
+        )
+        st.stop()
+elif not items:
     st.info("Pick a sample image or upload images (TIFF incl. LZW and 16-bit, PNG, JPEG) in the sidebar.")
     st.stop()
 
 images: list[tuple[str, str, np.ndarray]] = []
+unreadable: list[str] = []  # time course: listed with the other skipped frames
 for name, data in items:
     key = logic.digest(data)
     try:
         images.append((name, key, get_image(name, key, data)))
     except Exception as e:  # noqa: BLE001
-        st.error(logic.error_message(e, name))
+        if view == "Time course":
+            unreadable.append(logic.error_message(e, name))
+        else:
+            st.error(logic.error_message(e, name))
 if not images:
+    for m in unreadable:
+        st.error(m)
     st.stop()
 
 
-def run_image(name: str, key: str, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+def run_image(name: str, key: str, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float, float]:
     """Maps (cached network run), their seconds, labels (cached watershed) and watershed seconds."""
     with st.spinner(f"Running the network on {name}…"):
-        maps, net_s = get_maps(key, mkey, tta, model, image)
+        maps, net_s, used = get_maps(key, mkey, tta, zoom, model, image)
     t0 = time.perf_counter()
-    labels = get_labels(f"{key}|{mkey}|{tta}", params_json, head, maps, params)
-    return maps, net_s, labels, time.perf_counter() - t0
+    labels = get_labels(f"{key}|{mkey}|{tta}|{zoom}", params_json, head, maps, params)
+    return maps, net_s, labels, time.perf_counter() - t0, used
 
+
+if view == "Time course":
+    try:
+        frames, tc_skipped = logic.parse_frames([n for n, _k, _i in images], tc_pattern)
+    except Exception as e:  # noqa: BLE001
+        fail(logic.error_message(e))
+    tc_skipped = unreadable + tc_skipped
+    by_name = {n: (k, img) for n, k, img in images}
+    tc_labels: dict[str, np.ndarray] = {}
+    bar = st.progress(0.0, text="Segmenting the frames…")
+    for i, f in enumerate(frames):
+        k, img = by_name[str(f.path)]
+        try:
+            tc_labels[str(f.path)] = run_image(str(f.path), k, img)[2]
+        except Exception as e:  # noqa: BLE001
+            tc_skipped.append(logic.error_message(e, str(f.path)))
+        bar.progress((i + 1) / len(frames), text=f"Segmented {i + 1} of {len(frames)} frames")
+    bar.empty()
+    try:
+        tcv = logic.timecourse_view(frames, tc_labels, tc_pixel or None, tc_skipped)
+    except Exception as e:  # noqa: BLE001
+        fail(logic.error_message(e))
+    for m in tcv.skipped:
+        st.warning(m)
+    n_wells = len({(r["cell_type"], r["well"]) for r in tcv.per_image})
+    st.subheader(
+        f"Time course: {len(tcv.per_image)} frames, {n_wells} well(s), {len(tcv.per_well_time)} time point(s)"
+    )
+    tc_key = logic.digest(
+        logic.timecourse_csv_bytes(tcv, "per_well_time") + logic.timecourse_csv_bytes(tcv, "growth")
+    )
+    st.image(get_curves(tc_key, tcv), width="stretch")
+    st.markdown("**Growth per well** (log-linear fit over the exponential phase)")
+    st.dataframe(logic.growth_table(tcv), hide_index=True)
+    st.markdown("**Frames**")
+    labels_of = {
+        f"{r['cell_type']} {r['well']} · {r['time_h']:g} h · field {r['field']} crop {r['crop']}": r
+        for r in tcv.per_image
+    }
+    shown_frame = st.select_slider("Frame", options=list(labels_of), key="tc_frame")
+    row = labels_of[shown_frame]
+    k, img = by_name[row["file"]]
+    lab = tc_labels[row["file"]]
+    fc = st.columns(4)
+    fc[0].metric("Cells", f"{row['count']}")
+    fc[1].metric("Confluence", f"{row['confluence']:.1f} %")
+    fc[2].metric(
+        "Cells per mm²",
+        "–" if row["cells_per_mm2"] != row["cells_per_mm2"] else f"{row['cells_per_mm2']:.0f}",
+    )
+    fc[3].metric("Time", f"{row['time_h']:g} h")
+    st.image(logic.overlay(img, lab, color_by), caption=row["file"], width="stretch")
+    with st.expander("Per frame and per time point"):
+        st.dataframe(tcv.per_image, hide_index=True)
+        st.dataframe(tcv.per_well_time, hide_index=True)
+    d = st.columns(3)
+    for col, table in zip(d, ("per_image", "per_well_time", "growth")):
+        col.download_button(
+            f"{table}.csv",
+            logic.timecourse_csv_bytes(tcv, table),
+            f"{table}.csv",
+            "text/csv",
+            key=f"dl_{table}",
+        )
+    st.stop()
 
 name = images[0][0]
 try:
@@ -192,7 +326,7 @@ try:
         st.subheader(f"{len(images)} images")
         rows = []
         for name, key, image in images:
-            _maps, _s, lab, _w = run_image(name, key, image)
+            _maps, _s, lab, _w, _z = run_image(name, key, image)
             areas = logic.cell_areas(lab)
             rows.append(
                 {
@@ -210,8 +344,8 @@ try:
     else:
         name, key, image = images[0]
 
-    maps, net_s, labels, ws_s = run_image(name, key, image)
-    out = get_outputs(f"{key}|{mkey}|{tta}|{params_json}", color_by, image, labels, maps[0])
+    maps, net_s, labels, ws_s, used_zoom = run_image(name, key, image)
+    out = get_outputs(f"{key}|{mkey}|{tta}|{zoom}|{params_json}", color_by, image, labels, maps[0])
     gt = get_sample_gt(name, key, image)
 except Exception as e:  # noqa: BLE001
     fail(logic.error_message(e, name))
@@ -226,7 +360,8 @@ for col, ch, m in zip(panels[1:], channels, maps):
     col.image(logic.colorize(m), caption=f"{logic.CHANNEL_TITLES.get(ch, ch)} probability", width="stretch")
 panels[-1].image(out["overlay"], caption=f"{areas.size} cells", width="stretch")
 st.caption(
-    f"Network {net_s:.2f} s (once per image and model, cached since) · watershed {ws_s:.2f} s · "
+    f"Network {net_s:.2f} s at zoom {used_zoom:.2f} (once per image and model, cached since) · "
+    f"watershed {ws_s:.2f} s · "
     f"{image.dtype}, {image.shape[1]}×{image.shape[0]} pixels"
 )
 
@@ -276,10 +411,10 @@ with right:
 
 st.markdown("**Downloads**")
 names = logic.download_names(name)
-d = st.columns(4)
+d = st.columns(5)
 d[0].download_button("Label image (TIFF)", out["labels_tif"], names["labels"], "image/tiff", key="dl_labels")
 d[1].download_button("Overlay (PNG)", out["overlay_png"], names["overlay"], "image/png", key="dl_overlay")
-# the CSV and the ROI zip are built on click (deferred), so slider moves do not pay for them
+# the CSV, the ROI zip and the GeoJSON are built on click (deferred), so slider moves do not pay for them
 d[2].download_button(
     "Measurements (CSV)",
     lambda: logic.measurements_csv_bytes(labels, image, out["scores"]),
@@ -289,6 +424,14 @@ d[2].download_button(
 )
 d[3].download_button(
     "ImageJ ROIs (zip)", lambda: logic.rois_zip(labels), names["rois"], "application/zip", key="dl_rois"
+)
+d[4].download_button(
+    "QuPath detections (GeoJSON)",
+    lambda: logic.geojson(labels, image, out["scores"]),
+    names["geojson"],
+    "application/geo+json",
+    key="dl_geojson",
+    help="File > Import objects from file in QuPath: one detection per cell, with its measurements",
 )
 if gt is not None and get_sample_gt(name, key, image) is not None:
     st.caption(

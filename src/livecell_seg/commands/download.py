@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..data.download import BASE_URL, DEFAULT_GROUPS, ENV_BASE_URL, GROUPS
+    from ..data.download import BASE_URL, DEFAULT_GROUPS, ENV_BASE_URL, ENV_MAX_UNZIPPED, ENV_SHA256, GROUPS
 
     parser.add_argument("--out", default="data/livecell", help="target folder (default data/livecell)")
     parser.add_argument(
@@ -19,6 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--base-url",
         default=None,
         help=f"mirror base URL (default ${ENV_BASE_URL} or the official {BASE_URL})",
+    )
+    parser.add_argument(
+        "--sha256",
+        metavar="FILE",
+        default=None,
+        help=f"expected SHA-256 digests, sha256sum format '<hex>  <path under the base URL>' "
+        f"(default ${ENV_SHA256}); LIVECell publishes none, so without it files are checked "
+        "structurally only and their digests recorded in OUT/.livecell_download/SHA256SUMS",
+    )
+    parser.add_argument(
+        "--max-unzipped-gb",
+        type=float,
+        default=None,
+        help=f"refuse a zip that unpacks to more than this (default 16, or ${ENV_MAX_UNZIPPED} in bytes)",
     )
     parser.add_argument("--keep-zip", action="store_true", help="keep images.zip after extracting it")
     parser.add_argument(
@@ -37,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.retries < 0:
         raise LivecellError("--retries must be >= 0")
+    if args.max_unzipped_gb is not None and not args.max_unzipped_gb > 0:
+        raise LivecellError("--max-unzipped-gb must be positive")
     what = [w for w in args.what.split(",") if w.strip()]
     if not what:
         raise LivecellError("--what is empty")
@@ -50,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=not args.quiet and sys.stderr.isatty(),
         log=print,
+        sha256_file=args.sha256,
+        max_unzipped=int(args.max_unzipped_gb * (1 << 30)) if args.max_unzipped_gb else None,
     )
     n_new = sum(r.status == "downloaded" for r in results)
     print(f"done: {n_new} downloaded, {len(results) - n_new} already complete")

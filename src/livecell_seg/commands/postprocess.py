@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from ..errors import InputFileError, LivecellError
     from ..heads import HEADS
-    from ..io import write_labels
+    from ..io import sweep_stale_parts, write_labels
     from ..postprocess import instances_from_maps, list_maps, load_maps
 
     params = _read_params(args.params)
@@ -64,7 +64,21 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(p, "no such file or folder")
     if not files:
         raise LivecellError(f"no map files (.npy/.tif) in {' '.join(map(str, args.maps))}")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputFileError(args.out, "output path exists and is not a folder")
+    inputs = {f.resolve(): f for f in files}
+    writers: dict[Path, Path] = {}
+    for f in files:
+        target = (args.out / f"{f.stem}.tif").resolve()
+        if target in inputs:
+            raise InputFileError(
+                f, f"would be overwritten by its own output; choose another --out than {args.out}"
+            )
+        if target in writers and writers[target] != f:
+            raise InputFileError(f, f"and {writers[target]} would both write {args.out / target.name}")
+        writers[target] = f
     args.out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(args.out, recursive=False)
     failed = done = skipped = 0
     for i, f in enumerate(files, 1):
         out = args.out / f"{f.stem}.tif"

@@ -6,9 +6,98 @@ import argparse
 import sys
 
 
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and network options shared by every command that segments images (predict, timecourse)."""
+    parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
+    parser.add_argument(
+        "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="network runtime: torch (default) or onnxruntime (CPU; pip install 'livecell-seg[onnx]')",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="network arithmetic: auto = bf16 autocast on CUDA, float32 on CPU (default)",
+    )
+    parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    parser.add_argument(
+        "--scale",
+        default="1",
+        metavar="S|auto",
+        help="zoom images by S for the network (labels keep the image's size); 'auto': segment at "
+        "zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells look the model's "
+        "training cell size; default 1",
+    )
+    parser.add_argument(
+        "--diameter",
+        type=float,
+        metavar="PX",
+        help="typical cell diameter in pixels, if known: zoom so cells match the model's training size",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        metavar="N",
+        help="tile side for images above ~1 megapixel (smaller ones run whole); default 512",
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
+    )
+    parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
+
+
+def _number(text: str, option: str) -> float:
+    from ..errors import LivecellError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
+
+
+def network_settings(args: argparse.Namespace) -> dict:
+    """Check the options of :func:`add_network_arguments` and return them as keyword arguments of
+    :func:`livecell_seg.predict.predict_paths` (``--model`` excluded)."""
+    from ..errors import LivecellError
+
+    if not 0.0 <= args.overlap < 1.0:
+        raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.threads is not None and args.threads < 1:
+        raise LivecellError(f"--threads must be at least 1, got {args.threads}")
+    if args.tile < 16:
+        raise LivecellError(f"--tile must be at least 16, got {args.tile}")
+    params = None
+    if args.params:
+        from ..postprocess import PostprocessParams
+
+        params = PostprocessParams.read(args.params)
+    return {
+        "params": params,
+        "device": args.device,
+        "backend": args.backend,
+        "tta": args.tta,
+        "precision": args.precision,
+        "scale": args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
+        "diameter": args.diameter,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "resume": args.resume,
+        "num_threads": args.threads,
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
         "--input",
         "-i",
@@ -33,98 +122,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rois", action="store_true", help="also write an ImageJ/Fiji ROI zip to OUT/rois/<stem>.zip"
     )
     parser.add_argument(
-        "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
+        "--geojson",
+        action="store_true",
+        help="also write the cells as QuPath detections (GeoJSON polygons with measurements) to OUT/<stem>.geojson",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
-    parser.add_argument(
-        "--backend",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="network runtime: torch (default) or onnxruntime (CPU; pip install 'livecell-seg[onnx]')",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="network arithmetic: auto = bf16 autocast on CUDA, float32 on CPU (default)",
-    )
-    parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
-    parser.add_argument(
-        "--scale",
-        default="1",
-        metavar="S|auto",
-        help="zoom images by S for the network (labels keep the image's size); 'auto': measure the "
-        "cells in a first pass and zoom them to the model's training cell size (1-3 passes); default 1",
-    )
-    parser.add_argument(
-        "--diameter",
-        type=float,
-        metavar="PX",
-        help="typical cell diameter in pixels, if known: zoom so cells match the model's training size",
-    )
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=512,
-        metavar="N",
-        help="tile side for images above ~1 megapixel (smaller ones run whole); default 512",
-    )
-    parser.add_argument(
-        "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
-    )
-    parser.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
-    )
-    parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
+    add_network_arguments(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
-
-
-def _number(text: str, option: str) -> float:
-    from ..errors import LivecellError
-
-    try:
-        return float(text)
-    except ValueError:
-        raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..errors import LivecellError
     from ..predict import predict_paths
 
-    if not 0.0 <= args.overlap < 1.0:
-        raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.threads is not None and args.threads < 1:
-        raise LivecellError(f"--threads must be at least 1, got {args.threads}")
-    if args.tile < 16:
-        raise LivecellError(f"--tile must be at least 16, got {args.tile}")
-    params = None
-    if args.params:
-        from ..postprocess import PostprocessParams
-
-        params = PostprocessParams.read(args.params)
     summary = predict_paths(
         args.input,
         args.out,
         args.model,
-        params=params,
         save_maps=args.save_maps,
         overlay=args.overlay,
         measurements=args.csv,
         rois=args.rois,
-        device=args.device,
-        tta=args.tta,
-        precision=args.precision,
-        scale=args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
-        diameter=args.diameter,
-        tile=args.tile,
-        overlap=args.overlap,
-        resume=args.resume,
-        num_threads=args.threads,
+        geojson=args.geojson,
         progress=not args.quiet,
-        backend=args.backend,
+        **network_settings(args),
     )
+    if summary.ignored_outputs:
+        print(
+            f"livecell-seg predict: ignored {len(summary.ignored_outputs)} file(s) in {summary.out_dir} "
+            f"that are outputs of an earlier run (e.g. {summary.ignored_outputs[0]})",
+            file=sys.stderr,
+        )
     if not args.quiet:
         med = summary.median_timings()
         cells = sum(summary.n_cells.values())

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
+from ..io import check_image_size
 
 #: default minimum number of visible pixels a cell must keep after overlaps are resolved
 DEFAULT_MIN_FRAGMENT = 10
@@ -164,12 +165,22 @@ def load_coco(path: str | os.PathLike[str]) -> CocoDataset:
 def _as_int_id(value: Any, p: object, what: str) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputFileError(p, f"{what} has a non-integer id {value!r}") from None
 
 
+def _is_whole_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
+
+
 def check_images(images: Any, p: object) -> list[dict]:
-    """Validate the ``images`` list of a COCO dict; return it. Raises InputFileError."""
+    """Validate the ``images`` list of a COCO dict; return it. Raises InputFileError.
+
+    An image larger than :func:`livecell_seg.io.max_image_pixels` is refused (its label image
+    could not be allocated).
+    """
     if not isinstance(images, list):
         raise InputFileError(p, "not a COCO annotation file ('images' is not a list)")
     for i, im in enumerate(images):
@@ -181,12 +192,15 @@ def check_images(images: Any, p: object) -> list[dict]:
         _as_int_id(im["id"], p, f"images[{i}]")
         if not isinstance(im["file_name"], str) or not im["file_name"]:
             raise InputFileError(p, f"images[{i}] has an invalid file_name {im['file_name']!r}")
-        try:
-            w, h = int(im["width"]), int(im["height"])
-        except (TypeError, ValueError):
-            raise InputFileError(p, f"images[{i}] ({im['file_name']}) has an invalid width/height") from None
+        w, h = im["width"], im["height"]
+        if not all(_is_whole_number(v) for v in (w, h)):
+            raise InputFileError(
+                p, f"images[{i}] ({im['file_name']}) has an invalid width/height {w!r}x{h!r}"
+            )
+        w, h = int(w), int(h)
         if w <= 0 or h <= 0:
             raise InputFileError(p, f"images[{i}] ({im['file_name']}) has size {w}x{h}")
+        check_image_size(p, h, w, what=f"images[{i}] ({im['file_name']})")
     return images
 
 
@@ -238,7 +252,7 @@ def coco_from_dict(d: dict, path: str | os.PathLike[str] | None = None) -> CocoD
             )
         try:
             iid = int(a["image_id"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputFileError(p, f"annotation has a non-integer image_id {a['image_id']!r}") from None
         k = remap.get(iid)
         if k is None:
@@ -398,25 +412,138 @@ class RasterResult:
     foreground: np.ndarray | None = None
 
 
-def _polygon_parts(seg: list) -> list[np.ndarray] | None:
-    """Flat float64 ``[x0, y0, x1, y1, ...]`` parts of ≥ 3 points of a polygon segmentation.
+#: polygons are clipped to the image plus this margin (pixels) before rasterization
+CLIP_MARGIN = 2.0
 
-    None if the polygon holds non-numbers.
+
+def _clip_part(a: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Sutherland-Hodgman clip of a flat closed polygon to the box ``[x0, x1] x [y0, y1]``."""
+    pts = a.reshape(-1, 2)
+    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        if pts.shape[0] == 0:
+            break
+        v = pts[:, axis]
+        inside = v >= bound if keep_above else v <= bound
+        if inside.all():
+            continue
+        prev = np.roll(pts, 1, axis=0)
+        prev_in = np.roll(inside, 1)
+        out: list[np.ndarray] = []
+        for p, q, p_in, q_in in zip(prev, pts, prev_in, inside):  # edge p -> q
+            if q_in != p_in:
+                t = (bound - p[axis]) / (q[axis] - p[axis])
+                out.append(p + t * (q - p))
+            if q_in:
+                out.append(q)
+        pts = np.array(out, dtype=np.float64).reshape(-1, 2)
+    return pts.ravel()
+
+
+def polygon_parts(seg: Any, height: int, width: int) -> list[np.ndarray] | None:
+    """The rasterizable parts of a COCO polygon segmentation, safe to hand to pycocotools.
+
+    Returns flat float64 ``[x0, y0, x1, y1, ...]`` parts of at least 3 points (an empty list when
+    nothing is left: fewer than 3 points), or None when a coordinate is not a finite number.
+    Parts reaching more than :data:`CLIP_MARGIN` pixels outside the image are clipped to that box
+    first (pycocotools rasterizes every edge point by point: a coordinate of 1e9 would exhaust the
+    memory, a NaN crashes it); parts inside it are returned unchanged, so their masks stay
+    pixel-identical to ``annToMask``.
     """
+    if not isinstance(seg, (list, tuple)):
+        return None
     if seg and not isinstance(seg[0], (list, tuple)):  # a single flat polygon
         seg = [seg]
+    x0, y0 = -CLIP_MARGIN, -CLIP_MARGIN
+    x1, y1 = width + CLIP_MARGIN, height + CLIP_MARGIN
     parts = []
     for part in seg:
         if not isinstance(part, (list, tuple)):
+            return None
+        if any(isinstance(v, (bool, str)) for v in part):
+            return None
+        try:
+            a = np.array(part, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if a.ndim != 1 or not np.isfinite(a).all():
+            return None
+        a = a[: a.size // 2 * 2]
+        if a.size < 6:
             continue
-        n = len(part) // 2 * 2
-        if n >= 6:
-            try:
-                a = np.array(part[:n] if n != len(part) else part, dtype=np.float64)
-            except (TypeError, ValueError):
-                return None
-            parts.append(a)
+        xs, ys = a[0::2], a[1::2]
+        if xs.min() < x0 or xs.max() > x1 or ys.min() < y0 or ys.max() > y1:
+            a = _clip_part(a, x0, y0, x1, y1)
+            if a.size < 6:
+                continue
+        parts.append(a)
     return parts
+
+
+def _rle_string_counts(s: bytes) -> np.ndarray | None:
+    """The run lengths of a compressed COCO RLE string (as pycocotools' ``rleFrString`` reads it),
+    or None when the string is malformed (bad characters, truncated, values beyond 32 bits)."""
+    c = np.frombuffer(s, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    if (c < 0).any() or (c > 63).any():
+        return None
+    more = (c & 0x20) != 0
+    if more[-1]:
+        return None
+    last = ~more
+    group = np.concatenate(([0], np.cumsum(last[:-1])))
+    starts = np.concatenate(([0], np.flatnonzero(last)[:-1] + 1))
+    k = np.arange(c.size) - starts[group]
+    if k.max() > 6:  # a valid run length (< 2**31) takes at most 7 characters
+        return None
+    x = np.zeros(int(group[-1]) + 1, np.int64)
+    np.add.at(x, group, (c & 0x1F) << (5 * k))
+    ends = np.flatnonzero(last)
+    neg = (c[ends] & 0x10) != 0
+    x[neg] |= np.left_shift(np.int64(-1), 5 * (k[ends][neg] + 1))
+    counts = x.copy()
+    if counts.size > 3:  # counts[m] = x[m] + counts[m - 2] for m > 2
+        counts[3::2] = x[1] + np.cumsum(x[3::2])
+    if counts.size > 4:
+        counts[4::2] = x[2] + np.cumsum(x[4::2])
+    return counts
+
+
+def checked_rle(seg: Any, height: int, width: int) -> dict | None:
+    """A COCO RLE segmentation (compressed or uncompressed counts) as a compressed RLE dict
+    ``{"size": [height, width], "counts": bytes}`` that pycocotools can decode safely, or None when
+    it is malformed: other size, bad counts, runs that do not add up to ``height * width``
+    (pycocotools would write past its buffer)."""
+    if not isinstance(seg, dict):
+        return None
+    size = seg.get("size", [height, width])
+    try:
+        if [int(v) for v in size] != [height, width]:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    counts = seg.get("counts")
+    n = height * width
+    if isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= n for v in counts):
+            return None
+        if sum(counts) != n:
+            return None
+        from pycocotools import mask as mask_utils
+
+        rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+        return {"size": [height, width], "counts": rle["counts"]}
+    if isinstance(counts, str):
+        try:
+            counts = counts.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    if not isinstance(counts, bytes) or b"\0" in counts:
+        return None
+    runs = _rle_string_counts(counts)
+    if runs is None or (runs < 0).any() or (runs > n).any() or int(runs.sum()) != n:
+        return None
+    return {"size": [height, width], "counts": counts}
 
 
 def _shift_polygon(a: np.ndarray, x0: int, y0: int) -> np.ndarray:
@@ -448,29 +575,16 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
 
     seg = ann.get("segmentation")
     if isinstance(seg, dict):  # RLE (compressed str/bytes counts or uncompressed list counts)
-        size = seg.get("size") or [height, width]
-        if list(size) != [height, width]:
+        rle = checked_rle(seg, height, width)
+        if rle is None:  # a malformed RLE is a degenerate annotation
             return None
-        counts = seg.get("counts")
-        try:
-            if isinstance(counts, list):
-                rle = mask_utils.frPyObjects(seg, height, width)
-            else:
-                rle = {
-                    "size": [height, width],
-                    "counts": counts.encode() if isinstance(counts, str) else counts,
-                }
-            m = mask_utils.decode(rle)
-        except Exception:  # noqa: BLE001 - a malformed RLE is a degenerate annotation
-            return None
+        m = mask_utils.decode(rle)
         ys, xs = np.nonzero(m)
         if ys.size == 0:
             return None
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         return m[y0:y1, x0:x1].astype(bool), int(y0), int(x0)
-    if not isinstance(seg, (list, tuple)):
-        return None
-    parts = _polygon_parts(seg)
+    parts = polygon_parts(seg, height, width)
     if not parts:
         return None
     if len(parts) == 1:
@@ -482,8 +596,6 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
         maxx = max(a[0::2].max() for a in parts)
         miny = min(a[1::2].min() for a in parts)
         maxy = max(a[1::2].max() for a in parts)
-    if not all(math.isfinite(v) for v in (minx, maxx, miny, maxy)):
-        return None
     # integer-aligned crop with a margin (crops that touch the image border clip there exactly
     # like a full-image rasterization)
     x0 = max(0, math.floor(minx) - 1)
@@ -499,13 +611,17 @@ def _rasterize_one(ann: dict, height: int, width: int) -> tuple[np.ndarray, int,
 
 
 def _seg_key(seg: Any) -> Any:
-    if isinstance(seg, dict):
-        c = seg.get("counts")
-        return ("rle", tuple(c) if isinstance(c, list) else c)
+    """A hashable key of a segmentation (exact duplicates share it), or None when there is none."""
     try:
-        return tuple(tuple(p) if isinstance(p, list) else p for p in seg)
+        if isinstance(seg, dict):
+            c = seg.get("counts")
+            key: Any = ("rle", tuple(c) if isinstance(c, list) else c)
+        else:
+            key = tuple(tuple(p) if isinstance(p, list) else p for p in seg)
+        hash(key)  # nested lists (junk) are not hashable
     except TypeError:
         return None
+    return key
 
 
 _STRUCT4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)

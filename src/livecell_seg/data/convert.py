@@ -24,6 +24,7 @@ its finished label files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -268,7 +269,7 @@ def _scan_annotations(r: _Reader, dict_form: bool, run_img: array, run_start: ar
             raise InputFileError(p, f"annotation #{n + 1} (byte {elem_start:,}) has no image_id")
         try:
             iid = int(ann["image_id"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputFileError(
                 p, f"annotation #{n + 1} has a non-integer image_id {ann['image_id']!r}"
             ) from None
@@ -473,7 +474,7 @@ def convert(
     options. ``progress`` shows a tqdm bar (True) or calls ``progress(done, total)``.
     Raises :class:`InputFileError` / :class:`LivecellError` on bad input.
     """
-    from ..io import write_json_atomic
+    from ..io import sweep_stale_parts, write_json_atomic
     from .coco import find_image
 
     t0 = time.perf_counter()
@@ -505,9 +506,12 @@ def convert(
     if resume and manifest.is_file():
         try:
             keep_existing = json.loads(manifest.read_text()) == key
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             keep_existing = False
+    created = not out.exists()
+    had_manifest = manifest.is_file()
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(out)  # temporary files of a killed earlier run
     write_json_atomic(manifest, key)
 
     summary = ConvertSummary(
@@ -551,6 +555,14 @@ def convert(
                 bar.update(1)
             if callback is not None:
                 callback(done, len(tasks))
+    except BaseException:
+        if done == 0 and not had_manifest:  # nothing finished: leave no trace of this run
+            with contextlib.suppress(OSError):
+                manifest.unlink()
+            for folder in (out / "semantic", out) if created else ():
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+        raise
     finally:
         if bar is not None:
             bar.close()

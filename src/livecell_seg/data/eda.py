@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_image, write_json_atomic
-from .coco import _rasterize_one, cell_type_of, find_image
+from .coco import _rasterize_one, _seg_key, cell_type_of, find_image, polygon_parts
 from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
 #: LIVECell / COCO evaluation area limits in px²: small < 324 <= medium < 961 <= large
@@ -302,16 +302,11 @@ def _image_record(
     for a in anns:
         seg = a.get("segmentation")
         if isinstance(seg, list):
-            try:
-                key = tuple(tuple(p) for p in seg)
-            except TypeError:
-                key = None
+            key = _seg_key(seg)
             if key is not None:
                 dup += key in seen
                 seen.add(key)
-            for part in seg if seg and isinstance(seg[0], list) else [seg]:
-                if len(part) >= 6:
-                    polys.append(np.asarray(part[: len(part) // 2 * 2], dtype=np.float32).reshape(-1, 2))
+            polys.extend(a.reshape(-1, 2).astype(np.float32) for a in polygon_parts(seg, height, width) or [])
         r = _rasterize_one(a, height, width)
         if r is None:
             degenerate += 1
@@ -321,7 +316,8 @@ def _image_record(
         c[m] = np.minimum(c[m], 254) + 1
         crops.append(r)
         area = a.get("area")
-        areas.append(float(area) if isinstance(area, (int, float)) and area > 0 else float(m.sum()))
+        ok = isinstance(area, (int, float)) and not isinstance(area, bool) and 0 < area < 1e12
+        areas.append(float(area) if ok else float(m.sum()))
     overlap = np.zeros(len(crops), dtype=np.uint32)
     mask_px = np.zeros(len(crops), dtype=np.uint32)
     for i, (m, y0, x0) in enumerate(crops):

@@ -1,0 +1,420 @@
+"""The napari dock widget (Plugins > livecell-seg > Segment cells).
+
+It segments the chosen Image layer (by default the one selected in the layer list) with the bundled
+model or a model folder and adds a Labels layer ``<image> cells`` (plus the probability maps on
+request). The network runs in a worker thread (``napari.qt.threading.thread_worker``) with a
+progress bar, so the viewer stays responsive; its maps are cached per (image content, model, TTA),
+so changing a post-processing field re-runs only the watershed. A 2-D image is one plane; a stack
+(time, z: any leading axes) is segmented plane by plane; RGB is converted to grey.
+
+The work itself is :mod:`livecell_seg.app.logic` (the web app's functions): ``compute_maps``
+(network), ``segment`` (watershed), ``param_specs`` (which parameters a head uses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from ..app import logic
+from ..errors import LivecellError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model import LoadedModel
+    from ..postprocess import PostprocessParams
+
+BUNDLED = "bundled model"
+FOLDER = "model folder"
+#: key of the ``metadata`` entry that marks the layers this widget adds
+OUTPUT_TAG = "livecell_seg"
+#: maps kept in memory, most recent first (each: planes x channels x H x W float32)
+MAPS_CACHE_SIZE = 4
+
+
+def image_planes(data: Any, rgb: bool = False, name: str = "image") -> tuple[np.ndarray, tuple[int, ...]]:
+    """``(planes (N, H, W), leading shape)`` of an Image layer's data.
+
+    A 2-D image is one plane (leading shape ``()``); leading axes (time, z, ...) are flattened;
+    an RGB(A) layer is converted to grey as ``predict`` does. Raises :class:`LivecellError`.
+    """
+    from ..io import _to_grey
+
+    arr = np.asarray(data)
+    if rgb:
+        if arr.ndim < 3:
+            raise LivecellError(f"{name}: RGB layer with shape {arr.shape}")
+        lead = arr.shape[:-3]
+        flat = arr.reshape((-1, *arr.shape[-3:]))
+        planes = np.stack([_to_grey(p, Path(name)) for p in flat])
+    else:
+        if arr.ndim < 2:
+            raise LivecellError(f"{name}: a 1-D layer cannot be segmented")
+        lead = arr.shape[:-2]
+        planes = arr.reshape((-1, *arr.shape[-2:]))
+    if min(planes.shape[-2:]) < 8:
+        raise LivecellError(f"{name}: image too small ({planes.shape[-1]}x{planes.shape[-2]} pixels)")
+    if not (np.issubdtype(planes.dtype, np.integer) or np.issubdtype(planes.dtype, np.floating)):
+        raise LivecellError(f"{name}: unsupported pixel type {planes.dtype}")
+    return planes, tuple(lead)
+
+
+def data_key(planes: np.ndarray) -> str:
+    """Cache key of image content (shape, dtype and a hash of the pixels)."""
+    h = hashlib.sha1(np.ascontiguousarray(planes).view(np.uint8).ravel())
+    return f"{planes.shape}|{planes.dtype}|{h.hexdigest()[:16]}"
+
+
+def compute_stack_maps(model: LoadedModel, planes: np.ndarray, tta: bool | str = False):  # noqa: ANN201
+    """Generator: yields after each plane's network run, returns ``(N, C, H, W)`` float32 maps."""
+    out = []
+    for p in planes:
+        maps, _seconds = logic.compute_maps(model, p, tta)
+        out.append(maps)
+        yield len(out)
+    return np.stack(out)
+
+
+def segment_stack(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarray:
+    """Watershed of every plane's maps: ``(N, H, W)`` int32 labels (numbered 1..n per plane)."""
+    return np.stack([logic.segment(m, head, params).astype(np.int32, copy=False) for m in maps])
+
+
+class SegmentWidget(Container):
+    """Segment cells in an Image layer; post-processing fields re-run only the watershed."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._models: dict[str, LoadedModel] = {}
+        self._maps_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+        self._worker: Any = None
+        self._pending_watershed = False
+        #: what the shown Labels layer was made from: image layer, maps key, lead shape
+        self._last: dict[str, Any] | None = None
+        self._model_dir: Path | None = None
+        self._model_key = ""
+        self._head = ""
+        self._base_params: PostprocessParams | None = None
+
+        self.image = ComboBox(label="Image", choices=self._image_layers)
+        self.model_kind = ComboBox(label="Model", choices=[BUNDLED, FOLDER], value=BUNDLED)
+        self.model_dir = FileEdit(label="Model folder", mode="d", visible=False)
+        self.model_info = Label(value="")
+        self.tta = ComboBox(label="Test-time augm.", choices=list(logic.TTA_CHOICES), value="none")
+        self.show_maps = CheckBox(text="Add probability maps", value=False)
+        self.run_button = PushButton(text="Segment")
+        self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
+        self.status = Label(value="")
+        self.params_box = Container(labels=True, label="")
+        self.reset_button = PushButton(text="Reset to the model's values")
+        self.extend(
+            [
+                self.image,
+                self.model_kind,
+                self.model_dir,
+                self.model_info,
+                self.tta,
+                self.show_maps,
+                self.run_button,
+                self.progress,
+                self.status,
+                Label(value="<b>Post-processing</b> (re-runs only the watershed)"),
+                self.params_box,
+                self.reset_button,
+            ]
+        )
+        self.model_kind.changed.connect(self._on_model_changed)
+        self.model_dir.changed.connect(self._on_model_changed)
+        self.run_button.changed.connect(self.run)
+        self.reset_button.changed.connect(self.reset_params)
+        layers = self.viewer.layers
+        for ev in (layers.events.inserted, layers.events.removed, layers.events.reordered):
+            ev.connect(self._refresh_images)
+        layers.selection.events.active.connect(self._follow_selection)
+        self._refresh_images()
+        self._on_model_changed()
+
+    # ------------------------------------------------------------------ layers
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and OUTPUT_TAG not in layer.metadata  # not our own maps
+        ]
+
+    def _refresh_images(self, _event: Any = None) -> None:
+        current = self.image.value
+        self.image.reset_choices()
+        choices = list(self.image.choices)
+        if not choices:
+            return
+        if current is not None and any(c is current for c in choices):
+            self.image.value = current
+        else:
+            active = self.viewer.layers.selection.active
+            self.image.value = active if any(c is active for c in choices) else choices[-1]
+
+    def _follow_selection(self, event: Any = None) -> None:
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image) and OUTPUT_TAG not in active.metadata:
+            self.image.value = active
+
+    # ------------------------------------------------------------------ model and parameters
+    def _on_model_changed(self, _value: Any = None) -> None:
+        """Read the chosen model folder's head and ``postprocess.json`` (no torch) and rebuild the fields."""
+        from ..model import read_model_config, read_postprocess
+        from ..postprocess import PostprocessParams
+
+        self.model_dir.visible = self.model_kind.value == FOLDER
+        folder = str(self.model_dir.value or "") if self.model_kind.value == FOLDER else None
+        try:
+            if folder is not None and folder in ("", "."):
+                raise LivecellError("choose a model folder (model.pt, config.json)")
+            d = logic.resolve_model_dir(folder)
+            _cfg, mcfg = read_model_config(d)
+            try:
+                base = PostprocessParams.from_dict(read_postprocess(d))
+            except (TypeError, ValueError) as e:
+                raise LivecellError(f"{d / 'postprocess.json'}: invalid parameter value ({e})") from None
+        except LivecellError as e:
+            self._model_dir, self._model_key, self._head, self._base_params = None, "", "", None
+            self.model_info.value = ""
+            self.run_button.enabled = False
+            self._set_status(str(e))
+            self.params_box.clear()
+            return
+        self._model_dir, self._model_key, self._head, self._base_params = (
+            d,
+            logic.model_key(d),
+            mcfg.head,
+            base,
+        )
+        who = "bundled model" if folder is None else d.name
+        tuned = "tuned post-processing" if read_postprocess(d) else "default post-processing"
+        self.model_info.value = f"{who}: {mcfg.arch}, head {mcfg.head}, {tuned}"
+        self.run_button.enabled = True
+        self._set_status("")
+        self._build_param_fields()
+
+    def _build_param_fields(self) -> None:
+        self.params_box.clear()
+        if self._base_params is None:
+            return
+        base = self._base_params.to_dict()
+        fields = []
+        for spec in logic.param_specs(self._head):
+            v = base[spec.name]
+            if isinstance(v, bool):
+                w = CheckBox(name=spec.name, text=spec.label, value=v, tooltip=spec.help)
+            elif isinstance(v, int):
+                lo, hi = logic.slider_range(spec, v)
+                w = SpinBox(
+                    name=spec.name, label=spec.label, value=v, min=int(lo), max=int(hi), step=int(spec.step)
+                )
+            else:
+                lo, hi = logic.slider_range(spec, float(v))
+                w = FloatSpinBox(
+                    name=spec.name, label=spec.label, value=float(v), min=lo, max=hi, step=spec.step
+                )
+            w.tooltip = spec.help
+            w.changed.connect(self._on_param_changed)
+            fields.append(w)
+        self.params_box.extend(fields)
+
+    def params(self) -> PostprocessParams:
+        """The post-processing parameters now in the fields (the model's own for the others)."""
+        if self._base_params is None:
+            raise LivecellError("no model")
+        return logic.params_with(self._base_params, {w.name: w.value for w in self.params_box})
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Set one post-processing field (as a user would), which re-runs the watershed."""
+        next(w for w in self.params_box if w.name == name).value = value
+
+    def reset_params(self, _value: Any = None) -> None:
+        """Put the fields back to the model's ``postprocess.json`` and re-run the watershed."""
+        self._build_param_fields()
+        self._on_param_changed()
+
+    def _on_param_changed(self, _value: Any = None) -> None:
+        if self._last is None or self._last["maps_key"] not in self._maps_cache:
+            return
+        if self.busy:
+            self._pending_watershed = True
+            return
+        self._start(self._last["layer"], watershed_only=True)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def busy(self) -> bool:
+        """Whether a worker is running."""
+        return self._worker is not None
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text
+
+    def _get_model(self) -> LoadedModel:
+        if self._model_key not in self._models:
+            assert self._model_dir is not None
+            self._models.clear()  # one model in memory at a time
+            self._models[self._model_key] = logic.load_model(self._model_dir)
+        return self._models[self._model_key]
+
+    def run(self, _value: Any = None) -> Any:
+        """Segment the chosen image layer in a worker thread; returns the worker (None if nothing to do)."""
+        layer = self.image.value
+        if layer is None:
+            self._set_status("No Image layer: open an image (or File > Open Sample > livecell-seg).")
+            return None
+        if self.busy:
+            self._set_status("Busy: wait for the current run to finish.")
+            return None
+        return self._start(layer, watershed_only=False)
+
+    def _start(self, layer: Any, watershed_only: bool) -> Any:
+        from napari.qt.threading import thread_worker
+
+        if self._model_dir is None:
+            self._set_status("Choose a model first.")
+            return None
+        try:
+            if getattr(layer, "multiscale", False):
+                raise LivecellError(
+                    f"{layer.name}: multiscale images are not supported; use `livecell-seg predict`"
+                )
+            planes, lead = image_planes(layer.data, bool(getattr(layer, "rgb", False)), layer.name)
+            params = self.params()
+        except LivecellError as e:
+            self._set_status(str(e))
+            return None
+        tta = str(self.tta.value)
+        maps_key = (data_key(planes), self._model_key, tta)
+        cached = self._maps_cache.get(maps_key)
+        head, n = self._head, len(planes)
+        get_model = self._get_model
+
+        def job():  # noqa: ANN202 - generator: yields (done, total, message), returns (maps, labels)
+            total = (0 if cached is not None else n + 1) + 1
+            maps = cached
+            if maps is None:
+                yield 0, total, "loading the model…"
+                model = get_model()
+                gen = compute_stack_maps(model, planes, logic.TTA_CHOICES[tta])
+                while True:
+                    try:
+                        done = next(gen)
+                    except StopIteration as stop:
+                        maps = stop.value
+                        break
+                    yield done, total, f"network: plane {done}/{n}" if n > 1 else "network done"
+            yield total - 1, total, "watershed…"
+            labels = segment_stack(maps, head, params)
+            return maps, labels
+
+        worker = thread_worker(job, start_thread=False)()
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda res: self._on_done(layer, maps_key, lead, res))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self._set_status("watershed…" if cached is not None else "starting…")
+        worker.start()
+        return worker
+
+    def _on_progress(self, value: tuple[int, int, str]) -> None:
+        done, total, message = value
+        self.progress.max = total
+        self.progress.value = done
+        self._set_status(message)
+
+    def _on_done(self, layer: Any, maps_key: tuple[str, str, str], lead: tuple[int, ...], res: Any) -> None:
+        maps, labels = res
+        self._maps_cache[maps_key] = maps
+        self._maps_cache.move_to_end(maps_key, last=False)
+        while len(self._maps_cache) > MAPS_CACHE_SIZE:
+            self._maps_cache.popitem(last=True)
+        self._last = {"layer": layer, "maps_key": maps_key, "lead": lead}
+        shape = (*lead, *labels.shape[-2:])
+        self._show_labels(layer, labels.reshape(shape))
+        if self.show_maps.value:
+            self._show_maps(layer, maps, lead)
+        cells = int(sum(len(np.unique(p[p > 0])) for p in labels))
+        self.progress.value = self.progress.max
+        where = f" in {len(labels)} planes" if len(labels) > 1 else ""
+        self._set_status(f"{cells} cells{where}")
+
+    @staticmethod
+    def _layer_kwargs(layer: Any, ndim: int) -> dict[str, Any]:
+        """Scale and translation of the image layer, so the new layers lie on it."""
+        return {"scale": tuple(layer.scale)[-ndim:], "translate": tuple(layer.translate)[-ndim:]}
+
+    def _show_labels(self, layer: Any, labels: np.ndarray) -> None:
+        name = f"{layer.name} cells"
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = labels
+        else:
+            self.viewer.add_labels(
+                labels, name=name, metadata={OUTPUT_TAG: "labels"}, **self._layer_kwargs(layer, labels.ndim)
+            )
+
+    def _show_maps(self, layer: Any, maps: np.ndarray, lead: tuple[int, ...]) -> None:
+        from ..heads import head_channels
+
+        for c, ch in enumerate(head_channels(self._head)):
+            data = maps[:, c].reshape((*lead, *maps.shape[-2:]))
+            name = f"{layer.name} {logic.CHANNEL_TITLES.get(ch, ch)}"
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = data
+            else:
+                self.viewer.add_image(
+                    data,
+                    name=name,
+                    colormap="magma",
+                    contrast_limits=(0.0, 1.0),
+                    blending="additive",
+                    visible=c == 0,
+                    metadata={OUTPUT_TAG: ch},
+                    **self._layer_kwargs(layer, data.ndim),
+                )
+        # keep the labels on top of the maps
+        lname = f"{layer.name} cells"
+        if lname in self.viewer.layers:
+            layers = self.viewer.layers
+            layers.move(layers.index(lname), len(layers))
+
+    def _on_error(self, exc: BaseException) -> None:
+        msg = logic.error_message(exc)
+        self._set_status(msg)
+        try:
+            from napari.utils.notifications import show_error
+
+            show_error(f"livecell-seg: {msg}")
+        except Exception:  # noqa: BLE001 - a notification is a nicety
+            pass
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.run_button.enabled = self._model_dir is not None
+        if self._pending_watershed:
+            self._pending_watershed = False
+            self._on_param_changed()
