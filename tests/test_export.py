@@ -36,6 +36,10 @@ def model_dir(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("model") / "m"
     shutil.copytree(default_model_dir(), d)
+    cfg = json.loads((d / "config.json").read_text())
+    if not cfg["model"].get("cell_diameter"):  # --scale auto and the package's cell-size note need one
+        cfg["model"]["cell_diameter"] = 30.0
+        (d / "config.json").write_text(json.dumps(cfg, indent=2))
     assert main(["export", "--model", str(d), "--format", "onnx", "--out", str(d / "model.onnx")]) == 0
     return d
 
@@ -77,13 +81,23 @@ def test_onnx_output_equals_pytorch_on_a_sample_image(model_dir):
     assert np.abs(y2 - ref2).max() <= 1e-4
 
 
-def test_predict_backend_onnxruntime_gives_the_torch_labels(model_dir, tmp_path, isolated_cache):
-    inputs = [str(p) for p in SAMPLES[:3]]
+def test_predict_backend_onnxruntime_gives_the_torch_labels(model_dir, tmp_path, isolated_cache, monkeypatch):
+    """With --scale auto (zooms chosen per image from the segmentations) and --geojson: the same
+    files as the torch backend."""
+    from livecell_seg.onnx_backend import OnnxRuntimeNet
+
+    calls = []
+    forward = OnnxRuntimeNet.forward
+    monkeypatch.setattr(OnnxRuntimeNet, "forward", lambda self, x: calls.append(1) or forward(self, x))
+    inputs = [str(p) for p in SAMPLES[:2]]
     common = ["predict", "--model", str(model_dir), "--input", *inputs, "-q", "--save-maps"]
+    common += ["--scale", "auto", "--geojson"]
     assert main([*common, "--out", str(tmp_path / "torch")]) == 0
+    assert not calls  # the torch backend never touches onnxruntime
     assert main([*common, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
+    assert calls  # ... and --backend onnxruntime ran the network with it
     assert not isolated_cache.exists()  # the folder's model.onnx was used, nothing exported again
-    for p in SAMPLES[:3]:
+    for p in SAMPLES[:2]:
         a = read_labels(tmp_path / "torch" / f"{p.stem}.tif")
         b = read_labels(tmp_path / "ort" / f"{p.stem}.tif")
         assert a.max() > 10
@@ -91,6 +105,26 @@ def test_predict_backend_onnxruntime_gives_the_torch_labels(model_dir, tmp_path,
         ma = np.load(tmp_path / "torch" / "maps" / f"{p.stem}.npy").astype(np.float32)
         mb = np.load(tmp_path / "ort" / "maps" / f"{p.stem}.npy").astype(np.float32)
         assert np.abs(ma - mb).max() <= 1e-3  # float16 files: one rounding step at most
+        ga = json.loads((tmp_path / "torch" / f"{p.stem}.geojson").read_text())
+        gb = json.loads((tmp_path / "ort" / f"{p.stem}.geojson").read_text())
+        assert len(ga["features"]) == len(gb["features"]) == len(np.unique(a)) - 1
+
+
+def test_predict_backend_onnxruntime_zooms_like_torch(model_dir):
+    """A zoom that is not 1 (an image size off the stride grid, as --scale auto and --diameter
+    make): the same maps and labels as torch."""
+    from livecell_seg.model import load_model_dir
+    from livecell_seg.onnx_backend import load_onnx_model
+    from livecell_seg.predict import segment_image
+
+    torch_model = load_model_dir(model_dir)
+    ort_model = load_onnx_model(model_dir, num_threads=1)
+    img = read_image(SAMPLES[3])
+    a = segment_image(torch_model, img, scale=0.7)
+    b = segment_image(ort_model, img, scale=0.7)
+    assert a.maps.shape == b.maps.shape == (a.maps.shape[0], *img.shape)
+    assert np.abs(a.maps - b.maps).max() <= 1e-4
+    np.testing.assert_array_equal(a.labels, b.labels)
 
 
 def test_onnxruntime_backend_tiles_and_tta_match_torch(model_dir):
@@ -118,6 +152,9 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
     shutil.copytree(model_dir, d)
     assert model_fingerprint(d) == model_fingerprint(model_dir)
     cfg = json.loads((d / "config.json").read_text())
+    cfg["model"]["cell_diameter"] = 123.0  # not part of the network: the same fingerprint
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert model_fingerprint(d) == model_fingerprint(model_dir)
     cfg["model"]["dropout"] = 0.5  # a different architecture record -> another fingerprint
     (d / "config.json").write_text(json.dumps(cfg))
     assert model_fingerprint(d) != model_fingerprint(model_dir)
@@ -143,6 +180,9 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     pytest.importorskip("bioimageio.core")
     from bioimageio.core import test_model
     from bioimageio.spec import load_description
+
+    from livecell_seg.inference import model_stride
+    from livecell_seg.model import load_model_dir
 
     pkg = tmp_path / "livecell.zip"
     rc = main(
@@ -172,7 +212,9 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     assert [a.name for a in descr.authors] == ["Ada Lovelace"]
     assert str(descr.license) == "CC-BY-NC-4.0"
     assert any(str(c.doi) == "10.1038/s41592-021-01249-6" for c in descr.cite)
-    assert descr.covers and descr.inputs[0].axes[2].size.step == 16
+    stride = model_stride(load_model_dir(model_dir))  # 2**depth of the model folder
+    assert descr.covers and descr.inputs[0].axes[2].size.step == stride
+    assert descr.inputs[0].axes[2].size.min == 4 * stride
     with zipfile.ZipFile(pkg) as z:
         names = set(z.namelist())
         readme = z.read("README.md").decode()
@@ -180,6 +222,8 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
         arch_src = z.read("unet.py").decode()
     assert {"rdf.yaml", "unet.py", "weights.pt", "weights.onnx", "postprocess.json", "cover.png"} <= names
     assert "livecell-seg postprocess" in readme and "postprocess.json" in readme
+    diameter = json.loads((model_dir / "config.json").read_text())["model"]["cell_diameter"]
+    assert f"cells of about {diameter:.0f} px diameter" in readme and "--scale auto" in readme
     assert pp == json.loads((model_dir / "postprocess.json").read_text())
     # the architecture source is standalone: it imports torch only
     imported = {
@@ -276,3 +320,23 @@ def test_load_maps_accepts_a_leading_batch_axis(tmp_path):
     got, head = load_maps(tmp_path / "m.npy")
     assert got.shape == (3, 20, 30) and head == "fg+dist"
     np.testing.assert_array_equal(got, maps[0])
+
+
+def test_package_readme_describes_the_training_sources():
+    from livecell_seg.export import _describe_training_data
+
+    data = {
+        "train": [
+            {"sample": True, "weight": 2.0},
+            {"folder": "kaggle/astro", "annotation": "partial", "include_types": ["astro"]},
+            {"json": "livecell_train.json", "images": "imgs", "exclude": ["A172"]},
+        ],
+        "balance": "cell_type",
+    }
+    text = _describe_training_data(data)
+    assert text == (
+        "the 5 LIVECell images bundled with livecell-seg (CC BY-NC 4.0) (weight 2); "
+        "kaggle/astro (partially annotated; include types astro); "
+        "livecell_train.json (exclude A172); balanced by cell type"
+    )
+    assert _describe_training_data({}) == "not recorded in the model folder"

@@ -68,14 +68,16 @@ def _missing(extra: str, e: ImportError) -> LivecellError:
 
 def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
-    entry) and of the export format: two folders with the same network get the same fingerprint."""
+    entry, less ``cell_diameter``, which is not part of the network) and of the export format: two
+    folders with the same network get the same fingerprint."""
     from .model import MODEL_FILE, model_to_dict, read_model_config
 
     d = Path(model_dir)
     _, mcfg = read_model_config(d)
+    arch = {k: v for k, v in model_to_dict(mcfg).items() if k != "cell_diameter"}
     h = hashlib.sha256()
     h.update((d / MODEL_FILE).read_bytes())
-    h.update(json.dumps(model_to_dict(mcfg), sort_keys=True).encode())
+    h.update(json.dumps(arch, sort_keys=True).encode())
     h.update(f"opset={ONNX_OPSET};export={EXPORT_VERSION}".encode())
     return h.hexdigest()
 
@@ -374,7 +376,7 @@ def _readme(
         "",
         f"- Data: {_describe_training_data(data)}",
         f"- Crops {data.get('crop_size', '?')} px, batch {data.get('batch_size', '?')}, "
-        f"{optim.get('max_steps') or '?'} steps, AdamW lr {optim.get('lr', '?')} ({optim.get('schedule', '?')} schedule); "
+        f"{_training_length(optim)}, AdamW lr {optim.get('lr', '?')} ({optim.get('schedule', '?')} schedule); "
         f"loss {cfg.get('loss', {}).get('kind', '?')} per channel; augmentation: flips, rotations, zoom, intensity.",
         "- The full training configuration is attached as `config.json` (`livecell-seg train --config config.json`",
         "  reproduces the run when the data is at hand).",
@@ -423,17 +425,39 @@ def _cell_size_note(diameter: float | None) -> list[str]:
     ]
 
 
+def _training_length(optim: dict[str, Any]) -> str:
+    steps, epochs = optim.get("max_steps"), optim.get("epochs")
+    if isinstance(steps, int) and steps > 0:
+        return f"{steps} steps"
+    return f"{epochs} epochs" if epochs else "length not recorded"
+
+
 def _describe_training_data(data: dict[str, Any]) -> str:
+    """The training sources of a model folder's ``config.json`` ``data`` entry, in one line."""
     sources = data.get("train") or []
     parts = []
     for s in sources if isinstance(sources, list) else []:
         if not isinstance(s, dict):
             continue
         if s.get("sample"):
-            parts.append("the 5 LIVECell images bundled with livecell-seg (CC BY-NC 4.0)")
+            text = "the 5 LIVECell images bundled with livecell-seg (CC BY-NC 4.0)"
         else:
-            parts.append(str(s.get("json") or s.get("labels") or s.get("folder") or "a LIVECell-format set"))
-    return "; ".join(parts) if parts else "not recorded in the model folder"
+            text = str(s.get("json") or s.get("folder") or s.get("labels") or "a LIVECell-format set")
+        notes = []
+        if s.get("weight") is not None:
+            notes.append(f"weight {s['weight']:g}")
+        if s.get("annotation") == "partial":
+            notes.append("partially annotated")
+        for key in ("include", "include_types", "exclude"):
+            if s.get(key):
+                notes.append(f"{key.replace('_', ' ')} {', '.join(map(str, s[key]))}")
+        parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
+    if not parts:
+        return "not recorded in the model folder"
+    balance = data.get("balance")
+    return "; ".join(parts) + (
+        f"; balanced by {balance.replace('_', ' ')}" if balance not in (None, "none") else ""
+    )
 
 
 def export_bioimageio(

@@ -105,12 +105,9 @@ def unet_kwargs(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def _torch_unet(cfg: ModelConfig):  # noqa: ANN202
-    from .unet import NORMS
     from .unet import UNet as TorchUNet
 
-    if cfg.norm not in NORMS:
-        raise LivecellError(f"unknown norm {cfg.norm!r} (choose batch, instance or group)")
-    return TorchUNet(**unet_kwargs(cfg))
+    return TorchUNet(**unet_kwargs(cfg))  # cfg was checked by ModelConfig.__post_init__
 
 
 class _LazyUNet:

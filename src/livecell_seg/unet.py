@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMS = ("batch", "instance", "group")
-
 
 def norm_layer(kind: str, ch: int) -> nn.Module:
     """A normalization layer: ``batch``, ``instance`` (affine) or ``group`` (up to 8 groups)."""
