@@ -36,7 +36,6 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what the CLI does, before torch loads
 
-ROOT = Path(__file__).resolve().parent.parent
 SECTION = "onnx"
 
 
@@ -269,13 +268,6 @@ def run(quick: bool, repeats: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## ONNX Runtime vs PyTorch (CPU)\n\n{text}", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 cropped images, 3 repeats (smoke test)")
@@ -285,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(AttributeError):
         sys.stdout.reconfigure(line_buffering=True)
     text = run(args.quick, args.repeats)
-    print(text)
-    if args.write:
-        write_section(text)
+    from _sections import publish
+
+    publish(SECTION, f"## ONNX Runtime vs PyTorch (CPU)\n\n{text}", args.write)
     return 0
 
 
