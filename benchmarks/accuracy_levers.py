@@ -19,6 +19,7 @@ what any size estimate could reach. ::
 
     python benchmarks/accuracy_levers.py --model old=src/livecell_seg/models/default \\
         --model l0=runs/levers/l0_livecell ... [--write] [--json-out docs/accuracy_levers.json]
+    # models scored in earlier runs: --merge their --json-out files (the table shows them all)
 """
 
 from __future__ import annotations
@@ -140,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1,auto")
     ap.add_argument("--json-out", default=None, help="write every figure here (JSON)")
     ap.add_argument("--write", action="store_true", help="rewrite the README's lever table")
+    ap.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="results of earlier runs (--json-out files) to include in the table; this run's win",
+    )
     args = ap.parse_args(argv)
 
     from livecell_seg.model import load_model_dir
@@ -170,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(fixed) > 1:  # the best fixed zoom per image, chosen by its mSA (an upper bound)
                 best = [max(col, key=lambda r: r["mSA"]) for col in zip(*fixed)]
                 report(results, name, set_name, "best-of", aggregate(items, best))
+    if args.merge:  # earlier runs first, in their order; a figure measured again here replaces them
+        merged: dict[str, dict] = {}
+        for f in args.merge:
+            merged.update(json.loads(Path(f).read_text()))
+        results = {**{k: v for k, v in merged.items() if k not in results}, **results}
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(results, indent=1) + "\n")

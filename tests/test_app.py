@@ -163,7 +163,9 @@ def test_zoom_choices_and_network_maps_at_a_zoom(tiny_model):
     model.model_config.cell_diameter = None  # a model that records no cell size: no "auto"
     assert "auto (cell size)" not in logic.zoom_choices(model)
     model.model_config.cell_diameter = 12.0
-    assert "auto (cell size)" in logic.zoom_choices(model)
+    assert logic.zoom_choices(model)[0] == "1 (as is)"  # the model's predict default comes first
+    model.model_config.predict_scale = "auto"
+    assert logic.zoom_choices(model)[0] == "auto (cell size)"
     maps, _, zoom = logic.network_maps(model, image, scale="auto")
     assert maps.shape[1:] == image.shape and zoom in (1.0, 0.7, 0.5, 1.4)
 

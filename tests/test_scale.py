@@ -171,3 +171,31 @@ def test_confident_cells_keeps_only_agreeing_confident_cells():
     assert out.ignore[52, 52]  # undecided pixels
     assert not out.ignore[5:15, 5:15].any()  # kept cells are never ignored
     assert math.isclose(float(out.ignore[20:30, 20:30].mean()), 0.0)
+
+
+def test_default_zoom_is_the_model_folders_predict_scale(monkeypatch):
+    """No scale given: the zoom the model folder records (``predict_scale``), else 1."""
+    from livecell_seg import inference, predict
+    from livecell_seg.model import ModelConfig
+
+    assert predict.resolve_scale(_Model(20.0)) == 1.0  # records none: as is
+    auto = _Model(20.0)
+    auto.model_config = ModelConfig(head="fg+dist", cell_diameter=10.0, predict_scale="auto")
+    assert predict.resolve_scale(auto) == "auto"
+    assert predict.resolve_scale(auto, 0.7) == 0.7  # an explicit zoom wins
+    truth = disk_labels(120, 120, 10, 40)
+    calls = []
+    monkeypatch.setattr(
+        inference, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
+    )
+    predict.segment_image(auto, np.zeros_like(truth, np.float32))
+    assert len(calls) >= 3 and {1.0, 0.7, 0.5} <= set(calls)  # cells 2x the training size: scan
+    auto.model_config.cell_diameter = 21.0
+    assert predict.segment_image(auto, np.zeros_like(truth, np.float32)).scale == 1.0  # as is
+    no_size = _Model(None)
+    no_size.model_config = ModelConfig(head="fg+dist", predict_scale="auto")
+    with pytest.raises(LivecellError, match="cell diameter"):  # a folder without one: one line
+        predict.resolve_scale(no_size)
+    for bad in (0, -1, "big", True, 100):
+        with pytest.raises(LivecellError, match="predict_scale"):
+            ModelConfig(head="fg+dist", cell_diameter=20.0, predict_scale=bad)

@@ -27,7 +27,9 @@ class ModelConfig:
     ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.heads`).
     ``cell_diameter``: the typical cell diameter (pixels) of the training data, measured by
     ``train`` (:func:`livecell_seg.scale.training_diameter`); ``predict --scale auto`` rescales
-    images so their cells come to this size. Not part of the architecture.
+    images so their cells come to this size. ``predict_scale``: the zoom ``predict`` uses when
+    none is given (a number, or ``"auto"``, which needs ``cell_diameter``). Neither is part of the
+    architecture.
     """
 
     head: str = "fg+boundary"
@@ -38,6 +40,7 @@ class ModelConfig:
     norm: str = "batch"  # batch | instance | group
     dropout: float = 0.0
     cell_diameter: float | None = None
+    predict_scale: float | str = 1.0
 
     def __post_init__(self) -> None:
         """Refuse an architecture that cannot be built (unknown head/arch/norm, non-positive sizes)."""
@@ -62,6 +65,9 @@ class ModelConfig:
         d = self.cell_diameter
         if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1e6):
             raise LivecellError(f"model: cell_diameter must be a positive number of pixels, got {d!r}")
+        z = self.predict_scale  # "auto" needs cell_diameter, which train measures: checked by predict
+        if z != "auto" and (isinstance(z, bool) or not isinstance(z, (int, float)) or not 0.05 <= z <= 20):
+            raise LivecellError(f"model: predict_scale must be 'auto' or a zoom in [0.05, 20], got {z!r}")
 
     @property
     def out_channels(self) -> int:

@@ -97,15 +97,20 @@ def model_cell_diameter(model: LoadedModel) -> float:
     return float(d)
 
 
-def resolve_scale(model: LoadedModel, scale: float | str = 1.0, diameter: float | None = None) -> float | str:
-    """The zoom to run at: ``scale`` (a number or ``"auto"``), or the model's training diameter
-    divided by ``diameter`` (the user's cell diameter in pixels) when that is given."""
+def resolve_scale(
+    model: LoadedModel, scale: float | str | None = None, diameter: float | None = None
+) -> float | str:
+    """The zoom to run at: ``scale`` (a number or ``"auto"``; None: the model folder's
+    ``predict_scale``, 1 unless it records one), or the model's training diameter divided by
+    ``diameter`` (the user's cell diameter in pixels) when that is given."""
     if diameter is not None:
         if not (np.isfinite(diameter) and diameter > 0):
             raise LivecellError(f"diameter must be a positive number of pixels, got {diameter!r}")
         from .scale import choose_scale
 
         return choose_scale(float(diameter), model_cell_diameter(model))
+    if scale is None:
+        scale = getattr(model.model_config, "predict_scale", 1.0)
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"
@@ -123,7 +128,7 @@ def segment_image(
     image: np.ndarray,
     params: PostprocessParams | None = None,
     *,
-    scale: float | str = 1.0,
+    scale: float | str | None = None,
     diameter: float | None = None,
     **predict_kwargs: Any,
 ) -> SegmentationResult:
@@ -132,7 +137,8 @@ def segment_image(
     ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
     ``predict_kwargs`` go to :func:`livecell_seg.inference.predict_maps` (tile, overlap, tta, device, ...).
     ``scale``: zoom the image by this factor for the network (maps and labels stay at the image's
-    size). ``"auto"`` segments at each zoom of :data:`AUTO_ZOOMS` (and :data:`AUTO_ZOOM_UP` when
+    size); None (default): the model folder's ``predict_scale`` (``"auto"`` for the bundled model,
+    else 1). ``"auto"`` segments at each zoom of :data:`AUTO_ZOOMS` (and :data:`AUTO_ZOOM_UP` when
     the cells found at 1x are small) and keeps the zoom at which the cells found *look* the size
     the model was trained on (zoom x median diameter closest to the training diameter, ties to
     the zoom nearest 1). Checking each zoom's own result, rather than extrapolating from one pass,
@@ -318,7 +324,7 @@ def predict_paths(
     overlap: float = 0.25,
     batch_size: int = 4,
     precision: str = "auto",
-    scale: float | str = 1.0,
+    scale: float | str | None = None,
     diameter: float | None = None,
     resume: bool = False,
     num_threads: int | None = None,

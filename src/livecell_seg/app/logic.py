@@ -52,9 +52,12 @@ ZOOM_CHOICES: dict[str, float | str] = {
 
 
 def zoom_choices(model: LoadedModel) -> list[str]:
-    """The zoom labels offered for ``model`` (no "auto" without a training cell diameter)."""
+    """The zoom labels offered for ``model`` (no "auto" without a training cell diameter), the
+    zoom ``predict`` uses for it by default (the model folder's ``predict_scale``) first."""
     ok = model.model_config.cell_diameter is not None
-    return [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
+    labels = [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
+    default = getattr(model.model_config, "predict_scale", 1.0)
+    return sorted(labels, key=lambda k: ZOOM_CHOICES[k] != default)
 
 
 #: human-readable channel names

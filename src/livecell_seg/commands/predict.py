@@ -28,11 +28,12 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
     parser.add_argument(
         "--scale",
-        default="1",
+        default=None,
         metavar="S|auto",
         help="zoom images by S for the network (labels keep the image's size); 'auto': segment at "
         "zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells look the model's "
-        "training cell size; default 1",
+        "training cell size; default: the model folder's predict_scale (auto for the bundled "
+        "model, 1 for models that record none)",
     )
     parser.add_argument(
         "--diameter",
@@ -87,7 +88,7 @@ def network_settings(args: argparse.Namespace) -> dict:
         "backend": args.backend,
         "tta": args.tta,
         "precision": args.precision,
-        "scale": args.scale if args.scale == "auto" else _number(args.scale, "--scale"),
+        "scale": args.scale if args.scale in (None, "auto") else _number(args.scale, "--scale"),
         "diameter": args.diameter,
         "tile": args.tile,
         "overlap": args.overlap,
@@ -160,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
             line += f"; {len(summary.skipped_existing)} already done"
         if med:
             line += f"; median {1000 * med['total_s']:.0f} ms/image"
-        if summary.scales and (args.scale == "auto" or args.diameter):
+        if summary.scales and (
+            args.scale == "auto" or args.diameter or set(summary.scales.values()) != {1.0}
+        ):
             zs = sorted(summary.scales.values())
             line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
         print(line)
