@@ -39,7 +39,8 @@ def model_dir(tmp_path_factory) -> Path:
     cfg = json.loads((d / "config.json").read_text())
     if not cfg["model"].get("cell_diameter"):  # --scale auto and the package's cell-size note need one
         cfg["model"]["cell_diameter"] = 30.0
-        (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    cfg["model"]["predict_scale"] = "auto"  # predict zooms by default (as the bundled model does)
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
     assert main(["export", "--model", str(d), "--format", "onnx", "--out", str(d / "model.onnx")]) == 0
     return d
 
@@ -153,6 +154,7 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
     assert model_fingerprint(d) == model_fingerprint(model_dir)
     cfg = json.loads((d / "config.json").read_text())
     cfg["model"]["cell_diameter"] = 123.0  # not part of the network: the same fingerprint
+    cfg["model"]["predict_scale"] = 0.5
     (d / "config.json").write_text(json.dumps(cfg))
     assert model_fingerprint(d) == model_fingerprint(model_dir)
     cfg["model"]["dropout"] = 0.5  # a different architecture record -> another fingerprint
@@ -224,6 +226,7 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     assert "livecell-seg postprocess" in readme and "postprocess.json" in readme
     diameter = json.loads((model_dir / "config.json").read_text())["model"]["cell_diameter"]
     assert f"cells of about {diameter:.0f} px diameter" in readme and "--scale auto" in readme
+    assert "does that by default for this model (`predict_scale: auto`" in readme
     assert pp == json.loads((model_dir / "postprocess.json").read_text())
     # the architecture source is standalone: it imports torch only
     imported = {
@@ -257,7 +260,7 @@ def test_zoo_prediction_then_livecell_postprocess_equals_livecell_predict(model_
     assert main(["postprocess", "--maps", str(tmp_path / "maps"), "--out", str(tmp_path / "zoo"),
                  "--params", str(model_dir)]) == 0  # fmt: skip
     assert main(["predict", "--model", str(model_dir), "--input", str(tmp_path / "img.tif"),
-                 "--out", str(tmp_path / "ours"), "-q"]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "ours"), "-q", "--scale", "1"]) == 0  # fmt: skip
     zoo = read_labels(tmp_path / "zoo" / "img.tif")
     ours = read_labels(tmp_path / "ours" / "img.tif")
     assert ours.max() > 10
@@ -328,15 +331,16 @@ def test_package_readme_describes_the_training_sources():
     data = {
         "train": [
             {"sample": True, "weight": 2.0},
-            {"folder": "kaggle/astro", "annotation": "partial", "include_types": ["astro"]},
-            {"json": "livecell_train.json", "images": "imgs", "exclude": ["A172"]},
+            {"folder": "../shared/kaggle", "annotation": "partial", "include_types": ["astro", "cort"]},
+            {"json": "/data/livecell_train.json", "images": "imgs", "exclude": ["A172"]},
+            {"folder": "more", "exclude": ["a", "b", "c", "d", "e"]},
         ],
         "balance": "cell_type",
     }
     text = _describe_training_data(data)
     assert text == (
         "the 5 LIVECell images bundled with livecell-seg (CC BY-NC 4.0) (weight 2); "
-        "kaggle/astro (partially annotated; include types astro); "
-        "livecell_train.json (exclude A172); balanced by cell type"
+        "kaggle (partially annotated; include types astro, cort); "
+        "livecell_train.json (exclude A172); more (exclude 5 names); balanced by cell type"
     )
     assert _describe_training_data({}) == "not recorded in the model folder"

@@ -68,13 +68,13 @@ def _missing(extra: str, e: ImportError) -> LivecellError:
 
 def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
-    entry, less ``cell_diameter``, which is not part of the network) and of the export format: two
-    folders with the same network get the same fingerprint."""
+    entry, less what is not part of the network: ``cell_diameter``, ``predict_scale``) and of the
+    export format: two folders with the same network get the same fingerprint."""
     from .model import MODEL_FILE, model_to_dict, read_model_config
 
     d = Path(model_dir)
     _, mcfg = read_model_config(d)
-    arch = {k: v for k, v in model_to_dict(mcfg).items() if k != "cell_diameter"}
+    arch = {k: v for k, v in model_to_dict(mcfg).items() if k not in ("cell_diameter", "predict_scale")}
     h = hashlib.sha256()
     h.update((d / MODEL_FILE).read_bytes())
     h.update(json.dumps(arch, sort_keys=True).encode())
@@ -348,7 +348,7 @@ def _readme(
         "BatchNorm folded into the convolutions; all three give the same outputs (checked by `bioimageio.core`'s",
         "model test on the test tensors).",
         "",
-        *_cell_size_note(mc.cell_diameter),
+        *_cell_size_note(mc.cell_diameter, mc.predict_scale),
         "## From maps to cells: the watershed is applied by livecell-seg",
         "",
         "The package stops at the probability maps: bioimage.io has no standard post-processing step for this",
@@ -410,19 +410,27 @@ def _readme(
     return "\n".join(lines)
 
 
-def _cell_size_note(diameter: float | None) -> list[str]:
-    """README lines on the cell size the network was trained at (when the model folder records it)."""
+def _cell_size_note(diameter: float | None, predict_scale: float | str = 1.0) -> list[str]:
+    """README lines on the cell size the network was trained at (when the model folder records it)
+    and on the zoom ``livecell-seg predict`` uses by default for this model (``predict_scale``)."""
     if not diameter:
         return []
-    return [
+    lines = [
         "## Cell size",
         "",
         f"The network was trained on cells of about {diameter:.0f} px diameter (median, recorded by",
         "livecell-seg's `train`). The package runs it at the image's own scale; for cells of another size,",
         "zoom the image by (that diameter / your cells' diameter) first, or let livecell-seg choose the zoom:",
         "`livecell-seg predict --model MODEL_DIR --scale auto` (or `--diameter PX`).",
-        "",
     ]
+    if predict_scale == "auto":
+        lines += [
+            "`livecell-seg predict` does that by default for this model (`predict_scale: auto` in",
+            "`config.json`), and the attached `postprocess.json` was tuned on maps made that way.",
+        ]
+    elif predict_scale != 1:
+        lines += [f"`livecell-seg predict` zooms images by {predict_scale:g} by default for this model."]
+    return [*lines, ""]
 
 
 def _training_length(optim: dict[str, Any]) -> str:
@@ -441,16 +449,20 @@ def _describe_training_data(data: dict[str, Any]) -> str:
             continue
         if s.get("sample"):
             text = "the 5 LIVECell images bundled with livecell-seg (CC BY-NC 4.0)"
-        else:
-            text = str(s.get("json") or s.get("folder") or s.get("labels") or "a LIVECell-format set")
+        else:  # the set's name, not the trainer's local path
+            where = s.get("json") or s.get("folder") or s.get("labels")
+            text = Path(str(where)).name if where else "a LIVECell-format set"
         notes = []
         if s.get("weight") is not None:
             notes.append(f"weight {s['weight']:g}")
         if s.get("annotation") == "partial":
             notes.append("partially annotated")
         for key in ("include", "include_types", "exclude"):
-            if s.get(key):
-                notes.append(f"{key.replace('_', ' ')} {', '.join(map(str, s[key]))}")
+            items = [str(x) for x in s.get(key) or []]
+            if len(items) > 4:
+                notes.append(f"{key.replace('_', ' ')} {len(items)} names")
+            elif items:
+                notes.append(f"{key.replace('_', ' ')} {', '.join(items)}")
         parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
     if not parts:
         return "not recorded in the model folder"
