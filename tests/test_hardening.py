@@ -381,6 +381,17 @@ def test_stale_part_files_of_dead_processes_are_swept(tmp_path):
         assert tmp.name.startswith(f".e.tif.{_HOST}-{os.getpid()}-")
 
 
+def test_part_file_target_names_the_final_file(tmp_path):
+    """The Dask runner removes a dead worker's ``.part`` files by the output they were for."""
+    from livecell_seg.io import atomic_path, part_file_target
+
+    with atomic_path(tmp_path / "a.b.tif") as tmp:
+        assert part_file_target(tmp.name) == "a.b.tif"
+    assert part_file_target(".x.npy.some_host-12-ab_9.part") == "x.npy"
+    for other in ("images.zip.part", ".x.npy.part", ".x.npy.host-pid-ab.part", "x.tif"):
+        assert part_file_target(other) is None
+
+
 def test_atomic_writes_are_flushed_to_disk_before_the_rename(tmp_path, monkeypatch):
     from livecell_seg import io as lio
 

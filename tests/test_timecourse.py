@@ -467,6 +467,37 @@ def test_network_path_is_predicts_code_path(tmp_path, capsys):
     assert [Path(s["file"]).name for s in skipped] == ["MCF7_Phase_G4_2_00d12h00m_1.tif"]
 
 
+def test_frames_keep_the_label_names_an_earlier_run_gave(tmp_path):
+    """Two frames of the same name in two folders: after a run on b/ alone, b's labels are
+    ``F.tif``; a --resume run on a/ and b/ keeps that (predict_names.json), segments a into
+    ``F-2.tif`` and measures each frame from its own label image."""
+    pytest.importorskip("torch")
+    import tifffile
+
+    from livecell_seg.app.logic import sample_images
+    from livecell_seg.io import read_image, read_labels
+    from livecell_seg.timecourse import run_timecourse
+
+    src = read_image(sample_images()[0])
+    name = "MCF7_Phase_G4_2_00d00h00m_1.tif"
+    for d, (y, x) in (("a", (0, 0)), ("b", (200, 200))):
+        (tmp_path / d).mkdir()
+        tifffile.imwrite(tmp_path / d / name, src[y : y + 192, x : x + 256])
+    out = tmp_path / "tc"
+    kw = {"num_threads": 1, "report": False, "progress": False}
+    run_timecourse([tmp_path / "b"], out, **kw)
+    res = run_timecourse([tmp_path / "a", tmp_path / "b"], out, resume=True, **kw)
+    seg = out / "segmentation"
+    assert res.segmentation.predict.skipped_existing == [tmp_path / "b" / name]
+    rows = {Path(r["file"]).parent.name: r for r in res.per_image}
+    assert Path(rows["a"]["labels"]) == seg / "MCF7_Phase_G4_2_00d00h00m_1-2.tif"
+    assert Path(rows["b"]["labels"]) == seg / name
+    for r in rows.values():
+        labels = read_labels(r["labels"])
+        assert r["count"] == len(np.unique(labels[labels > 0])) > 0
+    assert rows["a"]["count"] != rows["b"]["count"]
+
+
 # --------------------------------------------------------------------------------------------------
 # the web app's time-course view
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ os.umask(_UMASK)
 #: this machine, as written into temporary file names (a stale one is only swept on its own host)
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
 #: ``.<final name>.<host>-<pid>-<random>.part``: what :func:`atomic_path` writes before the rename
-_PART_RE = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.part$")
+_PART_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.part$")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -109,6 +109,13 @@ def sweep_stale_parts(folder: str | os.PathLike[str], recursive: bool = True) ->
             q.unlink()
             removed.append(q)
     return removed
+
+
+def part_file_target(name: str) -> str | None:
+    """The final file name that the temporary file ``name`` of :func:`atomic_path` was written
+    for (``.x.tif.<host>-<pid>-<random>.part`` -> ``x.tif``); None for any other name."""
+    m = _PART_RE.match(name)
+    return None if m is None else m["name"]
 
 
 def positive_env_int(name: str, default: int, unit: str) -> int:

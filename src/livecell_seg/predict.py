@@ -1,9 +1,11 @@
 """The predict pipeline: image -> network maps -> watershed instances -> files.
 
 - :func:`segment_image`: one image (array) -> :class:`SegmentationResult` (labels, maps, scores, timings).
+- :func:`segment_file`: one file -> its output files (:class:`ImageOutcome`); the per-image step that
+  serial :func:`predict_paths` and the Dask runner (:mod:`livecell_seg.distributed`) both run.
 - :func:`predict_paths`: files/folders -> ``OUT/<stem>.tif`` uint16 labels (+ maps, overlay PNG,
   measurements CSV, ImageJ ROI zip, QuPath GeoJSON on request), with a progress bar; unreadable files are named
-  in one line and skipped, the rest processed.
+  in one line and skipped, the rest processed. ``cluster=`` runs the same on Dask workers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from . import inference as _inference  # noqa: F401 - light; sets OMP_WAIT_POLIC
 from .errors import InputFileError, LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .distributed import ClusterOptions
     from .model import LoadedModel
     from .postprocess import PostprocessParams
 
@@ -60,10 +63,27 @@ class PredictSummary:
     n_cells: dict[str, int] = field(default_factory=dict)
     timings: list[dict[str, float]] = field(default_factory=list)
     scales: dict[str, float] = field(default_factory=dict)
+    #: Dask runs only: images segmented per worker, and the wall time of the whole run
+    workers: dict[str, int] = field(default_factory=dict)
+    wall_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def add(self, outcome: ImageOutcome) -> None:
+        """Record one image's outcome (processed or failed)."""
+        if outcome.error is not None:
+            self.failed.append((outcome.path, outcome.error))
+            return
+        self.processed.append(outcome.path)
+        self.n_cells[str(outcome.path)] = outcome.n_cells
+        if outcome.scale is not None:
+            self.scales[str(outcome.path)] = outcome.scale
+        if outcome.timings:
+            self.timings.append(outcome.timings)
+        if outcome.worker is not None:
+            self.workers[outcome.worker] = self.workers.get(outcome.worker, 0) + 1
 
     def median_timings(self) -> dict[str, float]:
         """Median seconds per image of each stage (and ``total``)."""
@@ -71,6 +91,54 @@ class PredictSummary:
             return {}
         keys = self.timings[0].keys()
         return {k: float(np.median([t[k] for t in self.timings])) for k in keys}
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Which outputs to write per image and how the network runs on it (picklable: the Dask
+    runner sends it to the workers)."""
+
+    save_maps: bool = False
+    overlay: bool = False
+    measurements: bool = False
+    rois: bool = False
+    geojson: bool = False
+    tta: bool | str = False
+    tile: int = 512
+    overlap: float = 0.25
+    batch_size: int = 4
+    precision: str = "auto"
+    scale: float | str = 1.0
+    diameter: float | None = None
+
+    def targets(self, out_dir: Path, stem: str) -> list[Path]:
+        """Every file written for the image with output stem ``stem`` (labels first)."""
+        t = [out_dir / f"{stem}.tif"]
+        if self.save_maps:
+            t.append(out_dir / "maps" / f"{stem}.npy")
+        if self.overlay:
+            t.append(out_dir / "overlays" / f"{stem}.png")
+        if self.measurements:
+            t.append(out_dir / "measurements" / f"{stem}.csv")
+        if self.rois:
+            t.append(out_dir / "rois" / f"{stem}.zip")
+        if self.geojson:
+            t.append(out_dir / f"{stem}.geojson")
+        return t
+
+
+@dataclass
+class ImageOutcome:
+    """What :func:`segment_file` did with one file: ``error`` is the one-line reason it was
+    skipped (None when segmented); ``worker`` names the Dask worker that ran it (None when serial);
+    ``scale``: the zoom the network ran at."""
+
+    path: Path
+    n_cells: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None
+    scale: float | None = None
 
 
 def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
@@ -143,7 +211,7 @@ def segment_image(
     the model was trained on (zoom x median diameter closest to the training diameter, ties to
     the zoom nearest 1). Checking each zoom's own result, rather than extrapolating from one pass,
     is robust to a network that over-splits large cells: their fragments look small at 1x, but
-    at the right zoom whole cells of the training size are found. Costs about 1.7x the network
+    at the right zoom whole cells of the training size are found. Costs about 2.7x the network
     time of one pass. ``diameter`` (pixels): the cells' typical diameter when known; sets the
     zoom without trying any.
     """
@@ -209,6 +277,18 @@ def segment_image(
 BACKENDS = ("torch", "onnxruntime")
 
 
+def check_backend(backend: str, device: str | None = None, precision: str = "auto") -> None:
+    """Refuse (one-line :class:`LivecellError`) a backend that does not exist or cannot run with
+    ``device`` / ``precision`` (onnxruntime: CPU, float32)."""
+    if backend not in BACKENDS:
+        raise LivecellError(f"unknown backend {backend!r} (choose {' or '.join(BACKENDS)})")
+    if backend == "onnxruntime":
+        if device not in (None, "auto", "cpu"):
+            raise LivecellError(f"the onnxruntime backend runs on the CPU (got device {device!r})")
+        if precision == "bf16":
+            raise LivecellError("--precision bf16 needs the torch backend (onnxruntime runs float32)")
+
+
 def load_model_for_predict(
     model_dir: str | Path | None,
     device: str | None = None,
@@ -223,8 +303,7 @@ def load_model_for_predict(
     from .inference import resolve_device
     from .model import default_model_dir, load_model_dir
 
-    if backend not in BACKENDS:
-        raise LivecellError(f"unknown backend {backend!r} (choose {' or '.join(BACKENDS)})")
+    check_backend(backend, device)
     if model_dir is None:
         d = default_model_dir()
         if not (d / "config.json").is_file() or not (d / "model.pt").is_file():
@@ -236,8 +315,6 @@ def load_model_for_predict(
         if not d.is_dir():
             raise LivecellError(f"{d}: model folder not found")
     if backend == "onnxruntime":
-        if device not in (None, "auto", "cpu"):
-            raise LivecellError(f"the onnxruntime backend runs on the CPU (got device {device!r})")
         from .onnx_backend import load_onnx_model
 
         return load_onnx_model(d, num_threads=num_threads)
@@ -306,6 +383,102 @@ def _earlier_outputs(inputs: list[Path], expanded: list[Path], out: Path) -> lis
     return found
 
 
+def check_outputs(paths: list[Path], out: Path, options: PredictOptions) -> list[str]:
+    """The output stem of each of ``paths`` in ``out`` (names given by earlier runs kept); writes
+    nothing. Refuses the run (one-line :class:`InputFileError`) when an output would overwrite one
+    of its inputs."""
+    stems = _output_stems(paths, out, save=False)
+    input_files = {q.resolve(): q for q in paths}
+    for stem in stems:
+        for t in options.targets(out, stem):
+            if t.resolve() in input_files:
+                raise InputFileError(
+                    input_files[t.resolve()],
+                    f"would be overwritten by its own output; choose another --out than {out}",
+                )
+    return stems
+
+
+def open_outputs(paths: list[Path], out: Path) -> None:
+    """The first writes of a run, once every check passed: create ``out``, delete the temporary
+    files a killed earlier run left there and record the output names (``predict_names.json``)."""
+    from .io import sweep_stale_parts
+
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(out)
+    _output_stems(paths, out)
+
+
+def segment_file(
+    model: LoadedModel,
+    path: Path,
+    stem: str,
+    out_dir: Path,
+    params: PostprocessParams,
+    options: PredictOptions,
+) -> ImageOutcome:
+    """Read ``path``, segment it and write its outputs (``options.targets``), each atomically.
+
+    A file that cannot be read or segmented (also: out of memory) gives an outcome with a one-line
+    ``error`` naming it (nothing is raised for it); the caller reports it and goes on.
+    """
+    from .io import read_image, write_labels
+    from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
+
+    out = Path(out_dir)
+    try:
+        t0 = time.perf_counter()
+        image = read_image(path)
+        t1 = time.perf_counter()
+        res = segment_image(
+            model,
+            image,
+            params,
+            tile=options.tile,
+            overlap=options.overlap,
+            tta=options.tta,
+            batch_size=options.batch_size,
+            precision=options.precision,
+            scale=options.scale,
+            diameter=options.diameter,
+        )
+        t2 = time.perf_counter()
+        write_labels(out / f"{stem}.tif", res.labels)
+        if options.save_maps:
+            from .postprocess import save_maps as _save_maps
+
+            _save_maps(out / "maps" / f"{stem}.npy", res.maps, model.head)
+        if options.overlay:
+            save_overlay_png(out / "overlays" / f"{stem}.png", image, res.labels)
+        if options.measurements:
+            write_measurements_csv(out / "measurements" / f"{stem}.csv", res.labels, image, res.scores)
+        if options.rois:
+            write_rois_zip(out / "rois" / f"{stem}.zip", res.labels)
+        if options.geojson:
+            write_geojson(out / f"{stem}.geojson", res.labels, image, res.scores)
+        t3 = time.perf_counter()
+    except (LivecellError, ValueError, OSError, RuntimeError, MemoryError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if str(path) not in msg:
+            msg = f"{path}: {msg}"
+        return ImageOutcome(path=path, error=msg)
+    timings = {
+        "read_s": t1 - t0,
+        "network_s": res.timings["network_s"],
+        "postprocess_s": res.timings["postprocess_s"],
+        "write_s": t3 - t2,
+        "total_s": t3 - t0,
+    }
+    return ImageOutcome(path=path, n_cells=res.n_cells, timings=timings, scale=res.scale)
+
+
+def report_failure(message: str, command: str = "predict") -> None:
+    """Print one skipped file's one-line reason on stderr (above a running progress bar)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"livecell-seg {command}: skipped {message}", file=sys.stderr)
+
+
 def predict_paths(
     inputs: list[str | Path] | str | Path,
     out_dir: str | Path,
@@ -330,6 +503,7 @@ def predict_paths(
     num_threads: int | None = None,
     progress: bool = True,
     backend: str = "torch",
+    cluster: ClusterOptions | None = None,
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
 
@@ -341,12 +515,13 @@ def predict_paths(
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
     ``backend``: ``"torch"`` or ``"onnxruntime"`` (CPU, float32; see :func:`load_model_for_predict`).
+    ``cluster`` (:class:`livecell_seg.distributed.ClusterOptions`) runs the images on Dask workers
+    instead (:func:`livecell_seg.distributed.run_images`: the same files under the same names; there
+    ``num_threads`` is per worker and defaults to 1); without it nothing imports Dask.
     """
-    import torch
     from tqdm import tqdm
 
-    from .io import list_images, read_image, sweep_stale_parts, write_labels
-    from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
+    from .io import list_images
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -356,14 +531,53 @@ def predict_paths(
     # never treat our own outputs as inputs (``--out`` inside an ``--input`` folder, re-runs)
     earlier = _earlier_outputs(given, paths, out)
     paths = [q for q in paths if q not in set(earlier)]
-    summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if not paths:
         raise LivecellError(
             f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, given))}"
             + (f" ({len(earlier)} earlier outputs in {out} ignored)" if earlier else "")
         )
-    if backend == "onnxruntime" and precision == "bf16":
-        raise LivecellError("--precision bf16 needs the torch backend (onnxruntime runs float32)")
+    check_backend(backend, device, precision)
+    options = PredictOptions(
+        save_maps=save_maps,
+        overlay=overlay,
+        measurements=measurements,
+        rois=rois,
+        geojson=geojson,
+        tta=tta,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        precision=precision,
+        scale=scale,
+        diameter=diameter,
+    )
+    stems = check_outputs(paths, out, options)  # refused before anything is written
+    if cluster is not None:
+        from .distributed import run_images
+
+        if model is not None and model_dir is None:
+            if model.path is None:
+                raise LivecellError("Dask workers load the model from its folder: pass model_dir")
+            model_dir = model.path
+        summary = run_images(
+            paths,
+            out,
+            cluster,
+            model_dir=model_dir,
+            device=device,
+            backend=backend,
+            params=params,
+            options=options,
+            resume=resume,
+            num_threads=num_threads,
+            progress=progress,
+            stems=stems,
+        )
+        summary.ignored_outputs = earlier
+        return summary
+    import torch
+
+    summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if model is None:
         model = load_model_for_predict(model_dir, device, backend=backend, num_threads=num_threads)
     from .inference import resolve_device
@@ -373,33 +587,7 @@ def predict_paths(
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)
     resolve_scale(model, scale, diameter)  # a bad value or a model without a diameter fails before any work
-
-    def targets(stem: str) -> list[Path]:
-        t = [out / f"{stem}.tif"]
-        if save_maps:
-            t.append(out / "maps" / f"{stem}.npy")
-        if overlay:
-            t.append(out / "overlays" / f"{stem}.png")
-        if measurements:
-            t.append(out / "measurements" / f"{stem}.csv")
-        if rois:
-            t.append(out / "rois" / f"{stem}.zip")
-        if geojson:
-            t.append(out / f"{stem}.geojson")
-        return t
-
-    stems = _output_stems(paths, out, save=False)
-    input_files = {q.resolve(): q for q in paths}
-    for stem in stems:  # refused before anything is written
-        for t in targets(stem):
-            if t.resolve() in input_files:
-                raise InputFileError(
-                    input_files[t.resolve()],
-                    f"would be overwritten by its own output; choose another --out than {out}",
-                )
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_stale_parts(out)  # temporary files of a killed earlier run
-    _output_stems(paths, out)  # records the names
+    open_outputs(paths, out)
     bar = tqdm(
         list(zip(paths, stems)),
         disable=not progress,
@@ -409,58 +597,12 @@ def predict_paths(
         dynamic_ncols=True,
     )
     for path, stem in bar:
-        if resume and all(t.is_file() for t in targets(stem)):
+        if resume and all(t.is_file() for t in options.targets(out, stem)):
             summary.skipped_existing.append(path)
             continue
-        try:
-            t0 = time.perf_counter()
-            image = read_image(path)
-            t1 = time.perf_counter()
-            res = segment_image(
-                model,
-                image,
-                p,
-                scale=scale,
-                diameter=diameter,
-                tile=tile,
-                overlap=overlap,
-                tta=tta,
-                batch_size=batch_size,
-                precision=precision,
-            )
-            t2 = time.perf_counter()
-            write_labels(out / f"{stem}.tif", res.labels)
-            if save_maps:
-                from .postprocess import save_maps as _save_maps
-
-                _save_maps(out / "maps" / f"{stem}.npy", res.maps, model.head)
-            if overlay:
-                save_overlay_png(out / "overlays" / f"{stem}.png", image, res.labels)
-            if measurements:
-                write_measurements_csv(out / "measurements" / f"{stem}.csv", res.labels, image, res.scores)
-            if rois:
-                write_rois_zip(out / "rois" / f"{stem}.zip", res.labels)
-            if geojson:
-                write_geojson(out / f"{stem}.geojson", res.labels, image, res.scores)
-            t3 = time.perf_counter()
-        except (LivecellError, ValueError, OSError, RuntimeError, MemoryError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if str(path) not in msg:
-                msg = f"{path}: {msg}"
-            summary.failed.append((path, msg))
-            tqdm.write(f"livecell-seg predict: skipped {msg}", file=sys.stderr)
-            continue
-        summary.processed.append(path)
-        summary.n_cells[str(path)] = res.n_cells
-        summary.scales[str(path)] = res.scale
-        summary.timings.append(
-            {
-                "read_s": t1 - t0,
-                "network_s": res.timings["network_s"],
-                "postprocess_s": res.timings["postprocess_s"],
-                "write_s": t3 - t2,
-                "total_s": t3 - t0,
-            }
-        )
+        outcome = segment_file(model, path, stem, out, p, options)
+        if outcome.error is not None:
+            report_failure(outcome.error)
+        summary.add(outcome)
     bar.close()
     return summary

@@ -29,11 +29,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputFileError, LivecellError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .predict import PredictSummary
 
 #: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
 DEFAULT_PIXEL_SIZE_UM = 0.5
@@ -172,12 +175,15 @@ def parse_names(paths: Iterable[str | Path], pattern: str | None = None) -> tupl
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class SegmentationRun:
-    """Label file per input image, the images that failed (path, one-line reason), timings (s)."""
+    """Label file per input image, the images that failed (path, one-line reason), timings (s);
+    ``predict``: :func:`~livecell_seg.predict.predict_paths`' summary when the network ran (on Dask:
+    images per worker and the run's wall time)."""
 
     labels: dict[Path, Path] = field(default_factory=dict)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     network_s: float = 0.0
     total_s: float = 0.0
+    predict: PredictSummary | None = None
 
 
 def segment_frames(
@@ -192,8 +198,9 @@ def segment_frames(
 
     This is the only place the time course runs the network: ``predict_settings`` are
     ``predict_paths``' keyword arguments (``params``, ``device``, ``tta``, ``tile``, ``overlap``,
-    ``precision``, ``num_threads``, ``resume``, ``overlay``, ``model``, ...), so the images are
-    segmented exactly as ``livecell-seg predict`` would.
+    ``precision``, ``num_threads``, ``resume``, ``overlay``, ``model``, ``cluster``, ...), so the
+    images are segmented exactly as ``livecell-seg predict`` would; with ``cluster``
+    (:class:`livecell_seg.distributed.ClusterOptions`) on Dask workers, with the same label files.
     """
     from .predict import _output_stems, predict_paths
 
@@ -201,10 +208,11 @@ def segment_frames(
     paths = list(paths)
     t0 = time.perf_counter()
     summary = predict_paths(paths, out, model_dir, progress=progress, **predict_settings)
-    run = SegmentationRun(failed=list(summary.failed))
+    run = SegmentationRun(failed=list(summary.failed), predict=summary)
     run.network_s = float(sum(t["network_s"] for t in summary.timings))
     failed = {p for p, _ in summary.failed}
-    for p, stem in zip(paths, _output_stems(paths)):
+    # the names predict_paths gave (OUT/predict_names.json: earlier runs' names are kept)
+    for p, stem in zip(paths, _output_stems(paths, out, save=False)):
         if p not in failed:
             run.labels[p] = out / f"{stem}.tif"
     run.total_s = time.perf_counter() - t0
@@ -679,6 +687,8 @@ class TimecourseResult:
     settings: dict[str, Any]
     timings: dict[str, float]
     files: dict[str, Path] = field(default_factory=dict)
+    #: the segmentation step: label file per frame and, when the network ran, predict's summary
+    segmentation: SegmentationRun | None = None
 
     @property
     def ok(self) -> bool:
@@ -699,6 +709,8 @@ def _jsonable_settings(settings: dict[str, Any]) -> dict[str, Any]:
             continue
         if k == "params" and v is not None:
             v = v.to_dict()
+        if k == "cluster" and v is not None:  # ClusterOptions: the options given
+            v = {name: x for name, x in asdict(v).items() if x is not None}
         out[k] = v
     return out
 
@@ -803,6 +815,7 @@ def run_timecourse(
         skipped=skipped,
         settings=settings,
         timings={},
+        segmentation=seg,
     )
     out.mkdir(parents=True, exist_ok=True)
     res.files["per_image"] = out / "per_image.csv"
@@ -836,6 +849,8 @@ def run_timecourse(
             "skipped": [{"file": str(p), "reason": m} for p, m in skipped],
             "timings": res.timings,
             "files": {k: str(v) for k, v in res.files.items()},
+            # on Dask: images segmented per worker (the worker's address)
+            **({"dask_workers": seg.predict.workers} if seg.predict and seg.predict.workers else {}),
         },
     )
     return res

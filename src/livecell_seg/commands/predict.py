@@ -7,7 +7,8 @@ import sys
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model and network options shared by every command that segments images (predict, timecourse)."""
+    """The model and network options shared by every command that segments images (predict,
+    timecourse), with the Dask cluster options (:func:`livecell_seg.distributed.add_cluster_arguments`)."""
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
@@ -52,9 +53,15 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
     )
     parser.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for the network (default: all cores)"
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
+    from ..distributed import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def _number(text: str, option: str) -> float:
@@ -68,7 +75,9 @@ def _number(text: str, option: str) -> float:
 
 def network_settings(args: argparse.Namespace) -> dict:
     """Check the options of :func:`add_network_arguments` and return them as keyword arguments of
-    :func:`livecell_seg.predict.predict_paths` (``--model`` excluded)."""
+    :func:`livecell_seg.predict.predict_paths` (``--model`` excluded; ``cluster`` is None without
+    a cluster option: serial)."""
+    from ..distributed import cluster_options_from_args
     from ..errors import LivecellError
 
     if not 0.0 <= args.overlap < 1.0:
@@ -82,6 +91,7 @@ def network_settings(args: argparse.Namespace) -> dict:
         from ..postprocess import PostprocessParams
 
         params = PostprocessParams.read(args.params)
+    cluster = cluster_options_from_args(args)
     return {
         "params": params,
         "device": args.device,
@@ -94,6 +104,7 @@ def network_settings(args: argparse.Namespace) -> dict:
         "overlap": args.overlap,
         "resume": args.resume,
         "num_threads": args.threads,
+        "cluster": cluster,
     }
 
 
@@ -167,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
             zs = sorted(summary.scales.values())
             line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
         print(line)
+        if summary.workers:
+            from ..distributed import summary_line
+
+            print(summary_line(summary))
     if summary.failed:
         print(
             f"livecell-seg predict: {len(summary.failed)} of {summary.n_inputs} file(s) failed",

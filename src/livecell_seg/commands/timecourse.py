@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels",
         metavar="DIR",
         help="use existing label images DIR/<image stem>.tif (from predict or convert) instead of the "
-        "network (torch is not loaded; the model options are ignored)",
+        "network (torch is not loaded; the model and Dask options are ignored)",
     )
     parser.add_argument(
         "--pixel-size",
@@ -116,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 print(f"  {name}: count doubling time not meaningful ({g['reason']})")
+        seg = res.segmentation.predict if res.segmentation is not None else None
+        if seg is not None and seg.workers:
+            from ..distributed import summary_line
+
+            print(summary_line(seg))
     if res.skipped:
         print(
             f"livecell-seg timecourse: {len(res.skipped)} file(s) skipped (listed in {res.files['json']})",

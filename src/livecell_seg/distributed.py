@@ -1,0 +1,648 @@
+"""Segment many images on a Dask cluster: local worker processes, an existing scheduler, or SLURM.
+
+Optional: ``pip install 'livecell-seg[dask]'`` (distributed, dask-jobqueue). Nothing here imports
+Dask until a run starts, and commands only call in here when a cluster option is given, so the
+serial path never imports it.
+
+- :class:`ClusterOptions` says where the workers come from; :func:`add_cluster_arguments` adds the
+  matching command-line options and :func:`cluster_options_from_args` reads them back (None when
+  none was given: run serially).
+- :func:`run_images` runs :func:`livecell_seg.predict.segment_file` (the per-image step of serial
+  ``predict``) on the workers, so the files written are the same, bit for bit:
+
+  * each worker process loads the model once and keeps it (one per process; reloaded only when
+    the folder or the weights file changes), and runs the network with 1 torch thread by default;
+  * images go to the workers in tasks of a few images (:func:`images_per_task`), so that the
+    scheduler's cost per task stays small next to the work in it;
+  * workers write every output atomically into the shared output folder; the client only
+    collects one small record per image (cells, timings, error, worker) and shows the progress bar;
+  * a worker that dies loses nothing: Dask re-runs its unfinished tasks on other workers, and an
+    image whose outputs were already written in this run is not segmented again; a task that
+    keeps killing workers is split into single images, and an image that still kills its worker
+    is reported as failed; ``resume`` skips images whose outputs exist from any earlier run;
+  * a file that cannot be read is reported in one line and skipped, exactly as in serial mode.
+
+Another command adopts it in three lines::
+
+    from livecell_seg.distributed import add_cluster_arguments, cluster_options_from_args
+    add_cluster_arguments(parser)                       # in add_arguments(parser)
+    cluster = cluster_options_from_args(args)           # in run(args): None without the options
+    summary = predict_paths(inputs, out_dir, model_dir, ..., cluster=cluster)   # or run_images(...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import LivecellError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LoadedModel
+    from .postprocess import PostprocessParams
+    from .predict import ImageOutcome, PredictOptions, PredictSummary
+
+#: how users get the optional dependencies
+INSTALL_HINT = "pip install 'livecell-seg[dask]'"
+#: at most this many images per task (a killed worker loses at most one task's unfinished images)
+MAX_IMAGES_PER_TASK = 8
+#: aim for at least this many tasks per worker (load balance at the end of the run)
+TASKS_PER_WORKER = 4
+#: cluster kinds started through dask-jobqueue
+CLUSTER_KINDS = ("slurm",)
+#: the ``ImageOutcome.worker`` of images found finished in this run after their worker was lost
+RECOVERED = "(written by a lost worker)"
+
+_WALLTIME = re.compile(r"^\d+(-\d{1,2})?(:\d{1,2}){0,2}$")
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+]*://", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the Dask workers come from: exactly one of ``scheduler`` (address of a running
+    scheduler), ``local_workers`` (start that many single-threaded worker processes here) or
+    ``cluster`` (``"slurm"``: start ``jobs`` batch jobs of ``cores`` cores, ``memory`` and
+    ``walltime`` each through dask-jobqueue; values left None come from its config).
+    ``images_per_task`` overrides :func:`images_per_task`'s choice."""
+
+    scheduler: str | None = None
+    local_workers: int | None = None
+    cluster: str | None = None
+    jobs: int | None = None
+    cores: int | None = None
+    memory: str | None = None
+    walltime: str | None = None
+    images_per_task: int | None = None
+
+    def __post_init__(self) -> None:
+        modes = [
+            f
+            for f, v in (
+                ("--scheduler", self.scheduler),
+                ("--local-workers", self.local_workers),
+                ("--cluster", self.cluster),
+            )
+            if v is not None
+        ]
+        batch = {
+            "--jobs": self.jobs,
+            "--cores": self.cores,
+            "--memory": self.memory,
+            "--walltime": self.walltime,
+        }
+        if self.cluster is None and any(v is not None for v in batch.values()):
+            given = ", ".join(k for k, v in batch.items() if v is not None)
+            raise LivecellError(f"{given} only go with --cluster slurm")
+        if len(modes) != 1:
+            raise LivecellError(
+                "give exactly one of --scheduler, --local-workers, --cluster"
+                + (f" (got {' and '.join(modes)})" if modes else "")
+            )
+        if self.local_workers is not None and self.local_workers < 1:
+            raise LivecellError(f"--local-workers must be at least 1, got {self.local_workers}")
+        if self.scheduler is not None and not re.match(
+            r"^([a-z][a-z0-9+]*://)?[^\s/]+$", self.scheduler, re.I
+        ):
+            raise LivecellError(
+                f"--scheduler: not a scheduler address: {self.scheduler!r} (e.g. tcp://host:8786)"
+            )
+        if self.cluster is not None and self.cluster not in CLUSTER_KINDS:
+            raise LivecellError(f"--cluster must be one of {', '.join(CLUSTER_KINDS)}, got {self.cluster!r}")
+        for flag, v in (
+            ("--jobs", self.jobs),
+            ("--cores", self.cores),
+            ("--images-per-task", self.images_per_task),
+        ):
+            if v is not None and v < 1:
+                raise LivecellError(f"{flag} must be at least 1, got {v}")
+        if self.memory is not None and not _MEMORY.match(self.memory):
+            raise LivecellError(f"--memory: not a size: {self.memory!r} (e.g. 16GB)")
+        if self.walltime is not None and not _WALLTIME.match(self.walltime):
+            raise LivecellError(
+                f"--walltime: not a SLURM time: {self.walltime!r} (e.g. 02:00:00, 90:00 or 1-00:00:00)"
+            )
+
+    @property
+    def scheduler_address(self) -> str | None:
+        """``scheduler`` with ``tcp://`` added when it names no protocol."""
+        if self.scheduler is None:
+            return None
+        return self.scheduler if _SCHEME.match(self.scheduler) else f"tcp://{self.scheduler}"
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler``, ``--local-workers``, ``--cluster`` (+ ``--jobs --cores --memory
+    --walltime``) and ``--images-per-task`` to a command's parser, in their own group."""
+    g = parser.add_argument_group(
+        "parallel run on Dask workers (needs " + INSTALL_HINT + "; without these options: serial)"
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use the workers of a running Dask scheduler, e.g. tcp://10.1.2.3:8786",
+    )
+    g.add_argument(
+        "--local-workers",
+        type=int,
+        metavar="N",
+        help="start N single-threaded Dask worker processes on this machine",
+    )
+    g.add_argument(
+        "--cluster",
+        choices=CLUSTER_KINDS,
+        help="start Dask workers as batch jobs through dask-jobqueue (unset values come from its "
+        "config, e.g. ~/.config/dask/jobqueue.yaml: queue, account, job_extra_directives, ...)",
+    )
+    g.add_argument("--jobs", type=int, metavar="N", help="with --cluster: batch jobs to submit (default 1)")
+    g.add_argument(
+        "--cores", type=int, metavar="N", help="with --cluster: cores per job (one 1-thread worker per core)"
+    )
+    g.add_argument("--memory", metavar="SIZE", help="with --cluster: memory per job, e.g. 16GB")
+    g.add_argument("--walltime", metavar="TIME", help="with --cluster: time limit per job, e.g. 02:00:00")
+    g.add_argument(
+        "--images-per-task",
+        type=int,
+        metavar="N",
+        help=f"images per Dask task (default: enough tasks for {TASKS_PER_WORKER} per worker, 1 to {MAX_IMAGES_PER_TASK})",
+    )
+
+
+def cluster_options_from_args(args: argparse.Namespace) -> ClusterOptions | None:
+    """The :class:`ClusterOptions` of parsed arguments, or None when no cluster option was given
+    (then the command runs serially). Raises a one-line :class:`LivecellError` on bad values."""
+    names = (
+        "scheduler",
+        "local_workers",
+        "cluster",
+        "jobs",
+        "cores",
+        "memory",
+        "walltime",
+        "images_per_task",
+    )
+    values = {n: getattr(args, n, None) for n in names}
+    if all(v is None for v in values.values()):
+        return None
+    return ClusterOptions(**values)
+
+
+def images_per_task(n_images: int, n_workers: int, override: int | None = None) -> int:
+    """Images per task: ``override``, else enough tasks for :data:`TASKS_PER_WORKER` per worker
+    (so the last tasks finish together), at most :data:`MAX_IMAGES_PER_TASK` (so the scheduler's
+    cost per task, a few ms, is well under 1% of a task: BENCHMARKS.md, dask section)."""
+    if override is not None:
+        return max(1, int(override))
+    per = math.ceil(max(1, n_images) / (TASKS_PER_WORKER * max(1, n_workers)))
+    return max(1, min(MAX_IMAGES_PER_TASK, per))
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise LivecellError(f"--scheduler, --local-workers and --cluster need Dask: {INSTALL_HINT}") from None
+    return distributed
+
+
+# ------------------------------------------------------------------------------------------------
+# clusters
+
+
+def slurm_cluster_kwargs(options: ClusterOptions) -> dict[str, Any]:
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the options and the Dask config.
+
+    One single-threaded worker process per core (``processes = cores``) unless the config sets
+    ``jobqueue.slurm.processes``; ``cores`` and ``memory`` must come from the options or the config.
+    """
+    try:
+        import dask.config
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        raise LivecellError(f"--cluster slurm needs dask-jobqueue: {INSTALL_HINT}") from None
+    cores = options.cores or dask.config.get("jobqueue.slurm.cores", None)
+    memory = options.memory or dask.config.get("jobqueue.slurm.memory", None)
+    if not cores or not memory:
+        raise LivecellError(
+            "--cluster slurm needs --cores and --memory (or jobqueue.slurm.cores and .memory in a Dask "
+            "config file such as ~/.config/dask/jobqueue.yaml)"
+        )
+    kw: dict[str, Any] = {"cores": int(cores), "memory": str(memory)}
+    if options.walltime is not None:
+        kw["walltime"] = options.walltime
+    if dask.config.get("jobqueue.slurm.processes", None) is None:
+        kw["processes"] = int(cores)
+    if dask.config.get("jobqueue.slurm.name", None) in (None, "dask-worker"):
+        kw["job_name"] = "livecell-seg"
+    return kw
+
+
+def make_slurm_cluster(options: ClusterOptions, **extra: Any) -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` for ``options`` (no job submitted yet; ``extra`` overrides)."""
+    from dask_jobqueue import SLURMCluster
+
+    return SLURMCluster(**{**slurm_cluster_kwargs(options), **extra})
+
+
+@contextlib.contextmanager
+def open_client(options: ClusterOptions) -> Iterator[tuple[Any, int]]:
+    """A connected ``distributed.Client`` and the number of worker threads planned (0 = unknown);
+    a local or SLURM cluster is started here and shut down on exit."""
+    distributed = _import_distributed()
+    if options.scheduler is not None:
+        addr = options.scheduler_address
+        try:
+            client = distributed.Client(addr)  # waits distributed.comm.timeouts.connect (30 s)
+        except (OSError, TimeoutError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise LivecellError(f"cannot reach the Dask scheduler at {addr} ({msg})") from None
+        with client:
+            yield client, 0
+    elif options.local_workers is not None:
+        n = int(options.local_workers)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_one_task_per_thread())
+            cluster = stack.enter_context(
+                distributed.LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # a free port: never a clash, never public
+                )
+            )
+            # a worker process that imported torch can take over the nanny's 4 s to exit on a busy
+            # CPU; the nanny then kills it and says so: that is not news when we close the cluster
+            stack.callback(_quiet_logger, "distributed.nanny")
+            client = stack.enter_context(distributed.Client(cluster))
+            yield client, n
+    else:
+        kw = slurm_cluster_kwargs(options)
+        with (
+            _one_task_per_thread(),
+            make_slurm_cluster(options) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            jobs = int(options.jobs or 1)
+            cluster.scale(jobs=jobs)
+            yield client, jobs * int(kw.get("processes") or 1)
+
+
+def _one_task_per_thread() -> contextlib.AbstractContextManager[Any]:
+    """Dask config for the schedulers we start: a worker holds only the task it runs. (Dask's
+    default sends one more ahead; when a worker dies, every task it held counts as suspect, so an
+    image queued next to one that kills workers could be blamed too. The idle gap this costs a
+    worker between tasks is one round trip, a few ms against ~1 s of work.)"""
+    import dask.config
+
+    return dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
+
+
+def _quiet_logger(name: str) -> None:
+    import logging
+
+    logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------------------------------------
+# worker side
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every task of one run needs (small, picklable)."""
+
+    out_dir: str
+    model_dir: str | None
+    device: str | None
+    params: PostprocessParams | None
+    options: PredictOptions
+    threads: int
+    run_start_ns: int
+    backend: str = "torch"
+
+
+#: this worker process's model: {(folder, device, weights mtime, backend): LoadedModel}, one at a time
+_WORKER_MODEL: dict[tuple[Any, ...], LoadedModel] = {}
+#: how many times this process loaded a model (tests check it is once per worker)
+_WORKER_LOADS = [0]
+
+
+def worker_model(
+    model_dir: str | None, device: str | None, backend: str = "torch", threads: int | None = None
+) -> LoadedModel:
+    """The model for this worker process, loaded once and kept (reloaded when the weights change);
+    ``backend="onnxruntime"``: an ONNX Runtime session with ``threads`` threads."""
+    from .model import MODEL_FILE, default_model_dir
+    from .predict import load_model_for_predict
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    try:
+        stamp = (folder / MODEL_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (str(folder), device, stamp, backend)
+    model = _WORKER_MODEL.get(key)
+    if model is None:
+        _WORKER_MODEL.clear()
+        model = load_model_for_predict(model_dir, device, backend=backend, num_threads=threads)
+        _WORKER_MODEL[key] = model
+        _WORKER_LOADS[0] += 1
+    return model
+
+
+def worker_stats() -> dict[str, Any]:
+    """This worker process's pid, model loads and torch threads (for tests, via ``client.run``)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    return {"pid": os.getpid(), "model_loads": _WORKER_LOADS[0], "torch_threads": threads}
+
+
+def _done_in_this_run(targets: list[Path], since_ns: int) -> bool:
+    try:
+        return all(t.stat().st_mtime_ns >= since_ns for t in targets)
+    except OSError:
+        return False
+
+
+def _count_cells(label_file: Path) -> int:
+    import numpy as np
+
+    from .io import read_labels
+
+    counts = np.bincount(read_labels(label_file).ravel().astype(np.int64))
+    return int(np.count_nonzero(counts[1:]))
+
+
+def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
+    """Worker task: segment ``items`` ((path, output stem) pairs) with the worker's cached model."""
+    import torch
+    from distributed import get_worker
+
+    from .predict import ImageOutcome, postprocess_params_for, segment_file
+
+    name = str(get_worker().address)
+    if torch.get_num_threads() != job.threads:
+        torch.set_num_threads(job.threads)
+    try:
+        model = worker_model(job.model_dir, job.device, job.backend, job.threads)
+    except LivecellError as e:  # re-raised plainly: one line on the client, and always picklable
+        raise LivecellError(f"Dask worker {name}: {e}") from None
+    params = job.params if job.params is not None else postprocess_params_for(model)
+    out = Path(job.out_dir)
+    outcomes = []
+    for path_s, stem in items:
+        path = Path(path_s)
+        targets = job.options.targets(out, stem)
+        if _done_in_this_run(targets, job.run_start_ns):  # its worker died before reporting it
+            try:
+                outcomes.append(ImageOutcome(path=path, n_cells=_count_cells(targets[0]), worker=RECOVERED))
+                continue
+            except LivecellError:
+                pass  # unreadable: segment it again
+        outcome = segment_file(model, path, stem, out, params, job.options)
+        outcome.worker = name
+        outcomes.append(outcome)
+    return outcomes
+
+
+# ------------------------------------------------------------------------------------------------
+# client side
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute for the workers, symbolic links kept (their targets may have other
+    names on other machines, the links' own paths are what the user sees everywhere)."""
+    return Path(os.path.abspath(path))
+
+
+def _filesystem_now_ns(folder: Path) -> int:
+    """The current time by the clock that stamps files in ``folder`` (on a network file system
+    this is the server's, which is what the workers' output files will be compared with)."""
+    fd, name = tempfile.mkstemp(prefix=".livecell-seg-run.", dir=folder)
+    try:
+        os.close(fd)
+        return os.stat(name).st_mtime_ns
+    finally:
+        os.unlink(name)
+
+
+def remove_orphan_parts(targets: Iterable[Path]) -> int:
+    """Delete the temporary files (``io.atomic_path``'s ``.part``) that a killed worker left next to
+    ``targets``, called once every task of the run is over. Unlike ``io.sweep_stale_parts`` (run at
+    the start: this host's dead processes only) it also removes those of workers on other hosts,
+    but only for this run's own outputs. Returns how many."""
+    from .io import part_file_target
+
+    by_dir: dict[Path, set[str]] = {}
+    for t in targets:
+        by_dir.setdefault(t.parent, set()).add(t.name)
+    removed = 0
+    for d, names in by_dir.items():
+        if not d.is_dir():
+            continue
+        for f in d.glob(".*.part"):
+            if part_file_target(f.name) in names:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    removed += 1
+    return removed
+
+
+def summary_line(summary: PredictSummary) -> str:
+    """One line for the client: images/s over the run and images per worker."""
+    done = sum(summary.workers.values())
+    rate = done / summary.wall_s if summary.wall_s else 0.0
+    workers = {w: n for w, n in summary.workers.items() if w != RECOVERED}
+    per = ", ".join(f"{w} {n}" for w, n in sorted(workers.items()))
+    line = f"dask: {done} image(s) in {summary.wall_s or 0:.1f} s ({rate:.2f} images/s) on {len(workers)} worker(s): {per}"
+    if RECOVERED in summary.workers:
+        line += f"; {summary.workers[RECOVERED]} found written by a lost worker"
+    return line
+
+
+def run_images(
+    paths: list[Path],
+    out_dir: str | Path,
+    cluster: ClusterOptions,
+    *,
+    model_dir: str | Path | None = None,
+    device: str | None = None,
+    backend: str = "torch",
+    params: PostprocessParams | None = None,
+    options: PredictOptions | None = None,
+    resume: bool = False,
+    num_threads: int | None = None,
+    progress: bool = True,
+    command: str = "predict",
+    on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
+    stems: list[str] | None = None,
+) -> PredictSummary:
+    """Segment ``paths`` into ``out_dir`` on Dask workers; the files equal serial ``predict_paths``'.
+
+    ``model_dir`` (default: the bundled model), ``paths`` and ``out_dir`` must be reachable under
+    the same names from every worker (a shared file system; relative paths are made absolute here).
+    ``num_threads``: torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
+    per core); with ``backend="onnxruntime"`` the ONNX file is found or exported here, once, before
+    the workers start (:func:`livecell_seg.onnx_backend.onnx_session_for`). ``resume`` skips
+    images whose outputs all exist. Failures are reported one line each on stderr, as ``command``.
+    ``on_outcome(outcome, client)`` is called on the client after each image (progress hooks, tests).
+    ``stems``: the output names (:func:`~livecell_seg.predict.check_outputs`, which runs here when
+    they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
+    refused before anything is written).
+    Returns the same :class:`~livecell_seg.predict.PredictSummary` as serial predict, plus images
+    per worker (``workers``) and the run's wall time (``wall_s``).
+    """
+    from tqdm import tqdm
+
+    from .model import read_model_config
+    from .predict import (
+        ImageOutcome,
+        PredictOptions,
+        PredictSummary,
+        check_backend,
+        check_outputs,
+        open_outputs,
+        report_failure,
+    )
+
+    distributed = _import_distributed()
+    opts = options if options is not None else PredictOptions()
+    check_backend(backend, device, opts.precision)
+    threads = int(num_threads or 1)
+    if threads < 1:
+        raise LivecellError(f"threads per worker must be at least 1, got {threads}")
+    if model_dir is not None:
+        folder = Path(model_dir)
+        if not folder.is_dir():
+            raise LivecellError(f"{folder}: model folder not found")
+        read_model_config(folder)  # a one-line error here rather than on every worker
+        model_dir = _absolute(folder)
+    if opts.scale != 1.0 or opts.diameter is not None:  # fail before any work, as serially
+        from .model import LoadedModel, default_model_dir
+        from .predict import resolve_scale
+
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+        mcfg = read_model_config(folder)[1]
+        resolve_scale(LoadedModel(net=None, model_config=mcfg, path=folder), opts.scale, opts.diameter)
+    out = Path(out_dir)
+    paths = [Path(p) for p in paths]
+    if stems is None:  # output names as serial predict gives them (predict_names.json kept)
+        stems = check_outputs(paths, out, opts)
+    elif len(stems) != len(paths):
+        raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
+    summary = PredictSummary(out_dir=out, n_inputs=len(paths))
+    todo: list[tuple[Path, str]] = []
+    for path, stem in zip(paths, stems):
+        if resume and all(t.is_file() for t in opts.targets(out, stem)):
+            summary.skipped_existing.append(path)
+        else:
+            todo.append((path, stem))
+    if not todo:
+        open_outputs(paths, out)
+        summary.wall_s = 0.0
+        return summary
+    if backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
+        from .model import default_model_dir
+        from .onnx_backend import onnx_session_for
+
+        onnx_session_for(Path(model_dir) if model_dir is not None else default_model_dir(), num_threads=1)
+    original = {str(_absolute(p)): p for p, _ in todo}
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        client, planned = stack.enter_context(open_client(cluster))  # bad options fail here, first
+        open_outputs(paths, out)  # as serially: the folder, stale .part files swept, names recorded
+        out_abs = _absolute(out)
+        job = _Job(
+            out_dir=str(out_abs),
+            model_dir=None if model_dir is None else str(model_dir),
+            device=device,
+            params=params,
+            options=opts,
+            threads=threads,
+            run_start_ns=_filesystem_now_ns(out_abs),
+            backend=backend,
+        )
+        bar = tqdm(
+            total=len(paths),
+            initial=len(summary.skipped_existing),
+            disable=not progress,
+            unit="img",
+            file=sys.stderr,
+            desc=command,
+            dynamic_ncols=True,
+        )
+        stack.callback(bar.close)
+        n_workers = planned or sum(client.nthreads().values())
+        if not client.nthreads():
+            tqdm.write(
+                f"livecell-seg {command}: waiting for Dask workers to join {client.scheduler.address}",
+                file=sys.stderr,
+            )
+        per = images_per_task(len(todo), n_workers, cluster.images_per_task)
+        token = uuid.uuid4().hex[:8]
+        batches: dict[str, list[tuple[str, str]]] = {}
+        running: dict[str, Any] = {}  # key -> future, until its result is in
+        kills: collections.Counter[tuple[str, str]] = collections.Counter()  # single-image KilledWorker
+
+        def submit(items: list[tuple[str, str]]) -> Any:
+            key = f"livecell-seg-{command}-{token}-{len(batches)}"
+            batches[key] = items
+            running[key] = fut = client.submit(_run_batch, items, job, key=key, pure=False)
+            return fut
+
+        for i in range(0, len(todo), per):
+            submit([(str(_absolute(p)), s) for p, s in todo[i : i + per]])
+        stack.callback(lambda: client.cancel(list(running.values())))
+        pending = distributed.as_completed(list(running.values()))
+        for fut in pending:
+            items = batches[fut.key]
+            try:
+                outcomes = fut.result()
+            except distributed.KilledWorker:
+                # Dask gave up on the task after its workers died (allowed-failures): split it to
+                # find the image that kills workers; a single image gets one more chance, since on
+                # a scheduler we did not start, a task queued on the dying worker is blamed too
+                if len(items) > 1 or kills[items[0]] < 1:
+                    for item in items:
+                        kills[item] += len(items) == 1
+                        pending.add(submit([item]))
+                    continue
+                shown = original.get(items[0][0], Path(items[0][0]))
+                outcomes = [
+                    ImageOutcome(
+                        path=shown,
+                        error=f"{shown}: its Dask worker died each time it was segmented (out of memory?)",
+                    )
+                ]
+            finally:
+                # forget the result at once: a worker that dies later must not make Dask redo it
+                running.pop(fut.key, None)
+                fut.release()
+            for o in outcomes:
+                sent, o.path = str(o.path), original.get(str(o.path), o.path)
+                if o.error is not None:
+                    o.error = o.error.replace(sent, str(o.path))  # named as the user gave it, as serially
+                    report_failure(o.error, command)
+                summary.add(o)
+                bar.update(1)
+                if on_outcome is not None:
+                    on_outcome(o, client)
+    summary.wall_s = time.perf_counter() - t0
+    order = {p: i for i, p in enumerate(paths)}
+    summary.processed.sort(key=lambda p: order.get(p, 0))
+    summary.failed.sort(key=lambda f: order.get(f[0], 0))
+    remove_orphan_parts(t for _, stem in todo for t in opts.targets(out_abs, stem))
+    return summary
