@@ -128,6 +128,50 @@ def test_predict_backend_onnxruntime_zooms_like_torch(model_dir):
     np.testing.assert_array_equal(a.labels, b.labels)
 
 
+def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path, isolated_cache, monkeypatch):
+    """predict --backend onnxruntime --local-workers N: the workers run the network with ONNX
+    Runtime and write the labels serial onnxruntime predict writes."""
+    pytest.importorskip("distributed")
+    from livecell_seg import distributed as dist
+    from livecell_seg.predict import PredictOptions, predict_paths
+
+    # the command line hands the backend to the Dask runner
+    seen = {}
+    real_run_images = dist.run_images
+    monkeypatch.setattr(dist, "run_images", lambda *a, **k: seen.update(k) or real_run_images(*a, **k))
+    img = str(SAMPLES[0])
+    argv = ["predict", "--model", str(model_dir), "-i", img, "--threads", "1", "--scale", "1", "-q"]
+    assert (
+        main([*argv, "--out", str(tmp_path / "cli"), "--local-workers", "1", "--backend", "onnxruntime"]) == 0
+    )
+    assert seen["backend"] == "onnxruntime"
+    # ... and the worker's network is an ONNX Runtime session
+    kinds = []
+
+    def on_outcome(outcome, client):
+        def probe():  # runs on the worker (a local function: sent by value)
+            from livecell_seg.distributed import _WORKER_MODEL
+
+            return [type(m.net).__name__ for m in _WORKER_MODEL.values()]
+
+        kinds.extend(client.run(probe).values())
+
+    opts = PredictOptions(scale=1.0)
+    cluster = dist.ClusterOptions(local_workers=1)
+    summary = real_run_images([SAMPLES[0]], tmp_path / "dask", cluster, model_dir=model_dir,
+                              backend="onnxruntime", options=opts, num_threads=1, progress=False,
+                              on_outcome=on_outcome)  # fmt: skip
+    assert summary.ok and kinds == [["OnnxRuntimeNet"]]
+    serial = predict_paths([SAMPLES[0]], tmp_path / "serial", model_dir, backend="onnxruntime", scale=1.0,
+                           num_threads=1, progress=False)  # fmt: skip
+    assert serial.ok and not isolated_cache.exists()  # the folder's model.onnx everywhere
+    stem = SAMPLES[0].stem
+    ref = read_labels(tmp_path / "serial" / f"{stem}.tif")
+    assert ref.max() > 10
+    for run in ("cli", "dask"):
+        np.testing.assert_array_equal(read_labels(tmp_path / run / f"{stem}.tif"), ref)
+
+
 def test_onnxruntime_backend_tiles_and_tta_match_torch(model_dir):
     from livecell_seg.inference import predict_maps
     from livecell_seg.model import load_model_dir
