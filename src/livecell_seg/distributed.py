@@ -530,7 +530,7 @@ def run_images(
             raise LivecellError(f"{folder}: model folder not found")
         read_model_config(folder)  # a one-line error here rather than on every worker
         model_dir = _absolute(folder)
-    if opts.scale != 1.0 or opts.diameter is not None:  # fail before any work, as serially
+    if opts.scale not in (None, 1.0) or opts.diameter is not None:  # fail before any work, as serially
         from .model import LoadedModel, default_model_dir
         from .predict import resolve_scale
 

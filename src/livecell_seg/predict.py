@@ -108,7 +108,8 @@ class PredictOptions:
     overlap: float = 0.25
     batch_size: int = 4
     precision: str = "auto"
-    scale: float | str = 1.0
+    #: None: the model folder's ``predict_scale`` (see :func:`resolve_scale`)
+    scale: float | str | None = None
     diameter: float | None = None
 
     def targets(self, out_dir: Path, stem: str) -> list[Path]:
