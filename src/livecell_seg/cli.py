@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "timecourse": ("timecourse", "time lapse: confluence, cell counts and doubling times per well"),
     "tune": ("tune", "tune watershed parameters on a validation set"),
     "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),
+    "export": ("export", "export a model as a BioImage Model Zoo (bioimage.io) package or ONNX"),
     "demo": ("demo", "run the whole pipeline on the bundled sample"),
     "app": ("app", "start the Streamlit web app"),
 }

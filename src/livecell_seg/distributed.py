@@ -331,16 +331,20 @@ class _Job:
     options: PredictOptions
     threads: int
     run_start_ns: int
+    backend: str = "torch"
 
 
-#: this worker process's model: {(folder, device, weights mtime): LoadedModel}, one at a time
+#: this worker process's model: {(folder, device, weights mtime, backend): LoadedModel}, one at a time
 _WORKER_MODEL: dict[tuple[Any, ...], LoadedModel] = {}
 #: how many times this process loaded a model (tests check it is once per worker)
 _WORKER_LOADS = [0]
 
 
-def worker_model(model_dir: str | None, device: str | None) -> LoadedModel:
-    """The model for this worker process, loaded once and kept (reloaded when the weights change)."""
+def worker_model(
+    model_dir: str | None, device: str | None, backend: str = "torch", threads: int | None = None
+) -> LoadedModel:
+    """The model for this worker process, loaded once and kept (reloaded when the weights change);
+    ``backend="onnxruntime"``: an ONNX Runtime session with ``threads`` threads."""
     from .model import MODEL_FILE, default_model_dir
     from .predict import load_model_for_predict
 
@@ -349,11 +353,11 @@ def worker_model(model_dir: str | None, device: str | None) -> LoadedModel:
         stamp = (folder / MODEL_FILE).stat().st_mtime_ns
     except OSError:
         stamp = None
-    key = (str(folder), device, stamp)
+    key = (str(folder), device, stamp, backend)
     model = _WORKER_MODEL.get(key)
     if model is None:
         _WORKER_MODEL.clear()
-        model = load_model_for_predict(model_dir, device)
+        model = load_model_for_predict(model_dir, device, backend=backend, num_threads=threads)
         _WORKER_MODEL[key] = model
         _WORKER_LOADS[0] += 1
     return model
@@ -393,7 +397,7 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
     if torch.get_num_threads() != job.threads:
         torch.set_num_threads(job.threads)
     try:
-        model = worker_model(job.model_dir, job.device)
+        model = worker_model(job.model_dir, job.device, job.backend, job.threads)
     except LivecellError as e:  # re-raised plainly: one line on the client, and always picklable
         raise LivecellError(f"Dask worker {name}: {e}") from None
     params = job.params if job.params is not None else postprocess_params_for(model)
@@ -476,6 +480,7 @@ def run_images(
     *,
     model_dir: str | Path | None = None,
     device: str | None = None,
+    backend: str = "torch",
     params: PostprocessParams | None = None,
     options: PredictOptions | None = None,
     resume: bool = False,
@@ -489,7 +494,9 @@ def run_images(
 
     ``model_dir`` (default: the bundled model), ``paths`` and ``out_dir`` must be reachable under
     the same names from every worker (a shared file system; relative paths are made absolute here).
-    ``num_threads``: torch threads per worker (default 1: one worker per core). ``resume`` skips
+    ``num_threads``: torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
+    per core); with ``backend="onnxruntime"`` the ONNX file is found or exported here, once, before
+    the workers start (:func:`livecell_seg.onnx_backend.onnx_session_for`). ``resume`` skips
     images whose outputs all exist. Failures are reported one line each on stderr, as ``command``.
     ``on_outcome(outcome, client)`` is called on the client after each image (progress hooks, tests).
     ``stems``: the output names (:func:`~livecell_seg.predict.check_outputs`, which runs here when
@@ -505,6 +512,7 @@ def run_images(
         ImageOutcome,
         PredictOptions,
         PredictSummary,
+        check_backend,
         check_outputs,
         open_outputs,
         report_failure,
@@ -512,6 +520,7 @@ def run_images(
 
     distributed = _import_distributed()
     opts = options if options is not None else PredictOptions()
+    check_backend(backend, device, opts.precision)
     threads = int(num_threads or 1)
     if threads < 1:
         raise LivecellError(f"threads per worker must be at least 1, got {threads}")
@@ -545,6 +554,11 @@ def run_images(
         open_outputs(paths, out)
         summary.wall_s = 0.0
         return summary
+    if backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
+        from .model import default_model_dir
+        from .onnx_backend import onnx_session_for
+
+        onnx_session_for(Path(model_dir) if model_dir is not None else default_model_dir(), num_threads=1)
     original = {str(_absolute(p)): p for p, _ in todo}
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -559,6 +573,7 @@ def run_images(
             options=opts,
             threads=threads,
             run_start_ns=_filesystem_now_ns(out_abs),
+            backend=backend,
         )
         bar = tqdm(
             total=len(paths),

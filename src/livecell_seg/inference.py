@@ -236,13 +236,15 @@ def make_forward(
     import torch
 
     transforms = _tta_transforms(tta)
+    # a network that outputs probabilities itself (the onnxruntime backend) gets no second sigmoid
+    probabilities = bool(getattr(net, "returns_probabilities", False))
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, bf16):
             y = net(x)
-        return torch.sigmoid(y.float())
+        return y.float() if probabilities else torch.sigmoid(y.float())
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         acc: torch.Tensor | None = None

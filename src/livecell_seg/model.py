@@ -113,80 +113,30 @@ def build_model(cfg: ModelConfig):  # noqa: ANN201 - returns torch.nn.Module
     raise LivecellError(f"unknown model arch {cfg.arch!r} (choose unet or monai_basicunet)")
 
 
-def _torch_unet():  # noqa: ANN202
-    import torch
-    from torch import nn
+def unet_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """Keyword arguments of :class:`livecell_seg.unet.UNet` for ``cfg`` (``arch: unet``)."""
+    return {
+        "in_channels": int(cfg.in_channels),
+        "out_channels": int(cfg.out_channels),
+        "base_features": int(cfg.base_features),
+        "depth": int(cfg.depth),
+        "norm": cfg.norm,
+        "dropout": float(cfg.dropout),
+    }
 
-    def norm_layer(kind: str, ch: int) -> nn.Module:
-        if kind == "batch":
-            return nn.BatchNorm2d(ch)
-        if kind == "instance":
-            return nn.InstanceNorm2d(ch, affine=True)
-        if kind == "group":
-            return nn.GroupNorm(min(8, ch), ch)
-        raise LivecellError(f"unknown norm {kind!r} (choose batch, instance or group)")
 
-    class ConvBlock(nn.Sequential):
-        def __init__(self, cin: int, cout: int, norm: str, dropout: float) -> None:
-            layers: list[nn.Module] = [
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                norm_layer(norm, cout),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                norm_layer(norm, cout),
-                nn.ReLU(inplace=True),
-            ]
-            if dropout > 0:
-                layers.append(nn.Dropout2d(dropout))
-            super().__init__(*layers)
+def _torch_unet(cfg: ModelConfig):  # noqa: ANN202
+    from .unet import UNet as TorchUNet
 
-    class _UNet(nn.Module):
-        """Plain U-Net: ``depth`` down-sampling levels, features doubling per level."""
-
-        def __init__(self, cfg: ModelConfig) -> None:
-            super().__init__()
-            f = [cfg.base_features * 2**i for i in range(cfg.depth + 1)]
-            self.depth = cfg.depth
-            self.enc = nn.ModuleList([ConvBlock(cfg.in_channels, f[0], cfg.norm, 0.0)])
-            for i in range(1, cfg.depth + 1):
-                self.enc.append(ConvBlock(f[i - 1], f[i], cfg.norm, cfg.dropout if i == cfg.depth else 0.0))
-            self.pool = nn.MaxPool2d(2)
-            self.up = nn.ModuleList()
-            self.dec = nn.ModuleList()
-            for i in range(cfg.depth, 0, -1):
-                self.up.append(nn.Conv2d(f[i], f[i - 1], 1))
-                self.dec.append(ConvBlock(2 * f[i - 1], f[i - 1], cfg.norm, 0.0))
-            self.out = nn.Conv2d(f[0], cfg.out_channels, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            h, w = x.shape[-2:]
-            m = 2**self.depth
-            ph, pw = (-h) % m, (-w) % m
-            if ph or pw:  # any input size: reflect-pad to a multiple of 2**depth, crop back
-                x = nn.functional.pad(
-                    x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate"
-                )
-            skips = []
-            for i, block in enumerate(self.enc):
-                x = block(x if i == 0 else self.pool(x))
-                skips.append(x)
-            x = skips.pop()
-            for up, dec in zip(self.up, self.dec):
-                skip = skips.pop()
-                x = nn.functional.interpolate(
-                    up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False
-                )
-                x = dec(torch.cat([x, skip], dim=1))
-            return self.out(x)[..., :h, :w]
-
-    return _UNet
+    return TorchUNet(**unet_kwargs(cfg))  # cfg was checked by ModelConfig.__post_init__
 
 
 class _LazyUNet:
-    """``UNet(cfg)`` builds our U-Net; torch is imported only when it is first used."""
+    """``UNet(cfg)`` builds our U-Net (:class:`livecell_seg.unet.UNet`); torch is imported only
+    when it is first used."""
 
     def __call__(self, cfg: ModelConfig):  # noqa: ANN204
-        return _torch_unet()(cfg)
+        return _torch_unet(cfg)
 
 
 UNet = _LazyUNet()

@@ -454,7 +454,8 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
 
 
 def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
-    """Load maps saved by :func:`save_maps` (``.npy``, or a ``(C, H, W)`` ``.tif``) -> (float32 maps, head).
+    """Load maps saved by :func:`save_maps` (``.npy``, or a ``(C, H, W)`` ``.tif``; a leading batch
+    axis of 1 is dropped) -> (float32 maps, head).
 
     The head comes from ``maps.json`` next to the file, or from the channel count when absent.
     Raises :class:`InputFileError` for a missing, unreadable or ill-shaped file.
@@ -495,6 +496,8 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[None]
+    elif arr.ndim == 4 and arr.shape[0] == 1:  # (1, C, H, W), as bioimage.io tools write outputs
+        arr = arr[0]
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.floating):
         raise InputFileError(p, f"expected float maps of shape (C, H, W), got {arr.dtype} {arr.shape}")
     head: str | None = None

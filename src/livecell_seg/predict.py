@@ -273,22 +273,52 @@ def segment_image(
     )
 
 
-def load_model_for_predict(model_dir: str | Path | None, device: str | None = None) -> LoadedModel:
-    """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing."""
+#: network backends of predict: PyTorch (CPU or CUDA) or ONNX Runtime (CPU)
+BACKENDS = ("torch", "onnxruntime")
+
+
+def check_backend(backend: str, device: str | None = None, precision: str = "auto") -> None:
+    """Refuse (one-line :class:`LivecellError`) a backend that does not exist or cannot run with
+    ``device`` / ``precision`` (onnxruntime: CPU, float32)."""
+    if backend not in BACKENDS:
+        raise LivecellError(f"unknown backend {backend!r} (choose {' or '.join(BACKENDS)})")
+    if backend == "onnxruntime":
+        if device not in (None, "auto", "cpu"):
+            raise LivecellError(f"the onnxruntime backend runs on the CPU (got device {device!r})")
+        if precision == "bf16":
+            raise LivecellError("--precision bf16 needs the torch backend (onnxruntime runs float32)")
+
+
+def load_model_for_predict(
+    model_dir: str | Path | None,
+    device: str | None = None,
+    backend: str = "torch",
+    num_threads: int | None = None,
+) -> LoadedModel:
+    """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing.
+
+    ``backend="onnxruntime"`` runs the network with ONNX Runtime on the CPU
+    (:mod:`livecell_seg.onnx_backend`, the ``[onnx]`` extra) with ``num_threads``.
+    """
     from .inference import resolve_device
     from .model import default_model_dir, load_model_dir
 
-    dev = resolve_device(device if device not in (None, "auto") else "auto")
+    check_backend(backend, device)
     if model_dir is None:
         d = default_model_dir()
         if not (d / "config.json").is_file() or not (d / "model.pt").is_file():
             raise LivecellError(
                 f"no bundled model at {d} (train one with 'livecell-seg train' and pass --model DIR)"
             )
-        return load_model_dir(d, device=dev)
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise LivecellError(f"{d}: model folder not found")
+    else:
+        d = Path(model_dir)
+        if not d.is_dir():
+            raise LivecellError(f"{d}: model folder not found")
+    if backend == "onnxruntime":
+        from .onnx_backend import load_onnx_model
+
+        return load_onnx_model(d, num_threads=num_threads)
+    dev = resolve_device(device if device not in (None, "auto") else "auto")
     return load_model_dir(d, device=dev)
 
 
@@ -472,6 +502,7 @@ def predict_paths(
     resume: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
+    backend: str = "torch",
     cluster: ClusterOptions | None = None,
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
@@ -483,6 +514,7 @@ def predict_paths(
     segmented is reported in one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
     CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
     ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
+    ``backend``: ``"torch"`` or ``"onnxruntime"`` (CPU, float32; see :func:`load_model_for_predict`).
     ``cluster`` (:class:`livecell_seg.distributed.ClusterOptions`) runs the images on Dask workers
     instead (:func:`livecell_seg.distributed.run_images`: the same files under the same names; there
     ``num_threads`` is per worker and defaults to 1); without it nothing imports Dask.
@@ -504,6 +536,7 @@ def predict_paths(
             f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, given))}"
             + (f" ({len(earlier)} earlier outputs in {out} ignored)" if earlier else "")
         )
+    check_backend(backend, device, precision)
     options = PredictOptions(
         save_maps=save_maps,
         overlay=overlay,
@@ -532,6 +565,7 @@ def predict_paths(
             cluster,
             model_dir=model_dir,
             device=device,
+            backend=backend,
             params=params,
             options=options,
             resume=resume,
@@ -545,8 +579,10 @@ def predict_paths(
 
     summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if model is None:
-        model = load_model_for_predict(model_dir, device)
-    dev = str(next(model.net.parameters()).device)
+        model = load_model_for_predict(model_dir, device, backend=backend, num_threads=num_threads)
+    from .inference import resolve_device
+
+    dev = resolve_device(None, model)
     if dev == "cpu":
         torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
     p = params if params is not None else postprocess_params_for(model)

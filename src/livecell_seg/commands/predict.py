@@ -15,6 +15,12 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="network runtime: torch (default) or onnxruntime (CPU; pip install 'livecell-seg[onnx]')",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
@@ -89,6 +95,7 @@ def network_settings(args: argparse.Namespace) -> dict:
     return {
         "params": params,
         "device": args.device,
+        "backend": args.backend,
         "tta": args.tta,
         "precision": args.precision,
         "scale": args.scale if args.scale in (None, "auto") else _number(args.scale, "--scale"),
