@@ -79,13 +79,10 @@ class SegModule(pl.LightningModule):
         return loss
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
+        from .unet import pad_to_multiple
+
         h, w = image.shape[-2:]
-        m = self.cfg.model.stride
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-            image = torch.nn.functional.pad(image, (0, pw, 0, ph), mode=mode)
-        return self.net(image)[..., :h, :w]
+        return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         from .metrics import segmentation_accuracies
