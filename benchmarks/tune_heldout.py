@@ -18,7 +18,6 @@ here must not be reported as held out for a model tuned here. ::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     tuner = load_model_dir(resolve_model(Path(args.tuning_model)))
     target = Path(args.target)
     start_file = target / POSTPROCESS_FILE
-    start = PostprocessParams.from_dict(json.loads(start_file.read_text())) if start_file.is_file() else None
+    start = PostprocessParams.read(start_file) if start_file.is_file() else None
     scale = args.scale if args.scale == "auto" else float(args.scale)
     items = livecell_set()
     maps, gts, zooms = [], [], []

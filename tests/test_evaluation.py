@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import pycocotools_eval, pycocotools_results
 from livecell_seg import evaluation as E
 from livecell_seg.cli import main
 from livecell_seg.errors import InputFileError
@@ -96,34 +95,7 @@ def setup(tmp_path: Path):
 
 def reference_ap(gt_dict: dict, preds: list[np.ndarray], scores: list[dict] | None, ids: list[int]) -> dict:
     """pycocotools on the json's polygons + pycocotools-encoded predictions."""
-    from pycocotools import mask as mu
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    res = []
-    for iid, p, sc in zip(ids, preds, scores or [None] * len(preds)):
-        for v in np.unique(p)[1:]:
-            rle = mu.encode(np.asfortranarray((p == v).astype(np.uint8)))
-            res.append(
-                {
-                    "image_id": iid,
-                    "category_id": 1,
-                    "segmentation": rle,
-                    "score": 1.0 if sc is None else sc[int(v)],
-                }
-            )
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = json.loads(json.dumps(gt_dict))
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(res), "segm")
-        ev.params.useCats = 0
-        ev.params.maxDets = [100, 500, 2000]
-        ev.params.areaRng = [[0, 1e10], [0, 324], [324, 961], [961, 1e10]]
-        ev.params.areaRngLbl = ["all", "small", "medium", "large"]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    ev = pycocotools_eval(json.loads(json.dumps(gt_dict)), pycocotools_results(ids, preds, scores))
     return {
         "AP": 100 * ev.stats[0],
         "AP50": 100 * ev.stats[1],

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -406,15 +405,8 @@ def test_atomic_writes_are_flushed_to_disk_before_the_rename(tmp_path, monkeypat
 # 6. predict paths
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Iterator[Path]:
-    torch = pytest.importorskip("torch")
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-
-    threads = torch.get_num_threads()  # predict --threads 1 sets it for the whole process
-    torch.manual_seed(0)
-    cfg = ModelConfig(head="fg", base_features=2, depth=1)
-    yield save_model_dir(tmp_path_factory.mktemp("m"), build_model(cfg).eval(), {"model": model_to_dict(cfg)})
-    torch.set_num_threads(threads)
+def tiny_model(random_model_dir, keep_torch_threads) -> Path:
+    return random_model_dir("fg", base_features=2, depth=1, name="m")
 
 
 def _png(path: Path, seed: int = 0) -> Path:

@@ -13,11 +13,8 @@ from livecell_seg.model import LoadedModel, ModelConfig, build_model  # noqa: E4
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Every test of this module runs with one torch thread (conftest)."""
 
 
 def tiny_model(head: str = "fg+boundary", depth: int = 2, seed: int = 0) -> LoadedModel:

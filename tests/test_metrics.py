@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from conftest import pycocotools_eval, pycocotools_results
 from livecell_seg import metrics as M
 
 
@@ -253,8 +252,6 @@ def test_labels_to_rles_matches_pycocotools() -> None:
 def _pycocotools_reference(gts, preds, scores):
     """Independent reference: pycocotools encode + loadRes + COCOeval with LIVECell params."""
     from pycocotools import mask as mu
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     images, anns, res = [], [], []
     k = 1
@@ -274,22 +271,8 @@ def _pycocotools_reference(gts, preds, scores):
                 }
             )
             k += 1
-        for v in np.unique(p)[1:]:
-            rle = mu.encode(np.asfortranarray((p == v).astype(np.uint8)))
-            res.append({"image_id": iid, "category_id": 1, "segmentation": rle, "score": s[int(v)]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1}]}
-        coco.createIndex()
-        dt = coco.loadRes(res)
-        ev = COCOeval(coco, dt, "segm")
-        ev.params.useCats = 0
-        ev.params.maxDets = [100, 500, 2000]
-        ev.params.areaRng = [[0, 1e10], [0, 324], [324, 961], [961, 1e10]]
-        ev.params.areaRngLbl = ["all", "small", "medium", "large"]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+        res += pycocotools_results([iid], [p], [s])
+    ev = pycocotools_eval({"images": images, "annotations": anns, "categories": [{"id": 1}]}, res)
     st0 = float(ev.stats[0])
     # NB: pycocotools' summarize() computes stats[0] (AP) at maxDets=100 whatever params.maxDets
     # says; the LIVECell AP is at 2000 detections, so it is read from eval["precision"] directly

@@ -46,11 +46,8 @@ def _plugins():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Every test of this module runs with one torch thread (conftest)."""
 
 
 def _cells() -> np.ndarray:

@@ -14,7 +14,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from livecell_seg.cli import main  # noqa: E402
-from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir  # noqa: E402
 from livecell_seg.outputs import (  # noqa: E402
     MEASUREMENT_COLUMNS,
     cell_polygons,
@@ -28,20 +27,14 @@ from livecell_seg.outputs import (  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Every test of this module runs with one torch thread (conftest)."""
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(random_model_dir) -> Path:
     """A tiny random model folder (fg+boundary head)."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(head="fg+boundary", base_features=4, depth=2)
-    net = build_model(cfg).eval()
-    return save_model_dir(tmp_path_factory.mktemp("model"), net, {"model": model_to_dict(cfg)})
+    return random_model_dir("fg+boundary", base_features=4, depth=2)
 
 
 def _blobs(h: int, w: int, seed: int = 0) -> np.ndarray:

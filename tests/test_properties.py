@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -363,15 +362,8 @@ def test_evaluate_any_ground_truth_and_predictions(gt: str | None, pred, backend
 # predict and postprocess (in-process)
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Iterator[Path]:
-    torch = pytest.importorskip("torch")
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-
-    threads = torch.get_num_threads()  # predict --threads 1 sets it for the whole process
-    torch.manual_seed(0)
-    cfg = ModelConfig(head="fg+dist", base_features=2, depth=1)
-    yield save_model_dir(tmp_path_factory.mktemp("m"), build_model(cfg).eval(), {"model": model_to_dict(cfg)})
-    torch.set_num_threads(threads)
+def tiny_model(random_model_dir, keep_torch_threads) -> Path:
+    return random_model_dir("fg+dist", base_features=2, depth=1, name="m")
 
 
 param_value = st.one_of(

@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen not in COMMANDS:
         chosen = None
-    # Spinning OpenMP threads make torch 2-10x slower on a shared, busy CPU (measured in
-    # BENCHMARKS.md, predict section); passive waiting costs nothing on an idle one.
+    # The one place this is set (before any command imports torch): OpenMP threads that busy-wait
+    # between parallel regions make torch 2-10x slower on a shared, busy CPU (measured in
+    # BENCHMARKS.md, predict section); passive waiting costs nothing on an idle one. libgomp reads
+    # it once, when torch loads; a user's own setting wins. Python API users set it themselves.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)

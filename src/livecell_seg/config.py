@@ -7,11 +7,8 @@ whose ``model`` entry is the :class:`~livecell_seg.model.ModelConfig` a model fo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 from .errors import InputFileError, LivecellError
 from .heads import HEADS
 from .model import ModelConfig
+from .settings import settings_from_dict
 
 #: how completely a source's images are annotated (see SourceConfig.annotation)
 ANNOTATION_POLICIES = ("full", "partial")
@@ -243,83 +241,9 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- dict <-> dataclass
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    """Convert a YAML/JSON value to the annotated type ``tp`` (nested dataclasses, lists, unions)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise LivecellError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(a, value, where)
-            except LivecellError as e:
-                errors.append(str(e))
-        raise LivecellError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, dict):  # a single source written without the list dash
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise LivecellError(f"{where}: expected a list, got {value!r}")
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        kt, vt = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise LivecellError(f"{where}: expected a mapping, got {value!r}")
-        return {_convert(kt, k, where): _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise LivecellError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise LivecellError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise LivecellError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise LivecellError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise LivecellError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where != "config" else k) for k, v in d.items()}
-    return cls(**kwargs)
-
-
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a plain dict (unknown keys are errors)."""
-    return _from_dict(TrainConfig, dict(d)).validate()
+    return settings_from_dict(TrainConfig, dict(d)).validate()
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

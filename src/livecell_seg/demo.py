@@ -297,12 +297,11 @@ def _quiet_lightning() -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------------- stages
 def _split(opts: DemoOptions, json_path: Path, out: Path, prog: _Progress, console: Any) -> tuple[Any, dict]:
-    from .commands.split import print_table
-    from .data.splits import split_datasets, write_splits
+    from .data.splits import print_split_table, split_datasets, write_splits
 
     result = split_datasets([json_path], val=0.2, seed=opts.seed)
     written = write_splits(result, out / "splits")
-    print_table(result, console=console)
+    print_split_table(result, console=console)
     for w in result.warnings:
         prog.note(f"[yellow]note:[/] {w}")
     return result, written
@@ -342,7 +341,7 @@ def _train(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, split_key: str, prog: _Progress
 ) -> tuple[Path, dict[str, Any]]:
     from .config import apply_overrides, config_from_dict, config_to_dict
-    from .io import write_json_atomic
+    from .io import read_json, write_json_atomic
     from .model import default_model_dir
     from .training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
 
@@ -356,12 +355,12 @@ def _train(
         "bundled_sha": _sha((init / "config.json").read_text()) if init else None,
     }
     plan_file = run_dir / "demo_plan.json"
-    old = json.loads(plan_file.read_text()) if plan_file.is_file() else None
+    old = read_json(plan_file) if plan_file.is_file() else None
     if old is not None and old.get("settings") != settings:
         old = None
     if old is not None and (run_dir / SUMMARY_FILE).is_file() and (run_dir / "model" / "model.pt").is_file():
         prog.note(f"already trained with these settings in {run_dir} (reused; --fresh retrains)")
-        return run_dir / "model", {**json.loads((run_dir / SUMMARY_FILE).read_text()), **old, "reused": True}
+        return run_dir / "model", {**read_json(run_dir / SUMMARY_FILE), **old, "reused": True}
     if old is not None and (run_dir / CHECKPOINT_DIR / LAST_CKPT).is_file():
         prog.note(f"resuming the interrupted training in {run_dir}")
         plan = old
@@ -412,7 +411,7 @@ def _train(
             f"training interrupted; the same command resumes it from {run_dir / CHECKPOINT_DIR / LAST_CKPT}"
         )
         raise KeyboardInterrupt from None
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    summary = read_json(run_dir / SUMMARY_FILE)
     if summary.get("global_step", 0) < max_steps:
         prog.note(
             f"[yellow]stopped by the {opts.train_minutes:g} min time box at step {summary['global_step']}[/]"
@@ -573,17 +572,8 @@ prediction and LIVECell-protocol evaluation, in {summary["total_seconds"]:.0f} s
 
 
 # ---------------------------------------------------------------------------------------- main
-def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
-    """Run the whole pipeline on the bundled sample into ``opts.out``; returns ``summary.json``'s content."""
-    from rich.console import Console
-
-    from .data import sample_paths
-    from .data.coco import find_image
-    from .io import write_json_atomic
-
-    console = console or Console(highlight=False, file=sys.stdout, width=None if sys.stdout.isatty() else 120)
-    t_start = time.perf_counter()
-    out = Path(opts.out)
+def _check_options(opts: DemoOptions) -> tuple[Path, bool]:
+    """Refuse options that cannot work before anything is written: ``(config path, bundled model ready)``."""
     config_path = Path(opts.config) if opts.config is not None else DEFAULT_CONFIG
     if not config_path.is_file():
         raise InputFileError(
@@ -598,6 +588,179 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
         raise LivecellError(
             f"--pretrained needs the bundled model, but {default_model_dir()} has no model.pt/config.json yet"
         )
+    return config_path, have_bundled
+
+
+@dataclass
+class _DemoRun:
+    """One demo run: its options, output folder, progress display and the growing ``summary.json``."""
+
+    opts: DemoOptions
+    out: Path
+    console: Any
+    prog: _Progress
+    summary: dict[str, Any]
+    json_path: Path
+    images: Path
+
+    def split(self) -> tuple[dict[str, list[str]], dict[str, Path]]:
+        """Stage 1: split the sample by (cell type, well) -> (file names per split, split jsons)."""
+        with self.prog.stage("split", "split the sample by (cell type, well)  [livecell-seg split]") as rec:
+            result, written = _split(self.opts, self.json_path, self.out, self.prog, self.console)
+            split = {s: _file_names(result, s) for s in result.splits}
+            rec.update(images={s: len(v) for s, v in split.items()})
+            self.summary["split"] = split
+            self.summary["split_warnings"] = list(result.warnings)
+        if not split.get("train") or not split.get("val"):
+            raise LivecellError("the split left the train or the val split empty")
+        return split, written
+
+    def convert(self, written: dict[str, Path]) -> None:
+        """Stage 2: the split jsons as label TIFFs."""
+        with self.prog.stage(
+            "convert", "convert the split jsons to label TIFFs  [livecell-seg convert]"
+        ) as rec:
+            from .data.convert import convert
+
+            for s in ("train", "val"):
+                _rm(self.out / "labels" / s)  # a changed split must not leave stale label files behind
+                c = convert(written[s], self.out / "labels" / s, images_dir=self.images, workers=1)
+                self.prog.note(f"{s}: {c.lines()[0]}; {c.lines()[1]}")
+                rec[s] = {"images": c.images, "cells": c.stats.get("cells", 0)}
+
+    def eda(self, written: dict[str, Path]) -> None:
+        """Stage 3: the EDA report."""
+        with self.prog.stage("eda", "EDA report  [livecell-seg eda]") as rec:
+            from .data.eda import make_report
+
+            page = make_report(
+                [written["train"], written["val"]], self.out / "eda", images_dir=self.images, progress=False
+            )
+            self.prog.note(f"-> {page}")
+            rec["report"] = str(page)
+
+    def train(self, config_path: Path, split: dict[str, list[str]]) -> tuple[Path, dict[str, Any]]:
+        """Stage 4: train (or fine-tune) in a time box -> (model folder, training summary)."""
+        opts = self.opts
+        what = "fine-tune the bundled model" if opts.pretrained else "train a small U-Net from scratch"
+        with self.prog.stage(
+            "train", f"{what} ({opts.train_minutes:g} min time box)  [livecell-seg train]"
+        ) as rec:
+            model_dir, tsum = _train(
+                opts, self.out, self.images, config_path, _sha(json.dumps(split)), self.prog
+            )
+            rec.update(global_step=tsum.get("global_step"), best_val_mSA=tsum.get("best_val_mSA"))
+            self.summary["training"] = tsum
+            self.prog.note(
+                f"{tsum.get('global_step')} steps in {tsum.get('fit_seconds')} s, best val mSA "
+                f"{_fmt(tsum.get('best_val_mSA'), False)} -> model folder {model_dir}"
+            )
+        return model_dir, tsum
+
+    def tune(self, model_dir: Path, val_json: Path) -> None:
+        """Stage 5: tune the watershed on the val split; writes the model folder's postprocess.json."""
+        with self.prog.stage(
+            "tune", "tune the watershed on the val split (mask AP)  [livecell-seg tune]"
+        ) as rec:
+            from .tuning import tune_model_dir
+
+            _rm(model_dir / "postprocess.json")  # a re-run tunes from the defaults again, as the first run
+            grid = QUICK_GRID if self.opts.quick else "small"
+            tuned = tune_model_dir(model_dir, val_json, self.images, grid=grid)
+            t = tuned["tuning"]
+            params = {k: v for k, v in tuned.items() if k not in ("tuning", "head")}
+            self.prog.note(
+                f"mask AP {t['score']:.2f} with tuned parameters (defaults {t['default_score']:.2f}), "
+                f"{t['evaluations']} evaluations on {t['n_images']} images -> {model_dir / 'postprocess.json'}"
+            )
+            rec.update(score=t["score"], default_score=t["default_score"], evaluations=t["evaluations"])
+            self.summary["postprocess"] = {
+                "params": params,
+                **{k: t[k] for k in ("score", "default_score", "evaluations")},
+            }
+
+    def evaluate(
+        self, model_dir: Path, val_json: Path, split: dict[str, list[str]], label: str, do_bundled: bool
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Stages 6-7: predict and evaluate the val images (and the bundled model) -> table rows."""
+        from .data.coco import find_image
+
+        val_images = [find_image(self.images, fn) for fn in split["val"]]
+        with self.prog.stage(
+            "predict+evaluate", "predict the val images and evaluate  [predict + evaluate]"
+        ) as rec:
+            trained = _predict_and_evaluate(model_dir, val_json, val_images, self.images, self.out, self.prog)
+            rec.update(
+                predict_seconds=trained["predict_seconds"], evaluate_seconds=trained["evaluate_seconds"]
+            )
+        results = [(label, trained["metrics"])]
+        self.summary["results"] = {"trained": trained, "bundled": None}
+        if do_bundled:
+            with self.prog.stage(
+                "bundled", "the bundled model on the same val images  [predict + evaluate]"
+            ) as rec:
+                bundled = _predict_and_evaluate(
+                    None, val_json, val_images, self.images, self.out / "bundled", self.prog
+                )
+                rec.update(
+                    predict_seconds=bundled["predict_seconds"], evaluate_seconds=bundled["evaluate_seconds"]
+                )
+            results.append(("bundled*", bundled["metrics"]))
+            self.summary["results"]["bundled"] = bundled
+        elif self.opts.bundled:
+            self.prog.note("(no bundled model yet: only the model trained now is evaluated)")
+        return results
+
+
+def _result_notes(label: str, n_train: int, n_val: int, global_step: Any, do_bundled: bool) -> list[str]:
+    """The notes printed under the results table (what the scores mean, and what they do not)."""
+    notes = [
+        f"'{label}': trained on the {n_train} train images ({global_step} steps); its checkpoint "
+        f"and watershed parameters were picked on these same {n_val} val images (5 sample images leave "
+        "no room for a separate test split), so the scores are optimistic.",
+    ]
+    if do_bundled:
+        notes.append(
+            "'bundled*': the bundled model was trained on all 5 sample images, these val images included: "
+            "NOT a held-out score."
+        )
+    notes.append(
+        "AP, AP50 in % (COCO mask AP, LIVECell protocol); AFNR, mSA, F1 at IoU 0.5 as fractions. "
+        "The LIVECell paper's models reach 47.8 AP on the official test set after training on 3,000+ images."
+    )
+    return notes
+
+
+def _outputs(do_bundled: bool) -> dict[str, str]:
+    """What the demo folder holds (``summary.json``'s ``outputs``, linked from index.html)."""
+    return {
+        "evaluation report": "evaluation/report.html",
+        "EDA report": "eda/index.html",
+        "predicted label images": "predictions/",
+        "overlays": "predictions/overlays/",
+        "measurements (CSV)": "predictions/measurements/",
+        "ground-truth label images": "labels/",
+        "splits": "splits/",
+        "model folder": "train/model/",
+        **({"bundled model's evaluation report": "bundled/evaluation/report.html"} if do_bundled else {}),
+    }
+
+
+def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
+    """Run the whole pipeline on the bundled sample into ``opts.out``; returns ``summary.json``'s content.
+
+    Stages (methods of :class:`_DemoRun`): split, convert, EDA, train, tune, predict + evaluate
+    (and the bundled model on the same images); then the results table, ``summary.json`` and index.html.
+    """
+    from rich.console import Console
+
+    from .data import sample_paths
+    from .io import write_json_atomic
+
+    console = console or Console(highlight=False, file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    t_start = time.perf_counter()
+    out = Path(opts.out)
+    config_path, have_bundled = _check_options(opts)
     prepare_output(out, opts.fresh)
     json_path, images = sample_paths()
     machine = machine_info()
@@ -614,95 +777,18 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
         "machine_start": machine,
         "data": {"json": str(json_path), "images": str(images)},
     }
+    run = _DemoRun(opts, out, console, prog, summary, json_path, images)
 
-    with prog.stage("split", "split the sample by (cell type, well)  [livecell-seg split]") as rec:
-        result, written = _split(opts, json_path, out, prog, console)
-        split = {s: _file_names(result, s) for s in result.splits}
-        rec.update(images={s: len(v) for s, v in split.items()})
-        summary["split"] = split
-        summary["split_warnings"] = list(result.warnings)
-    if not split.get("train") or not split.get("val"):
-        raise LivecellError("the split left the train or the val split empty")
-
-    with prog.stage("convert", "convert the split jsons to label TIFFs  [livecell-seg convert]") as rec:
-        from .data.convert import convert
-
-        for s in ("train", "val"):
-            _rm(out / "labels" / s)  # a changed split must not leave stale label files behind
-            c = convert(written[s], out / "labels" / s, images_dir=images, workers=1)
-            prog.note(f"{s}: {c.lines()[0]}; {c.lines()[1]}")
-            rec[s] = {"images": c.images, "cells": c.stats.get("cells", 0)}
-
-    with prog.stage("eda", "EDA report  [livecell-seg eda]") as rec:
-        from .data.eda import make_report
-
-        page = make_report([written["train"], written["val"]], out / "eda", images_dir=images, progress=False)
-        prog.note(f"-> {page}")
-        rec["report"] = str(page)
-
-    what = "fine-tune the bundled model" if opts.pretrained else "train a small U-Net from scratch"
-    with prog.stage("train", f"{what} ({opts.train_minutes:g} min time box)  [livecell-seg train]") as rec:
-        model_dir, tsum = _train(opts, out, images, config_path, _sha(json.dumps(split)), prog)
-        rec.update(global_step=tsum.get("global_step"), best_val_mSA=tsum.get("best_val_mSA"))
-        summary["training"] = tsum
-        prog.note(
-            f"{tsum.get('global_step')} steps in {tsum.get('fit_seconds')} s, best val mSA "
-            f"{_fmt(tsum.get('best_val_mSA'), False)} -> model folder {model_dir}"
-        )
-
+    split, written = run.split()
+    run.convert(written)
+    run.eda(written)
+    model_dir, tsum = run.train(config_path, split)
     val_json = Path(written["val"])
-    with prog.stage("tune", "tune the watershed on the val split (mask AP)  [livecell-seg tune]") as rec:
-        from .tuning import tune_model_dir
-
-        _rm(model_dir / "postprocess.json")  # a re-run tunes from the defaults again, as the first run
-        tuned = tune_model_dir(model_dir, val_json, images, grid=QUICK_GRID if opts.quick else "small")
-        t = tuned["tuning"]
-        params = {k: v for k, v in tuned.items() if k not in ("tuning", "head")}
-        prog.note(
-            f"mask AP {t['score']:.2f} with tuned parameters (defaults {t['default_score']:.2f}), "
-            f"{t['evaluations']} evaluations on {t['n_images']} images -> {model_dir / 'postprocess.json'}"
-        )
-        rec.update(score=t["score"], default_score=t["default_score"], evaluations=t["evaluations"])
-        summary["postprocess"] = {
-            "params": params,
-            **{k: t[k] for k in ("score", "default_score", "evaluations")},
-        }
-
-    val_images = [find_image(images, fn) for fn in split["val"]]
-    with prog.stage("predict+evaluate", "predict the val images and evaluate  [predict + evaluate]") as rec:
-        trained = _predict_and_evaluate(model_dir, val_json, val_images, images, out, prog)
-        rec.update(predict_seconds=trained["predict_seconds"], evaluate_seconds=trained["evaluate_seconds"])
+    run.tune(model_dir, val_json)
     label = "fine-tuned bundled" if opts.pretrained else "trained now"
-    results = [(label, trained["metrics"])]
-    summary["results"] = {"trained": trained, "bundled": None}
+    results = run.evaluate(model_dir, val_json, split, label, do_bundled)
 
-    if do_bundled:
-        with prog.stage("bundled", "the bundled model on the same val images  [predict + evaluate]") as rec:
-            bundled = _predict_and_evaluate(None, val_json, val_images, images, out / "bundled", prog)
-            rec.update(
-                predict_seconds=bundled["predict_seconds"], evaluate_seconds=bundled["evaluate_seconds"]
-            )
-        results.append(("bundled*", bundled["metrics"]))
-        summary["results"]["bundled"] = bundled
-    elif opts.bundled:
-        prog.note("(no bundled model yet: only the model trained now is evaluated)")
-
-    # the table
-    n_train, n_val = len(split["train"]), len(split["val"])
-    notes = [
-        f"'{label}': trained on the {n_train} train images ({tsum.get('global_step')} steps); its checkpoint "
-        f"and watershed parameters were picked on these same {n_val} val images (5 sample images leave "
-        "no room for a separate test split), so the scores are optimistic.",
-    ]
-    if do_bundled:
-        notes.append(
-            "'bundled*': the bundled model was trained on all 5 sample images, these val images included: "
-            "NOT a held-out score."
-        )
-    notes.append(
-        "AP, AP50 in % (COCO mask AP, LIVECell protocol); AFNR, mSA, F1 at IoU 0.5 as fractions. "
-        "The LIVECell paper's models reach 47.8 AP on the official test set after training on 3,000+ images."
-    )
+    notes = _result_notes(label, len(split["train"]), len(split["val"]), tsum.get("global_step"), do_bundled)
     console.print()
     print_results(results, notes, console)
     summary["notes"] = notes
@@ -710,17 +796,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     summary["stages"] = prog.stages
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     summary["machine_end"] = {"load_average": machine_info()["load_average"]}
-    summary["outputs"] = {
-        "evaluation report": "evaluation/report.html",
-        "EDA report": "eda/index.html",
-        "predicted label images": "predictions/",
-        "overlays": "predictions/overlays/",
-        "measurements (CSV)": "predictions/measurements/",
-        "ground-truth label images": "labels/",
-        "splits": "splits/",
-        "model folder": "train/model/",
-        **({"bundled model's evaluation report": "bundled/evaluation/report.html"} if do_bundled else {}),
-    }
+    summary["outputs"] = _outputs(do_bundled)
     write_json_atomic(out / "summary.json", summary)
     index = write_index(out, summary)
     per_stage = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in prog.stages)

@@ -287,40 +287,61 @@ def _round(d: dict[str, Any], nd: int = 4) -> dict[str, Any]:
     return {k: (round(v, nd) if isinstance(v, float) and math.isfinite(v) else v) for k, v in d.items()}
 
 
-def evaluate(
+@dataclass
+class _Predictions:
+    """The predictions being evaluated: a folder of label images or a COCO results json."""
+
+    ds: Any
+    path: Path
+    #: ``"labels"`` (a folder of ``<stem>.tif``) or ``"results"`` (a COCO results json)
+    mode: str
+    score_threshold: float
+    results_by_image: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def load_pair(self, file_name: str) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None, str]:
+        """``(gt labels, predicted labels, instance scores or None, source)`` of one image.
+
+        ``source``: ``results``, ``missing`` (no prediction file: empty), ``constant`` (labels, no
+        maps) or ``maps`` (labels scored by the mean foreground probability of the saved maps).
+        """
+        from .data.coco import annotations_to_labels
+        from .io import read_labels
+
+        im = self.ds.image_by_file(file_name)
+        h, w = int(im["height"]), int(im["width"])
+        gt = annotations_to_labels(self.ds.anns_by_image.get(int(im["id"]), []), h, w)
+        stem = Path(file_name).stem
+        if self.mode == "results":
+            dets = self.results_by_image.get(int(im["id"]), [])
+            return gt, detections_to_labels(dets, h, w, self.score_threshold), None, "results"
+        q = _pred_label_path(self.path, stem)
+        if q is None:
+            return gt, np.zeros((h, w), np.int32), None, "missing"
+        lab = read_labels(q)
+        if lab.shape != (h, w):
+            raise InputFileError(q, f"label image is {lab.shape[1]}x{lab.shape[0]}, the image is {w}x{h}")
+        mp = _maps_path(self.path, stem)
+        if mp is None:
+            return gt, lab, None, "constant"
+        from .postprocess import instance_scores, load_maps
+
+        maps, _head = load_maps(mp)
+        if maps.shape[1:] != (h, w):
+            raise InputFileError(mp, f"maps are {maps.shape[2]}x{maps.shape[1]}, the image is {w}x{h}")
+        return gt, lab, instance_scores(lab, maps[0]), "maps"
+
+
+def _open_predictions(
+    ds: Any,
     gt_json: str | Path,
-    pred: str | Path,
+    pred: Path,
     *,
-    images_dir: str | Path | None = None,
-    score_threshold: float = 0.5,
-    only_predicted: bool = False,
-    max_images: int | None = None,
-    backend: str = "faster",
-    progress: bool = False,
-    on_warning: Callable[[str], None] | None = None,
-) -> EvaluationResult:
-    """Evaluate predictions (label folder or COCO results json) against a COCO annotation json.
-
-    ``only_predicted`` restricts a label-folder evaluation to the images that have a prediction
-    file (otherwise a missing file is an empty prediction, with a warning). ``score_threshold``
-    only applies to rasterizing a results json for the matching metrics; AP uses every detection.
-    ``images_dir`` is only needed for the report's image backgrounds.
-    """
-    from .data.coco import annotations_to_labels, cell_type_of, load_coco
-    from .io import read_labels
-
-    t_start = time.perf_counter()
-    warn_list: list[str] = []
-
-    def warn(msg: str) -> None:
-        warn_list.append(msg)
-        if on_warning is not None:
-            on_warning(msg)
-        else:
-            warnings.warn(msg, stacklevel=3)
-
-    ds = load_coco(gt_json)
-    pred = Path(pred)
+    score_threshold: float,
+    only_predicted: bool,
+    max_images: int | None,
+    warn: Callable[[str], None],
+) -> tuple[_Predictions, list[dict[str, Any]]]:
+    """Input discovery: what ``pred`` is, and the images of ``ds`` to evaluate."""
     if pred.is_dir():
         mode = "labels"
     elif pred.is_file() and pred.suffix.lower() == ".json":
@@ -333,7 +354,7 @@ def evaluate(
         warn(f"{gt_json}: {len(ds.duplicates)} duplicate image entries merged (same file_name)")
 
     images = list(ds.images)
-    results_by_image: dict[int, list[dict[str, Any]]] = {}
+    preds = _Predictions(ds, pred, mode, score_threshold)
     if mode == "labels":
         stems = {Path(im["file_name"]).stem for im in images}
         have = {
@@ -352,44 +373,26 @@ def evaluate(
                 f"empty predictions (e.g. {', '.join(missing[:3])}); --only-predicted skips them"
             )
     else:
-        results_by_image = load_results(pred, ds)
+        preds.results_by_image = load_results(pred, ds)
     if max_images is not None:
         images = images[: int(max_images)]
     if not images:
         raise LivecellError(f"{gt_json}: no images to evaluate")
+    return preds, images
 
-    score_sources: set[str] = set()
 
-    def load_pair(file_name: str) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None, str]:
-        im = ds.image_by_file(file_name)
-        h, w = int(im["height"]), int(im["width"])
-        gt = annotations_to_labels(ds.anns_by_image.get(int(im["id"]), []), h, w)
-        stem = Path(file_name).stem
-        if mode == "results":
-            return (
-                gt,
-                detections_to_labels(results_by_image.get(int(im["id"]), []), h, w, score_threshold),
-                None,
-                "results",
-            )
-        q = _pred_label_path(pred, stem)
-        if q is None:
-            return gt, np.zeros((h, w), np.int32), None, "missing"
-        lab = read_labels(q)
-        if lab.shape != (h, w):
-            raise InputFileError(q, f"label image is {lab.shape[1]}x{lab.shape[0]}, the image is {w}x{h}")
-        mp = _maps_path(pred, stem)
-        if mp is None:
-            return gt, lab, None, "constant"
-        from .postprocess import instance_scores, load_maps
+def _match_images(
+    preds: _Predictions, images: list[dict[str, Any]], progress: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str], float]:
+    """Matching metrics per image, and the detections for COCO AP.
 
-        maps, _head = load_maps(mp)
-        if maps.shape[1:] != (h, w):
-            raise InputFileError(mp, f"maps are {maps.shape[2]}x{maps.shape[1]}, the image is {w}x{h}")
-        return gt, lab, instance_scores(lab, maps[0]), "maps"
+    Returns ``(per_image rows, COCO results, score sources seen, seconds spent matching)``.
+    """
+    from .data.coco import cell_type_of
 
     per_image: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    score_sources: set[str] = set()
     iterator: Any = images
     if progress:
         from tqdm import tqdm
@@ -398,11 +401,11 @@ def evaluate(
     t_match = 0.0
     for im in iterator:
         iid = int(im["id"])
-        gt, lab, scores, source = load_pair(im["file_name"])
+        gt, lab, scores, source = preds.load_pair(im["file_name"])
         t0 = time.perf_counter()
         m = M.instance_metrics(gt, lab)
         t_match += time.perf_counter() - t0
-        if mode == "labels":
+        if preds.mode == "labels":
             ids, rles, _areas = M.labels_to_rles(lab)
             for lb, rle in zip(ids.tolist(), rles):
                 s = M.DEFAULT_SCORE if scores is None else float(scores.get(lb, M.DEFAULT_SCORE))
@@ -410,7 +413,7 @@ def evaluate(
             if source != "missing":
                 score_sources.add("maps" if source == "maps" else "constant")
         else:
-            results.extend(results_by_image.get(iid, []))
+            results.extend(preds.results_by_image.get(iid, []))
         per_image.append(
             {
                 "file_name": im["file_name"],
@@ -420,46 +423,76 @@ def evaluate(
                 **_round(m),
             }
         )
+    return per_image, results, score_sources, t_match
 
-    t0 = time.perf_counter()
-    gt_dict, dropped = gt_coco_dict(ds, [int(im["id"]) for im in images])
+
+def _coco_ap(
+    ds: Any,
+    gt_json: str | Path,
+    per_image: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    backend: str,
+    warn: Callable[[str], None],
+) -> tuple[dict[str, float], np.ndarray, dict[str, dict[str, Any]]]:
+    """COCO mask AP over all images and per cell type: ``(summary, precision array, subsets)``."""
+    gt_dict, dropped = gt_coco_dict(ds, [r["image_id"] for r in per_image])
     if dropped:
         warn(f"{gt_json}: {dropped} annotations without a valid polygon were left out of the AP ground truth")
     ev = M.coco_eval_livecell(gt_dict, results, backend=backend)
     overall_ap = M.summarize_coco_eval(ev.eval)
     overall_prec = np.asarray(ev.eval["precision"])
-    types: dict[str, list[int]] = {}
-    for r in per_image:
-        types.setdefault(r["cell_type"], []).append(r["image_id"])
+    types = _images_by_type(per_image)
     subsets = M.evaluate_subsets(ev, types) if len(types) > 1 else {}
     if len(types) == 1:
         subsets = {next(iter(types)): {"summary": overall_ap, "precision": overall_prec}}
-    t_coco = time.perf_counter() - t0
+    return overall_ap, overall_prec, subsets
 
-    def block(rows: list[dict[str, Any]], ap: dict[str, float]) -> dict[str, Any]:
-        out = {k: ap[k] for k in AP_PERCENT_KEYS}
-        out["AFNR"] = ap["AFNR"]
-        out.update(M.pool_instance_metrics(rows))
-        out["n_images"] = len(rows)
-        out["n_gt"] = int(sum(r["n_gt"] for r in rows))
-        out["n_pred"] = int(sum(r["n_pred"] for r in rows))
-        return _round({k: out[k] for k in (*METRIC_KEYS, "n_images", "n_gt", "n_pred")})
 
-    overall = block(per_image, overall_ap)
+def _images_by_type(per_image: list[dict[str, Any]]) -> dict[str, list[int]]:
+    types: dict[str, list[int]] = {}
+    for r in per_image:
+        types.setdefault(r["cell_type"], []).append(r["image_id"])
+    return types
+
+
+def _block(rows: list[dict[str, Any]], ap: dict[str, float]) -> dict[str, Any]:
+    """One metrics block (overall or one cell type): AP values and pooled matching metrics."""
+    out = {k: ap[k] for k in AP_PERCENT_KEYS}
+    out["AFNR"] = ap["AFNR"]
+    out.update(M.pool_instance_metrics(rows))
+    out["n_images"] = len(rows)
+    out["n_gt"] = int(sum(r["n_gt"] for r in rows))
+    out["n_pred"] = int(sum(r["n_pred"] for r in rows))
+    return _round({k: out[k] for k in (*METRIC_KEYS, "n_images", "n_gt", "n_pred")})
+
+
+def _aggregate(
+    per_image: list[dict[str, Any]], overall_ap: dict[str, float], subsets: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Aggregation: the overall block and one block per cell type."""
+    overall = _block(per_image, overall_ap)
+    types = _images_by_type(per_image)
     per_type = {
-        t: block([r for r in per_image if r["cell_type"] == t], subsets[t]["summary"]) for t in sorted(types)
+        t: _block([r for r in per_image if r["cell_type"] == t], subsets[t]["summary"]) for t in sorted(types)
     }
-    if mode == "results":
-        score_rule = SCORE_RULE_RESULTS
-    elif score_sources == {"maps"}:
-        score_rule = SCORE_RULE_MAPS
-    elif score_sources <= {"constant"}:
-        score_rule = SCORE_RULE_CONSTANT
-    else:
-        score_rule = f"mixed: {SCORE_RULE_MAPS} where maps exist, else {SCORE_RULE_CONSTANT}"
-        warn("maps were found for some images only: AP mixes ranked and unranked detections")
+    return overall, per_type
 
-    comparison = {
+
+def _score_rule(mode: str, score_sources: set[str], warn: Callable[[str], None]) -> str:
+    """How detections were ranked for AP (recorded in the protocol)."""
+    if mode == "results":
+        return SCORE_RULE_RESULTS
+    if score_sources == {"maps"}:
+        return SCORE_RULE_MAPS
+    if score_sources <= {"constant"}:
+        return SCORE_RULE_CONSTANT
+    warn("maps were found for some images only: AP mixes ranked and unranked detections")
+    return f"mixed: {SCORE_RULE_MAPS} where maps exist, else {SCORE_RULE_CONSTANT}"
+
+
+def paper_comparison(overall: dict[str, Any], per_type: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Our figures next to the LIVECell paper's (overall and per cell type)."""
+    return {
         "citation": PAPER_CITATION,
         "note": (
             "Paper per-cell-type AP comes from models trained and tested on that single cell type; "
@@ -476,39 +509,33 @@ def evaluate(
             for t, (af, ab) in PAPER_AP_PER_CELL_TYPE.items()
         },
     }
-    metrics_out: dict[str, Any] = {
-        **{k: overall[k] for k in METRIC_KEYS},
-        "n_images": len(per_image),
-        "n_gt_instances": overall["n_gt"],
-        "n_pred_instances": overall["n_pred"],
-        "per_cell_type": per_type,
-        "paper_comparison": comparison,
-        "protocol": {
-            "AP": "COCO mask AP (segm), useCats=0, maxDets=[100,500,2000] (AP at 2000), IoU 0.50:0.05:0.95, "
-            "areas all [0,1e10] small [0,324] medium [324,961] large [961,1e10]; percent",
-            "AFNR": "mean over the 10 IoU thresholds of (1 - recall), 2000 detections, area all",
-            "matching": "optimal one-to-one matching, IoU >= threshold (StarDist); mSA over IoU 0.50:0.05:0.95 "
-            "per image then averaged; precision/recall/F1/PQ at IoU 0.5 pooled over images",
-            "semantic": "foreground Dice and IoU, pooled pixels",
-            "gt_for_AP": "raw json annotations (overlapping polygons, json 'area' field), as the LIVECell paper",
-            "gt_for_matching": "annotations rasterized by data.coco.annotations_to_labels (non-overlapping)",
-            "scores": score_rule,
-            "prediction_source": str(pred),
-            "results_score_threshold_for_matching": score_threshold if mode == "results" else None,
-            "backend": backend,
-        },
-        "gt_json": str(gt_json),
-        "warnings": warn_list,
-        "timing_s": {
-            "total": round(time.perf_counter() - t_start, 3),
-            "matching_metrics": round(t_match, 3),
-            "coco_eval": round(t_coco, 3),
-        },
-        "per_image": per_image,
+
+
+def _protocol(preds: _Predictions, score_rule: str, backend: str) -> dict[str, Any]:
+    """How every figure was computed (the ``protocol`` entry of metrics.json)."""
+    return {
+        "AP": "COCO mask AP (segm), useCats=0, maxDets=[100,500,2000] (AP at 2000), IoU 0.50:0.05:0.95, "
+        "areas all [0,1e10] small [0,324] medium [324,961] large [961,1e10]; percent",
+        "AFNR": "mean over the 10 IoU thresholds of (1 - recall), 2000 detections, area all",
+        "matching": "optimal one-to-one matching, IoU >= threshold (StarDist); mSA over IoU 0.50:0.05:0.95 "
+        "per image then averaged; precision/recall/F1/PQ at IoU 0.5 pooled over images",
+        "semantic": "foreground Dice and IoU, pooled pixels",
+        "gt_for_AP": "raw json annotations (overlapping polygons, json 'area' field), as the LIVECell paper",
+        "gt_for_matching": "annotations rasterized by data.coco.annotations_to_labels (non-overlapping)",
+        "scores": score_rule,
+        "prediction_source": str(preds.path),
+        "results_score_threshold_for_matching": preds.score_threshold if preds.mode == "results" else None,
+        "backend": backend,
     }
+
+
+def _pr_curves(
+    overall_prec: np.ndarray, subsets: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, list[float]]]:
+    """Precision-recall curves (2000 detections, area all): overall at three IoUs, per cell type at 0.5."""
     thr = np.linspace(0.5, 0.95, 10)
     m_all = len(M.LIVECELL_MAX_DETS) - 1
-    pr: dict[str, dict[str, list[float]]] = {
+    return {
         "overall": {
             "IoU 0.50": overall_prec[0, :, 0, 0, m_all].tolist(),
             "IoU 0.75": overall_prec[int(np.argmin(abs(thr - 0.75))), :, 0, 0, m_all].tolist(),
@@ -519,14 +546,84 @@ def evaluate(
         },
     }
 
+
+def evaluate(
+    gt_json: str | Path,
+    pred: str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    score_threshold: float = 0.5,
+    only_predicted: bool = False,
+    max_images: int | None = None,
+    backend: str = "faster",
+    progress: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate predictions (label folder or COCO results json) against a COCO annotation json.
+
+    ``only_predicted`` restricts a label-folder evaluation to the images that have a prediction
+    file (otherwise a missing file is an empty prediction, with a warning). ``score_threshold``
+    only applies to rasterizing a results json for the matching metrics; AP uses every detection.
+    ``images_dir`` is only needed for the report's image backgrounds.
+
+    Steps: input discovery (:func:`_open_predictions`), matching per image (:func:`_match_images`),
+    COCO AP (:func:`_coco_ap`), aggregation (:func:`_aggregate`), the paper comparison
+    (:func:`paper_comparison`) and the precision-recall curves (:func:`_pr_curves`).
+    """
+    from .data.coco import load_coco
+
+    t_start = time.perf_counter()
+    warn_list: list[str] = []
+
+    def warn(msg: str) -> None:
+        warn_list.append(msg)
+        if on_warning is not None:
+            on_warning(msg)
+        else:
+            warnings.warn(msg, stacklevel=4)
+
+    ds = load_coco(gt_json)
+    preds, images = _open_predictions(
+        ds,
+        gt_json,
+        Path(pred),
+        score_threshold=score_threshold,
+        only_predicted=only_predicted,
+        max_images=max_images,
+        warn=warn,
+    )
+    per_image, results, score_sources, t_match = _match_images(preds, images, progress)
+    t0 = time.perf_counter()
+    overall_ap, overall_prec, subsets = _coco_ap(ds, gt_json, per_image, results, backend, warn)
+    t_coco = time.perf_counter() - t0
+    overall, per_type = _aggregate(per_image, overall_ap, subsets)
+    score_rule = _score_rule(preds.mode, score_sources, warn)
+    metrics_out: dict[str, Any] = {
+        **{k: overall[k] for k in METRIC_KEYS},
+        "n_images": len(per_image),
+        "n_gt_instances": overall["n_gt"],
+        "n_pred_instances": overall["n_pred"],
+        "per_cell_type": per_type,
+        "paper_comparison": paper_comparison(overall, per_type),
+        "protocol": _protocol(preds, score_rule, backend),
+        "gt_json": str(gt_json),
+        "warnings": warn_list,
+        "timing_s": {
+            "total": round(time.perf_counter() - t_start, 3),
+            "matching_metrics": round(t_match, 3),
+            "coco_eval": round(t_coco, 3),
+        },
+        "per_image": per_image,
+    }
+
     def reload(file_name: str) -> tuple[np.ndarray, np.ndarray]:
-        g, p_, _s, _src = load_pair(file_name)
+        g, p_, _s, _src = preds.load_pair(file_name)
         return g, p_
 
     return EvaluationResult(
         metrics=_nan_to_none(metrics_out),
         per_image=per_image,
-        pr_curves=pr,
+        pr_curves=_pr_curves(overall_prec, subsets),
         warnings=warn_list,
         load_pair=reload,
         images_dir=Path(images_dir) if images_dir is not None else None,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LivecellError
-from .heads import head_channels
+from .heads import CHANNELS, head_channels
 from .inference import model_stride
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -313,12 +313,7 @@ def _readme(
     license_id: str,
 ) -> str:
     channels = head_channels(model.head)
-    meaning = {
-        "fg": "probability that the pixel belongs to a cell",
-        "boundary": "probability that the pixel is on a cell's inner boundary",
-        "center_dist": "distance to the cell's centre, normalized per cell (0 at the centre, 1 at the farthest pixel)",
-        "boundary_dist": "inverted distance to the cell's boundary, normalized per cell (0 deepest inside, 1 on the boundary)",
-    }
+    meaning = {ch: CHANNELS[ch].help for ch in channels}
     cfg = model.config or {}
     optim = cfg.get("optim", {})
     data = cfg.get("data", {})

@@ -29,17 +29,10 @@ torch is imported inside the functions (the CLI imports this module lazily anywa
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-# OpenMP threads that busy-wait between parallel regions collapse when the CPU is shared (another
-# job, a training run): measured 5-10x slower with 2 threads on 2 busy cores, while passive waiting
-# costs nothing measurable. libgomp reads this once, when torch is first imported, so it only takes
-# effect if this module is imported before torch (the CLI does); a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .io import normalize_image
 
@@ -60,10 +53,7 @@ TRIM = 0.25
 
 def model_stride(model: LoadedModel) -> int:
     """The network's total down-sampling factor (tile sizes and origins are multiples of it)."""
-    cfg = model.model_config
-    if cfg.arch == "unet":
-        return 2 ** int(cfg.depth)
-    return 16  # MONAI BasicUNet: 4 pooling levels
+    return model.model_config.stride
 
 
 def resolve_device(device: str | None, model: LoadedModel | None = None) -> str:

@@ -6,12 +6,16 @@ config, whose ``model`` entry is a :class:`ModelConfig`) and, once tuned, ``post
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
+from .settings import settings_from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .postprocess import PostprocessParams
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -73,10 +77,21 @@ class ModelConfig:
     def out_channels(self) -> int:
         return len(head_channels(self.head))
 
+    @property
+    def stride(self) -> int:
+        """The network's total down-sampling factor: input sizes are padded to a multiple of it.
+
+        The one place it is computed (inference tiles, training validation and export read it).
+        """
+        if self.arch == "unet":
+            return 2 ** int(self.depth)
+        return 16  # MONAI BasicUNet: 4 pooling levels
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """Build from a ``config.json``'s ``model`` entry (:func:`~livecell_seg.settings.settings_from_dict`:
+        unknown keys and mistyped values are one-line errors naming the key)."""
+        return settings_from_dict(cls, d, "model")
 
 
 def build_model(cfg: ModelConfig):  # noqa: ANN201 - returns torch.nn.Module
@@ -141,6 +156,15 @@ class LoadedModel:
     def head(self) -> str:
         return self.model_config.head
 
+    @property
+    def params(self) -> PostprocessParams:
+        """The folder's typed post-processing parameters (``postprocess.json``, else the defaults).
+
+        The one place a loaded model's ``postprocess.json`` is typed (predict, tuning and the app
+        read it here); an invalid file is a one-line :class:`InputFileError` naming it.
+        """
+        return typed_params(self.postprocess, self.path)
+
 
 def save_model_dir(
     path: str | Path, net: Any, config: dict[str, Any], postprocess: dict | None = None
@@ -201,6 +225,23 @@ def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     d = read_json(p)
     PostprocessParams.checked(d, p)  # one-line InputFileError for invalid values
     return d
+
+
+def typed_params(postprocess: dict[str, Any] | None, path: str | Path | None = None) -> PostprocessParams:
+    """A model folder's ``postprocess.json`` content (``None``: none) as typed parameters.
+
+    The one rule for it (defaults when absent; a one-line :class:`InputFileError` naming
+    ``path/postprocess.json`` when invalid), used by :attr:`LoadedModel.params` and :func:`read_params`.
+    """
+    from .postprocess import PostprocessParams
+
+    where = Path(path) / POSTPROCESS_FILE if path is not None else POSTPROCESS_FILE
+    return PostprocessParams.checked(postprocess or {}, where)
+
+
+def read_params(path: str | Path) -> PostprocessParams:
+    """A model folder's typed post-processing parameters without loading the network (no torch)."""
+    return typed_params(read_postprocess(path), path)
 
 
 def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> LoadedModel:

@@ -19,7 +19,6 @@ No torch here: the module is imported by the CLI, the app and the metrics-side t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,9 +28,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InputFileError, LivecellError
-from .heads import HEADS, head_channels
+from .heads import HEADS, PARAM_SPECS, get_head, head_channels
+from .settings import check_keys
 
 MAPS_META_FILE = "maps.json"
+#: keys of a ``postprocess.json`` that are records, not parameters (allowed, ignored when reading)
+RECORD_KEYS = ("head", "tuning")
 
 _STRUCT8 = np.ones((3, 3), dtype=bool)
 
@@ -40,10 +42,10 @@ _STRUCT8 = np.ones((3, 3), dtype=bool)
 class PostprocessParams:
     """Parameters of instance extraction, one dataclass for all heads (JSON via to/from_dict).
 
-    Only the fields a head uses matter: ``fg`` uses fg_threshold, min_distance, h, min_seed_size;
-    ``fg+boundary`` fg_threshold, boundary_threshold, min_seed_size; ``fg+dist`` fg_threshold,
-    center_threshold, boundary_dist_threshold, min_seed_size. All heads use min_size, smooth and
-    keep_unseeded.
+    Only the fields a head uses matter (``livecell_seg.heads.REGISTRY[head].param_names``): ``fg``
+    uses min_distance and h, ``fg+boundary`` boundary_threshold, ``fg+dist`` center_threshold and
+    boundary_dist_threshold; all heads use fg_threshold, min_seed_size, min_size, smooth and
+    keep_unseeded. Ranges and help for each field: :data:`livecell_seg.heads.PARAM_SPECS`.
     """
 
     fg_threshold: float = 0.5
@@ -67,8 +69,8 @@ class PostprocessParams:
     #: foreground components that received no seed become instances of their own
     keep_unseeded: bool = True
 
-    #: fields that are probabilities (thresholds on maps in [0, 1])
-    PROBABILITY_FIELDS = ("fg_threshold", "boundary_threshold", "center_threshold", "boundary_dist_threshold")
+    #: fields that are probabilities (thresholds on maps in [0, 1]), from the heads registry
+    PROBABILITY_FIELDS = tuple(s.name for s in PARAM_SPECS if s.probability)
 
     def __post_init__(self) -> None:
         """Refuse values that would silently give a wrong answer (NaN, negative sizes, ...)."""
@@ -85,11 +87,18 @@ class PostprocessParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
-        """Build from a dict (e.g. ``postprocess.json``); unknown keys are ignored, values coerced."""
+        """Build from a dict (e.g. ``postprocess.json``); values coerced, unknown keys are errors.
+
+        The strict key rule is :func:`livecell_seg.settings.check_keys` (one line naming the key);
+        :data:`RECORD_KEYS` (the head and tuning record a tuned ``postprocess.json`` carries) are
+        allowed and ignored. Values are coerced leniently (``"12"`` -> 12, ``"yes"`` -> True, 33.0
+        -> 33) because the app's sliders, napari's fields and hand-written files all feed this.
+        """
         if not d:
             return cls()
         if "params" in d and isinstance(d["params"], dict):  # a tuned postprocess.json
             d = d["params"]
+        check_keys(cls, d, "postprocess", RECORD_KEYS)
         kw: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in d and d[f.name] is not None:
@@ -125,6 +134,8 @@ class PostprocessParams:
             raise InputFileError(where, "expected a JSON object of post-processing parameters")
         try:
             return cls.from_dict(d)
+        except LivecellError as e:
+            raise InputFileError(where, str(e)) from None
         except (TypeError, ValueError, OverflowError) as e:
             raise InputFileError(where, f"invalid parameter value ({e})") from None
 
@@ -357,6 +368,17 @@ def watershed_dist(
     return _finish(ws, mask, p) if finish else ws.astype(np.int32, copy=False)
 
 
+def _check_maps(maps: np.ndarray, head: str) -> np.ndarray:
+    """``maps`` as a ``(C, H, W)`` array of ``head`` (a 2-D map for a one-channel head); ValueError if not."""
+    channels = head_channels(head)
+    maps = np.asarray(maps)
+    if maps.ndim == 2 and len(channels) == 1:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[0] != len(channels):
+        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    return maps
+
+
 def instances_from_maps(
     maps: np.ndarray, head: str, params: PostprocessParams | None = None, *, finish: bool = True
 ) -> np.ndarray:
@@ -364,20 +386,9 @@ def instances_from_maps(
 
     With ``finish=False`` the raw watershed is returned (see :func:`finish_instances`).
     """
-    channels = head_channels(head)
-    maps = np.asarray(maps)
-    if maps.ndim == 2 and len(channels) == 1:
-        maps = maps[None]
-    if maps.ndim != 3 or maps.shape[0] != len(channels):
-        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
-    p = params or PostprocessParams()
-    if head == "fg":
-        return watershed_fg(maps[0], p, finish=finish)
-    if head == "fg+boundary":
-        return watershed_boundary(maps[0], maps[1], p, finish=finish)
-    if head == "fg+dist":
-        return watershed_dist(maps[0], maps[1], maps[2], p, finish=finish)
-    raise ValueError(f"no post-processing for head {head!r}")  # pragma: no cover
+    entry = get_head(head)
+    maps = _check_maps(maps, head)
+    return entry.instances(maps, params or PostprocessParams(), finish=finish)
 
 
 def instance_scores(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
@@ -415,23 +426,20 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     ``maps.json`` (next to the file) holds ``{"head": ..., "channels": [...], "dtype": "float16",
     "layout": "CHW"}``; one folder holds maps of one head. Returns the written path.
     """
-    from .io import atomic_path, write_json_atomic
+    from .io import atomic_path, read_json, write_json_atomic
 
     channels = head_channels(head)
-    maps = np.asarray(maps)
-    if maps.ndim == 2 and len(channels) == 1:
-        maps = maps[None]
-    if maps.ndim != 3 or maps.shape[0] != len(channels):
-        raise ValueError(f"head {head!r} expects maps of shape ({len(channels)}, H, W), got {maps.shape}")
+    maps = _check_maps(maps, head)
     p = Path(path)
     if p.suffix.lower() != ".npy":
         p = p.with_suffix(".npy")
     meta_path = p.parent / MAPS_META_FILE
     meta = {"head": head, "channels": list(channels), "dtype": "float16", "layout": "CHW"}
+    old = None
     if meta_path.is_file():
         try:
-            old = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = read_json(meta_path)
+        except InputFileError:  # an unreadable record is rewritten
             old = None
         if isinstance(old, dict) and old.get("head") not in (None, head):
             raise LivecellError(
@@ -440,7 +448,7 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     with atomic_path(p) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.clip(maps, 0.0, 1.0).astype(np.float16))
-    if not meta_path.is_file() or json.loads(meta_path.read_text() or "{}") != meta:
+    if old != meta:
         write_json_atomic(meta_path, meta)
     return p
 
@@ -455,7 +463,7 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
-    from .io import check_image_size
+    from .io import check_image_size, read_json
 
     try:
         if p.suffix.lower() == ".npy":
@@ -495,11 +503,8 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     head: str | None = None
     meta_path = p.parent / MAPS_META_FILE
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            head = meta.get("head") if isinstance(meta, dict) else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputFileError(meta_path, "invalid JSON") from None
+        meta = read_json(meta_path)
+        head = meta.get("head") if isinstance(meta, dict) else None
         if head is not None and head not in HEADS:
             raise InputFileError(meta_path, f"unknown head {head!r}")
     if head is None:

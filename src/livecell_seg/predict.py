@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import inference as _inference  # noqa: F401 - light; sets OMP_WAIT_POLICY before torch loads
 from .errors import InputFileError, LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,10 +142,10 @@ class ImageOutcome:
 
 
 def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
-    """The model folder's tuned ``postprocess.json``, else the defaults."""
-    from .postprocess import PostprocessParams
+    """The model folder's tuned ``postprocess.json``, else the defaults (:func:`model.typed_params`)."""
+    from .model import typed_params
 
-    return PostprocessParams.from_dict(model.postprocess) if model.postprocess else PostprocessParams()
+    return typed_params(model.postprocess, model.path)
 
 
 #: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small

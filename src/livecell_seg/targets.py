@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from .heads import head_channels
+from .heads import CHANNELS, head_channels
 
 
 def foreground(labels: np.ndarray) -> np.ndarray:
@@ -64,20 +64,38 @@ def per_object_distances(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return center, bound
 
 
+def fg_target(labels: np.ndarray, boundary_width: int, memo: dict) -> np.ndarray:
+    """Target of the ``fg`` channel."""
+    return foreground(labels)
+
+
+def boundary_target(labels: np.ndarray, boundary_width: int, memo: dict) -> np.ndarray:
+    """Target of the ``boundary`` channel."""
+    return inner_boundary(labels, boundary_width)
+
+
+def _distances(labels: np.ndarray, memo: dict) -> tuple[np.ndarray, np.ndarray]:
+    if "distances" not in memo:  # both distance channels come from one pass over the cells
+        memo["distances"] = per_object_distances(labels)
+    return memo["distances"]
+
+
+def center_dist_target(labels: np.ndarray, boundary_width: int, memo: dict) -> np.ndarray:
+    """Target of the ``center_dist`` channel."""
+    return _distances(labels, memo)[0]
+
+
+def boundary_dist_target(labels: np.ndarray, boundary_width: int, memo: dict) -> np.ndarray:
+    """Target of the ``boundary_dist`` channel."""
+    return _distances(labels, memo)[1]
+
+
 def make_targets(labels: np.ndarray, head: str, boundary_width: int = 1) -> np.ndarray:
-    """Targets of ``head`` for one label image, shape (C, H, W) float32, channel order of HEADS."""
+    """Targets of ``head`` for one label image, shape (C, H, W) float32, channel order of HEADS.
+
+    Each channel's target function is named in :data:`livecell_seg.heads.CHANNELS`.
+    """
     labels = np.asarray(labels)
-    out = []
-    dist: tuple[np.ndarray, np.ndarray] | None = None
-    for ch in head_channels(head):
-        if ch == "fg":
-            out.append(foreground(labels))
-        elif ch == "boundary":
-            out.append(inner_boundary(labels, boundary_width))
-        elif ch in ("center_dist", "boundary_dist"):
-            if dist is None:
-                dist = per_object_distances(labels)
-            out.append(dist[0] if ch == "center_dist" else dist[1])
-        else:  # pragma: no cover - HEADS and this function are kept in sync by tests
-            raise ValueError(f"no target for channel {ch!r}")
+    memo: dict = {}
+    out = [globals()[CHANNELS[ch].target](labels, boundary_width, memo) for ch in head_channels(head)]
     return np.stack(out).astype(np.float32, copy=False)

@@ -30,7 +30,7 @@ from .config import TrainConfig, config_from_dict, config_to_dict
 from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
 from .errors import InputFileError, LivecellError
 from .heads import head_channels
-from .io import write_json_atomic
+from .io import read_json, write_json_atomic
 from .losses import SegLoss
 from .model import CONFIG_FILE, MODEL_FILE, build_model, save_model_dir
 
@@ -51,10 +51,6 @@ def resolve_precision(cfg: TrainConfig) -> str:
     if _use_gpu(cfg):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
-
-
-def _input_multiple(cfg: TrainConfig) -> int:
-    return 2**cfg.model.depth if cfg.model.arch == "unet" else 16
 
 
 class SegModule(pl.LightningModule):
@@ -83,13 +79,10 @@ class SegModule(pl.LightningModule):
         return loss
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
+        from .unet import pad_to_multiple
+
         h, w = image.shape[-2:]
-        m = _input_multiple(self.cfg)
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-            image = torch.nn.functional.pad(image, (0, pw, 0, ph), mode=mode)
-        return self.net(image)[..., :h, :w]
+        return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         from .metrics import segmentation_accuracies
@@ -277,7 +270,7 @@ def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
     out = Path(dst) if dst is not None else run / "last_model"
     if (out / MODEL_FILE).is_file() and (out / MODEL_FILE).stat().st_mtime >= ckpt.stat().st_mtime:
         return out
-    config = json.loads((run / CONFIG_FILE).read_text())
+    config = read_json(run / CONFIG_FILE)
     with tempfile.TemporaryDirectory() as tmp:
         md = export_checkpoint(ckpt, Path(tmp), config, {"checkpoint": LAST_CKPT})
         out.mkdir(parents=True, exist_ok=True)

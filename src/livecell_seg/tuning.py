@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LivecellError
-from .heads import head_channels
+from .heads import GRID_SIZES, get_head
 from .postprocess import (
     FINISH_FIELDS,
     PostprocessParams,
@@ -35,67 +35,16 @@ from .postprocess import (
 #: ``score_fn(gt_list, pred_list, scores_list) -> float``: higher is better.
 ScoreFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[dict[int, float]]], float]
 
-_COMMON_SMALL = {"min_size": [0, 10, 20, 40]}
-_COMMON_FULL = {"min_size": [0, 5, 10, 20, 30, 50, 80], "smooth": [0, 1, 2]}
-_FG_T_SMALL = [0.3, 0.4, 0.5, 0.6, 0.7]
-_FG_T_FULL = [0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8]
-_T_SMALL = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-_T_FULL = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8]
-
-#: grid name -> head -> parameter -> candidate values (searched in this order)
-GRIDS: dict[str, dict[str, dict[str, list]]] = {
-    "small": {
-        "fg": {
-            "fg_threshold": _FG_T_SMALL,
-            "min_distance": [2, 3, 5, 7, 10],
-            "h": [0.0, 1.0, 2.0],
-            **_COMMON_SMALL,
-        },
-        "fg+boundary": {
-            "fg_threshold": _FG_T_SMALL,
-            "boundary_threshold": _T_SMALL,
-            "min_seed_size": [1, 5, 10],
-            **_COMMON_SMALL,
-        },
-        "fg+dist": {
-            "fg_threshold": _FG_T_SMALL,
-            "center_threshold": _T_SMALL,
-            "boundary_dist_threshold": _T_SMALL,
-            "min_seed_size": [1, 5, 10],
-            **_COMMON_SMALL,
-        },
-    },
-    "full": {
-        "fg": {
-            "fg_threshold": _FG_T_FULL,
-            "min_distance": [1, 2, 3, 4, 5, 6, 8, 10, 12, 15],
-            "h": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
-            "min_seed_size": [1, 3, 5],
-            **_COMMON_FULL,
-        },
-        "fg+boundary": {
-            "fg_threshold": _FG_T_FULL,
-            "boundary_threshold": _T_FULL,
-            "min_seed_size": [1, 3, 5, 10, 20],
-            **_COMMON_FULL,
-        },
-        "fg+dist": {
-            "fg_threshold": _FG_T_FULL,
-            "center_threshold": _T_FULL,
-            "boundary_dist_threshold": _T_FULL,
-            "min_seed_size": [1, 3, 5, 10, 20],
-            **_COMMON_FULL,
-        },
-    },
-}
-
 
 def default_grid(head: str, size: str = "small") -> dict[str, list]:
-    """The named grid (``small`` or ``full``) for ``head``: parameter -> candidate values."""
-    head_channels(head)
-    if size not in GRIDS:
-        raise LivecellError(f"unknown grid {size!r} (choose {' or '.join(GRIDS)})")
-    return {k: list(v) for k, v in GRIDS[size][head].items()}
+    """The named grid (``small`` or ``full``) for ``head``: parameter -> candidate values.
+
+    The grids live in the heads registry (:attr:`livecell_seg.heads.Head.grids`).
+    """
+    entry = get_head(head)
+    if size not in GRID_SIZES:
+        raise LivecellError(f"unknown grid {size!r} (choose {' or '.join(GRID_SIZES)})")
+    return {k: list(v) for k, v in entry.grids[size].items()}
 
 
 def mask_ap_score(
@@ -191,7 +140,7 @@ def tune_params(
     ``start`` value (default :class:`PostprocessParams`). Returns ``(best_params, best_score,
     history)``, history being every evaluated ``{"params", "score", "seconds"}`` in order.
     """
-    head_channels(head)
+    get_head(head)
     if len(maps_list) != len(gt_list):
         raise ValueError(f"{len(maps_list)} maps but {len(gt_list)} ground-truth images")
     if not maps_list:
@@ -279,7 +228,7 @@ def tune_model_dir(
         gt_list.append(gt)
         if i % 10 == 0 or i == len(images):
             say(f"maps {i}/{len(images)} ({time.perf_counter() - t0:.0f} s)")
-    start = PostprocessParams.from_dict(loaded.postprocess) if loaded.postprocess else PostprocessParams()
+    start = loaded.params
     score_fn = score_fn or mask_ap_score
     baseline = _Evaluator(maps_list, gt_list, head, score_fn)(PostprocessParams())
     best, best_score, history = tune_params(

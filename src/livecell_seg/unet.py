@@ -13,6 +13,19 @@ import torch
 from torch import nn
 
 
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Pad ``(..., H, W)`` at the bottom and right to multiples of ``m`` (the network's stride).
+
+    Reflect padding, or replicate when the image is smaller than the padding. The one copy of this
+    rule for torch (the U-Net's forward and training's whole-image validation use it).
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return x
+
+
 def norm_layer(kind: str, ch: int) -> nn.Module:
     """A normalization layer: ``batch``, ``instance`` (affine) or ``group`` (up to 8 groups)."""
     if kind == "batch":
@@ -78,12 +91,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        m = 2**self.depth
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:  # any input size: reflect-pad to a multiple of 2**depth, crop back
-            x = nn.functional.pad(
-                x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate"
-            )
+        x = pad_to_multiple(x, 2**self.depth)  # any input size: padded to the stride, cropped back
         skips = []
         for i, block in enumerate(self.enc):
             x = block(x if i == 0 else self.pool(x))

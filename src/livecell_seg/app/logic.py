@@ -17,14 +17,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
-from ..heads import head_channels
+from ..heads import CHANNELS, ParamSpec, get_head
+from ..heads import PARAM_SPECS as PARAM_SPECS  # re-exported: the app reads the registry
 from ..io import IMAGE_SUFFIXES
 from . import MAX_UPLOAD_MB
 
@@ -60,13 +61,8 @@ def zoom_choices(model: LoadedModel) -> list[str]:
     return sorted(labels, key=lambda k: ZOOM_CHOICES[k] != default)
 
 
-#: human-readable channel names
-CHANNEL_TITLES = {
-    "fg": "foreground",
-    "boundary": "boundary",
-    "center_dist": "distance to centre",
-    "boundary_dist": "distance to boundary",
-}
+#: human-readable channel names (from the heads registry)
+CHANNEL_TITLES = {name: ch.title for name, ch in CHANNELS.items()}
 
 #: how many times the network ran in this process (the page caches maps; tests check this)
 network_runs = 0
@@ -294,52 +290,16 @@ def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False)
 # --------------------------------------------------------------------------------------------------
 # post-processing parameters
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ParamSpec:
-    """How the page shows one :class:`PostprocessParams` field (a slider, or a checkbox for bools)."""
-
-    name: str
-    label: str
-    lo: float
-    hi: float
-    step: float
-    help: str
-    #: heads that use the parameter (None: all heads)
-    heads: tuple[str, ...] | None = None
-
-
-PARAM_SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("fg_threshold", "Foreground threshold", 0.05, 0.95, 0.01, "foreground probability above which a pixel belongs to a cell"),
-    ParamSpec("boundary_threshold", "Seed: boundary below", 0.05, 0.95, 0.01, "seeds are foreground pixels whose boundary probability is below this", ("fg+boundary",)),
-    ParamSpec("center_threshold", "Seed: centre distance below", 0.05, 0.95, 0.01, "seeds need a normalized distance to the cell centre below this", ("fg+dist",)),
-    ParamSpec("boundary_dist_threshold", "Seed: boundary distance below", 0.05, 0.95, 0.01, "seeds need a normalized inverted distance to the boundary below this", ("fg+dist",)),
-    ParamSpec("min_distance", "Seed spacing (px)", 1, 30, 1, "markers are distance-transform maxima at least this far apart", ("fg",)),
-    ParamSpec("h", "h-maxima height (px, 0 = off)", 0.0, 10.0, 0.5, "when > 0, markers are h-maxima of the distance transform instead", ("fg",)),
-    ParamSpec("min_seed_size", "Minimum seed size (px)", 1, 200, 1, "seeds smaller than this are dropped"),
-    ParamSpec("min_size", "Minimum cell size (px)", 0, 1000, 5, "instances smaller than this are removed"),
-    ParamSpec("smooth", "Outline smoothing (px)", 0, 10, 1, "per-cell opening radius; 0 = off"),
-    ParamSpec("keep_unseeded", "Keep unseeded regions", 0, 1, 1, "foreground blobs without a seed become cells of their own"),
-)  # fmt: skip
-
-
 def param_specs(head: str) -> list[ParamSpec]:
-    """The parameters that matter for ``head`` (those :class:`PostprocessParams` actually has)."""
-    from ..postprocess import PostprocessParams
-
-    head_channels(head)
-    known = {f.name for f in fields(PostprocessParams)}
-    return [s for s in PARAM_SPECS if s.name in known and (s.heads is None or head in s.heads)]
+    """The parameters that matter for ``head`` (from the heads registry)."""
+    return get_head(head).param_specs()
 
 
 def model_params(model: LoadedModel) -> PostprocessParams:
     """The model's post-processing parameters (its ``postprocess.json``, else the defaults)."""
-    from ..postprocess import PostprocessParams
+    from ..model import typed_params
 
-    try:
-        return PostprocessParams.from_dict(model.postprocess)
-    except (TypeError, ValueError) as e:
-        where = model.path / "postprocess.json" if model.path is not None else "postprocess.json"
-        raise InputFileError(where, f"invalid parameter value ({e})") from None
+    return typed_params(model.postprocess, model.path)
 
 
 def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:

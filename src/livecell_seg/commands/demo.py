@@ -37,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from .. import inference  # noqa: F401 - sets OMP_WAIT_POLICY before torch is imported
     from ..demo import DemoOptions, run_demo
 
     run_demo(

@@ -23,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="post-processing parameters: a JSON file or a model folder (its postprocess.json); "
         "default: built-in defaults",
     )
+    from ..heads import HEADS
+
     parser.add_argument(
         "--head",
-        choices=("fg", "fg+boundary", "fg+dist"),
+        choices=tuple(HEADS),
         help="head of the maps (default: from maps.json, else from the channel count)",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")

@@ -22,61 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def print_table(result, console=None) -> None:  # noqa: ANN001 - SplitResult, rich Console
-    """Print images / wells / cells per cell type and split as a rich table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    table = Table(title=f"split (val={result.val}, test={result.test}, seed={result.seed})")
-    for name, justify in (("cell type", "left"), ("split", "left"), ("images", "right"), ("wells", "right")):
-        table.add_column(name, justify=justify)
-    table.add_column("cells", justify="right")
-    table.add_column("share of images", justify="right")
-    rows = result.rows()
-    type_total: dict[str, int] = {}
-    for r in rows:
-        type_total[r.cell_type] = type_total.get(r.cell_type, 0) + r.images
-    for i, r in enumerate(rows):
-        last = i + 1 == len(rows) or rows[i + 1].cell_type != r.cell_type
-        share = r.images / type_total[r.cell_type] if type_total[r.cell_type] else 0.0
-        style = "red" if r.images == 0 else None
-        table.add_row(
-            r.cell_type if r.split == result.splits[0] else "",
-            r.split,
-            f"{r.images:,}",
-            f"{r.wells:,}",
-            f"{r.cells:,}",
-            f"{share:.0%}",
-            end_section=last,
-            style=style,
-        )
-    rep = result.report()
-    for s in result.splits:
-        t = rep["totals"][s]
-        table.add_row(
-            "all" if s == result.splits[0] else "",
-            s,
-            f"{t['images']:,}",
-            f"{t['wells']:,}",
-            f"{t['cells']:,}",
-            f"{rep['fractions'][s]:.0%}",
-            style="bold",
-        )
-    console.print(table)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     import sys
 
     from rich.console import Console
 
-    from ..data.splits import split_datasets, write_splits
+    from ..data.splits import print_split_table, split_datasets, write_splits
 
     result = split_datasets(args.json, val=args.val, test=args.test, seed=args.seed)
     written = write_splits(result, args.out)
-    print_table(result)
+    print_split_table(result)
     err = Console(stderr=True, soft_wrap=True)
     dups = result.merged.duplicates
     if dups:

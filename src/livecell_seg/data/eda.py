@@ -776,22 +776,12 @@ def _fmt(v: float, nd: int = 1) -> str:
     return "–" if v != v else f"{v:,.{nd}f}"  # NaN -> dash
 
 
-def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
-    """The report page: tables and the embedded figures."""
-    d = stats.to_dict()
-    e = html.escape
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>LIVECell data exploration</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>LIVECell data exploration</h1>",
-        "<p>Annotations: "
-        + ", ".join(f"<b>{e(k)}</b> = <code>{e(v)}</code>" for k, v in stats.sources.items())
-        + (f"; images: <code>{e(stats.images_dir)}</code>" if stats.images_dir else "; no image folder given")
-        + f". {d['images']:,} unique images, {d['cells']:,} annotated cells. "
-        f"Made by <code>livecell-seg eda</code> in {stats.seconds:.1f} s.</p>",
-    ]
-    # --- counts
+#: HTML escaping in the report sections
+_esc = html.escape
+
+
+def _html_counts(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Images, wells and cells per cell type and split; well leakage between splits."""
     rows = stats.table()
     parts.append("<h2>Images, wells and cells per cell type and split</h2>")
     parts.append(
@@ -799,8 +789,8 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             ["cell type", "split", "images", "wells", "cells", "cells / image"],
             [
                 [
-                    e(r["cell_type"]),
-                    e(r["split"]),
+                    _esc(r["cell_type"]),
+                    _esc(r["split"]),
                     f"{r['images']:,}",
                     f"{r['wells']:,}",
                     f"{r['cells']:,}",
@@ -814,7 +804,7 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
     shared = stats.shared_groups()
     if len(stats.splits) > 1:
         if shared:
-            ex = ", ".join(f"{e(g)} ({'/'.join(s)})" for g, s in list(shared.items())[:12])
+            ex = ", ".join(f"{_esc(g)} ({'/'.join(s)})" for g, s in list(shared.items())[:12])
             parts.append(
                 f"<p class='warn'><b>Leakage:</b> {len(shared)} well(s) have images in more than one split "
                 f"(images of one well are near-copies: a time series and crops of the same field); e.g. {ex}"
@@ -822,17 +812,25 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             )
         else:
             parts.append("<p>No well has images in more than one split.</p>")
-    # --- cells per image
+
+
+def _html_cells_per_image(
+    parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]
+) -> None:
+    """Cells per image: summary and histogram."""
     cpi = d["cells_per_image"]
     parts.append("<h2>Cells per image</h2>")
     parts.append(
         f"<p>Mean {cpi['mean']:.1f}, median {cpi['median']:.0f}, range {cpi['min']}–{cpi['max']} cells per image. "
         "Fewest: "
-        + ", ".join(f"<code>{e(x['file_name'])}</code> ({x['cells']})" for x in d["fewest_cells"][:5])
+        + ", ".join(f"<code>{_esc(x['file_name'])}</code> ({x['cells']})" for x in d["fewest_cells"][:5])
         + ".</p>"
     )
     parts.append(_img_tag(figures["cells_per_image"], "cells per image"))
-    # --- areas
+
+
+def _html_areas(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Cell areas per cell type (COCO size ranges)."""
     parts.append("<h2>Cell area</h2>")
     parts.append(
         "<p class='note'>Area = the annotation's <code>area</code> field (what COCO evaluation uses to put a "
@@ -853,7 +851,7 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             ],
             [
                 [
-                    e(a["cell_type"]),
+                    _esc(a["cell_type"]),
                     f"{a['cells']:,}",
                     _fmt(a["p5"], 0),
                     _fmt(a["median"], 0),
@@ -865,7 +863,10 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         )
     )
     parts.append(_img_tag(figures["areas"], "cell area per cell type"))
-    # --- overlap
+
+
+def _html_overlap(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Overlap between annotations per cell type."""
     parts.append("<h2>Overlap between annotations</h2>")
     parts.append(
         "<p class='note'>Each annotation rasterized like pycocotools, per image; a cell overlaps when some of "
@@ -889,7 +890,7 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             ],
             [
                 [
-                    e(o["cell_type"]),
+                    _esc(o["cell_type"]),
                     f"{o['cells']:,}",
                     f"{100 * o['overlapping']:.1f}%",
                     _fmt(o["median_overlap_px"], 0),
@@ -904,7 +905,10 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         )
     )
     parts.append(_img_tag(figures["overlap"], "overlap between annotations"))
-    # --- duplicates
+
+
+def _html_duplicates(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Image files listed more than once."""
     parts.append("<h2>Duplicate images</h2>")
     if stats.duplicates:
         parts.append(
@@ -916,10 +920,11 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
                 ["file", "kept (json, id, cells)", "dropped copies", "annotations differ"],
                 [
                     [
-                        f"<code>{e(x.file_name)}</code>",
-                        f"{e(Path(x.kept.source).name)} #{x.kept.image_id} ({x.kept.n_annotations})",
+                        f"<code>{_esc(x.file_name)}</code>",
+                        f"{_esc(Path(x.kept.source).name)} #{x.kept.image_id} ({x.kept.n_annotations})",
                         "; ".join(
-                            f"{e(Path(c.source).name)} #{c.image_id} ({c.n_annotations})" for c in x.dropped
+                            f"{_esc(Path(c.source).name)} #{c.image_id} ({c.n_annotations})"
+                            for c in x.dropped
                         ),
                         "yes" if x.annotations_differ else "no",
                     ]
@@ -931,12 +936,15 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             parts.append(f"<p class='note'>... and {len(stats.duplicates) - 200} more (see stats.json).</p>")
     else:
         parts.append("<p>No image is listed twice (same file name under two ids or in two jsons).</p>")
-    # --- intensity + examples
+
+
+def _html_intensity(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Grey-value statistics per cell type (when an image folder was given)."""
     parts.append("<h2>Image intensities</h2>")
     if "intensity" in figures:
         parts.append(
             "<p class='note'>Exact statistics of the stored grey values (streamed histograms; "
-            f"stored types: {e(', '.join(sorted({t for a in stats.intensity.values() for t in a.dtypes})))}). "
+            f"stored types: {_esc(', '.join(sorted({t for a in stats.intensity.values() for t in a.dtypes})))}). "
             "<i>In cells</i> / <i>background</i>: mean grey value inside / outside all annotations.</p>"
         )
         parts.append(
@@ -955,7 +963,7 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
                     "background",
                 ],
                 [
-                    [e(ct), f"{s['images']:,}"]
+                    [_esc(ct), f"{s['images']:,}"]
                     + [_fmt(s[k]) for k in ("mean", "std")]
                     + [_fmt(s[k], 0) for k in ("p1", "p5", "p50", "p95", "p99")]
                     + [_fmt(s["mean_in_cells"]), _fmt(s["mean_background"])]
@@ -967,21 +975,31 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
         parts.append(_img_tag(figures["intensity"], "intensity statistics"))
     else:
         parts.append("<p>No image folder given (<code>--images DIR</code>): no intensity statistics.</p>")
+
+
+def _html_problems(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """Missing, unreadable or mis-sized images and orphan annotations, in one warning line."""
     problems = []
     if stats.missing_images:
-        problems.append(f"{len(stats.missing_images)} image(s) not found, e.g. {e(stats.missing_images[0])}")
+        problems.append(
+            f"{len(stats.missing_images)} image(s) not found, e.g. {_esc(stats.missing_images[0])}"
+        )
     if stats.unreadable_images:
         problems.append(
-            f"{len(stats.unreadable_images)} unreadable image(s), e.g. {e(stats.unreadable_images[0])}"
+            f"{len(stats.unreadable_images)} unreadable image(s), e.g. {_esc(stats.unreadable_images[0])}"
         )
     if stats.size_mismatch:
         problems.append(
-            f"{len(stats.size_mismatch)} image(s) whose size differs from the json: {e(stats.size_mismatch[0])}"
+            f"{len(stats.size_mismatch)} image(s) whose size differs from the json: {_esc(stats.size_mismatch[0])}"
         )
     if stats.orphan_annotations:
         problems.append(f"{stats.orphan_annotations} annotation(s) point at no image (ignored)")
     if problems:
         parts.append("<p class='warn'>" + "; ".join(problems) + ".</p>")
+
+
+def _html_examples(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
+    """One example image per cell type with its outlines."""
     if "examples" in figures:
         parts.append("<h2>Example images with their annotations</h2>")
         parts.append(
@@ -989,6 +1007,38 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
             "0.5–99.5 percentiles; every annotation's polygon outlined in its own colour.</p>"
         )
         parts.append(_img_tag(figures["examples"], "example images with outlines"))
+
+
+#: the report's sections, in page order: ``f(parts, stats, stats.to_dict(), figures)`` appends to ``parts``
+_HTML_SECTIONS = (
+    _html_counts,
+    _html_cells_per_image,
+    _html_areas,
+    _html_overlap,
+    _html_duplicates,
+    _html_intensity,
+    _html_problems,
+    _html_examples,
+)
+
+
+def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
+    """The report page: tables and the embedded figures, one section function after the other."""
+    d = stats.to_dict()
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>LIVECell data exploration</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>LIVECell data exploration</h1>",
+        "<p>Annotations: "
+        + ", ".join(f"<b>{e(k)}</b> = <code>{e(v)}</code>" for k, v in stats.sources.items())
+        + (f"; images: <code>{e(stats.images_dir)}</code>" if stats.images_dir else "; no image folder given")
+        + f". {d['images']:,} unique images, {d['cells']:,} annotated cells. "
+        f"Made by <code>livecell-seg eda</code> in {stats.seconds:.1f} s.</p>",
+    ]
+    for section in _HTML_SECTIONS:
+        section(parts, stats, d, figures)
     parts.append(
         "<p class='note'>Numbers behind this page: <code>stats.json</code> next to it.</p></body></html>"
     )

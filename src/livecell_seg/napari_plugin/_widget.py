@@ -181,8 +181,7 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ model and parameters
     def _on_model_changed(self, _value: Any = None) -> None:
         """Read the chosen model folder's head and ``postprocess.json`` (no torch) and rebuild the fields."""
-        from ..model import read_model_config, read_postprocess
-        from ..postprocess import PostprocessParams
+        from ..model import read_model_config, read_params, read_postprocess
 
         self.model_dir.visible = self.model_kind.value == FOLDER
         folder = str(self.model_dir.value or "") if self.model_kind.value == FOLDER else None
@@ -191,10 +190,7 @@ class SegmentWidget(Container):
                 raise LivecellError("choose a model folder (model.pt, config.json)")
             d = logic.resolve_model_dir(folder)
             _cfg, mcfg = read_model_config(d)
-            try:
-                base = PostprocessParams.from_dict(read_postprocess(d))
-            except (TypeError, ValueError) as e:
-                raise LivecellError(f"{d / 'postprocess.json'}: invalid parameter value ({e})") from None
+            base = read_params(d)  # one-line InputFileError for an invalid postprocess.json
         except LivecellError as e:
             self._model_dir, self._model_key, self._head, self._base_params = None, "", "", None
             self.model_info.value = ""
