@@ -186,14 +186,6 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
     return text, {"walls": walls, "startup": startup, "noop": noop, "overhead": over_vs_serial}
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## predict on Dask: serial vs local workers\n\n{text}", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="6 images, 1 round (smoke test)")
@@ -203,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n, r = (6, 1) if args.quick else (args.images, args.rounds)
     text, _ = run(n, r)
-    print(text)
-    if args.write:
-        write_section(text)
+    from _sections import publish
+
+    publish(SECTION, f"## predict on Dask: serial vs local workers\n\n{text}", args.write)
     return 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -199,7 +198,6 @@ def run(quick: bool, compile_: bool) -> str:
             torch.set_num_threads(cores)
 
     tmp_in = tempfile.TemporaryDirectory()
-    tmp_out = tempfile.TemporaryDirectory()
     if quick:  # write the crops as LZW TIFFs so that reading is part of the pipeline too
         import tifffile
 
@@ -208,23 +206,25 @@ def run(quick: bool, compile_: bool) -> str:
             paths.append(Path(tmp_in.name) / f"crop{i}.tif")
             tifffile.imwrite(paths[-1], r, compression="lzw")
     e2e: list[dict[str, float]] = []
-    counter = iter(range(10**9))
-
-    def pipeline() -> None:
-        """One image through predict_paths at zoom 1: read -> network -> watershed -> write."""
-        path = paths[next(counter) % len(paths)]
-        s = predict_paths([path], tmp_out.name, model=model, scale=1.0, progress=False, num_threads=cores)
-        e2e.extend(s.timings)
-
-    default_zoom = getattr(model.model_config, "predict_scale", 1.0)
     zooms: list[float] = []
-    counter_default = iter(range(10**9))
+    default_zoom = model.model_config.predict_scale
+    outs: list[tempfile.TemporaryDirectory] = []
 
-    def pipeline_default() -> None:
-        """The same at the model folder's default zoom (``predict_scale``: ``auto`` scans zooms)."""
-        path = paths[next(counter_default) % len(paths)]
-        s = predict_paths([path], tmp_out.name + "_d", model=model, progress=False, num_threads=cores)
-        zooms.extend(s.scales.values())
+    def pipeline_at(scale: float | None, sink: Callable[[object], object]) -> Callable[[], None]:
+        """One image per call through predict_paths at ``scale`` (None: the model folder's
+        default zoom), cycling through the images: read -> network -> watershed -> write."""
+        counter = iter(range(10**9))
+        out = tempfile.TemporaryDirectory()
+        outs.append(out)
+
+        def run_one() -> None:
+            path = paths[next(counter) % len(paths)]
+            sink(predict_paths([path], out.name, model=model, scale=scale, progress=False, num_threads=cores))
+
+        return run_one
+
+    pipeline = pipeline_at(1.0, lambda s: e2e.extend(s.timings))
+    pipeline_default = pipeline_at(None, lambda s: zooms.extend(s.scales.values()))
 
     variants: dict[str, Callable[[], object]] = {
         "matmul": lambda: torch.matmul(ma, mb),
@@ -247,12 +247,12 @@ def run(quick: bool, compile_: bool) -> str:
     raw_t = interleaved(variants, repeats)
     e2e = e2e[1:]  # drop the warm-up
     tmp_in.cleanup()
-    tmp_out.cleanup()
+    for out in outs:
+        out.cleanup()
     t = {k: statistics.median(v) for k, v in raw_t.items()}
     peak, peak_median = 2 * n**3 / min(raw_t["matmul"]) / 1e9, 2 * n**3 / t.pop("matmul") / 1e9
     t_stock, t_net, t_e2e = t.pop("stock"), t.pop("default"), t.pop("pipeline")
     t_e2e_default = t.pop("pipeline_default")
-    shutil.rmtree(tmp_out.name + "_d", ignore_errors=True)
     split = {k: statistics.median(x[k] for x in e2e) for k in e2e[0]}
     bf16_dev = float(np.abs(predict_maps(model, img, precision="bf16") - predict_maps(model, img)).max())
     rows: list[tuple[str, float, str]] = [(k, v, "") for k, v in t.items()]

@@ -178,7 +178,7 @@ def resolve_scale(
 
         return choose_scale(float(diameter), model_cell_diameter(model))
     if scale is None:
-        scale = getattr(model.model_config, "predict_scale", 1.0)
+        scale = model.model_config.predict_scale
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"

@@ -57,7 +57,7 @@ def zoom_choices(model: LoadedModel) -> list[str]:
     zoom ``predict`` uses for it by default (the model folder's ``predict_scale``) first."""
     ok = model.model_config.cell_diameter is not None
     labels = [k for k, v in ZOOM_CHOICES.items() if v != "auto" or ok]
-    default = getattr(model.model_config, "predict_scale", 1.0)
+    default = model.model_config.predict_scale
     return sorted(labels, key=lambda k: ZOOM_CHOICES[k] != default)
 
 
