@@ -133,7 +133,7 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
     Runtime and write the labels serial onnxruntime predict writes."""
     pytest.importorskip("distributed")
     from livecell_seg import distributed as dist
-    from livecell_seg.predict import PredictOptions, predict_paths
+    from livecell_seg.predict import PredictSettings, predict_paths
 
     # the command line hands the backend to the Dask runner
     seen = {}
@@ -144,7 +144,7 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
     assert (
         main([*argv, "--out", str(tmp_path / "cli"), "--local-workers", "1", "--backend", "onnxruntime"]) == 0
     )
-    assert seen["backend"] == "onnxruntime"
+    assert seen["settings"].backend == "onnxruntime"
     # ... and the worker's network is an ONNX Runtime session
     kinds = []
 
@@ -156,11 +156,10 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
 
         kinds.extend(client.run(probe).values())
 
-    opts = PredictOptions(scale=1.0)
+    opts = PredictSettings(scale=1.0, backend="onnxruntime", num_threads=1)
     cluster = dist.ClusterOptions(local_workers=1)
     summary = real_run_images([SAMPLES[0]], tmp_path / "dask", cluster, model_dir=model_dir,
-                              backend="onnxruntime", options=opts, num_threads=1, progress=False,
-                              on_outcome=on_outcome)  # fmt: skip
+                              settings=opts, progress=False, on_outcome=on_outcome)  # fmt: skip
     assert summary.ok and kinds == [["OnnxRuntimeNet"]]
     serial = predict_paths([SAMPLES[0]], tmp_path / "serial", model_dir, backend="onnxruntime", scale=1.0,
                            num_threads=1, progress=False)  # fmt: skip

@@ -51,8 +51,7 @@ from .errors import LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
-    from .postprocess import PostprocessParams
-    from .predict import ImageOutcome, PredictOptions, PredictSummary
+    from .predict import ImageOutcome, PredictSettings, PredictSummary
 
 #: how users get the optional dependencies
 INSTALL_HINT = "pip install 'livecell-seg[dask]'"
@@ -326,12 +325,10 @@ class _Job:
 
     out_dir: str
     model_dir: str | None
-    device: str | None
-    params: PostprocessParams | None
-    options: PredictOptions
+    #: the run's settings (``cluster`` dropped): outputs, network, device, backend, params
+    settings: PredictSettings
     threads: int
     run_start_ns: int
-    backend: str = "torch"
 
 
 #: this worker process's model: {(folder, device, weights mtime, backend): LoadedModel}, one at a time
@@ -397,22 +394,22 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
     if torch.get_num_threads() != job.threads:
         torch.set_num_threads(job.threads)
     try:
-        model = worker_model(job.model_dir, job.device, job.backend, job.threads)
+        model = worker_model(job.model_dir, job.settings.device, job.settings.backend, job.threads)
     except LivecellError as e:  # re-raised plainly: one line on the client, and always picklable
         raise LivecellError(f"Dask worker {name}: {e}") from None
-    params = job.params if job.params is not None else postprocess_params_for(model)
+    params = job.settings.params if job.settings.params is not None else postprocess_params_for(model)
     out = Path(job.out_dir)
     outcomes = []
     for path_s, stem in items:
         path = Path(path_s)
-        targets = job.options.targets(out, stem)
+        targets = job.settings.targets(out, stem)
         if _done_in_this_run(targets, job.run_start_ns):  # its worker died before reporting it
             try:
                 outcomes.append(ImageOutcome(path=path, n_cells=_count_cells(targets[0]), worker=RECOVERED))
                 continue
             except LivecellError:
                 pass  # unreadable: segment it again
-        outcome = segment_file(model, path, stem, out, params, job.options)
+        outcome = segment_file(model, path, stem, out, params, job.settings)
         outcome.worker = name
         outcomes.append(outcome)
     return outcomes
@@ -479,22 +476,20 @@ def run_images(
     cluster: ClusterOptions,
     *,
     model_dir: str | Path | None = None,
-    device: str | None = None,
-    backend: str = "torch",
-    params: PostprocessParams | None = None,
-    options: PredictOptions | None = None,
-    resume: bool = False,
-    num_threads: int | None = None,
+    settings: PredictSettings | None = None,
     progress: bool = True,
     command: str = "predict",
     on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
     stems: list[str] | None = None,
+    **changes: Any,
 ) -> PredictSummary:
     """Segment ``paths`` into ``out_dir`` on Dask workers; the files equal serial ``predict_paths``'.
 
     ``model_dir`` (default: the bundled model), ``paths`` and ``out_dir`` must be reachable under
     the same names from every worker (a shared file system; relative paths are made absolute here).
-    ``num_threads``: torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
+    ``settings`` (:class:`~livecell_seg.predict.PredictSettings`, with ``changes`` replacing single
+    fields, as in ``predict_paths``; its ``cluster`` is not read: ``cluster`` is):
+    ``num_threads`` is torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
     per core); with ``backend="onnxruntime"`` the ONNX file is found or exported here, once, before
     the workers start (:func:`livecell_seg.onnx_backend.onnx_session_for`). ``resume`` skips
     images whose outputs all exist. Failures are reported one line each on stderr, as ``command``.
@@ -510,7 +505,7 @@ def run_images(
     from .model import read_model_config
     from .predict import (
         ImageOutcome,
-        PredictOptions,
+        PredictSettings,
         PredictSummary,
         check_backend,
         check_outputs,
@@ -519,9 +514,9 @@ def run_images(
     )
 
     distributed = _import_distributed()
-    opts = options if options is not None else PredictOptions()
-    check_backend(backend, device, opts.precision)
-    threads = int(num_threads or 1)
+    opts = (settings or PredictSettings()).replace(**changes, cluster=None)
+    check_backend(opts.backend, opts.device, opts.precision)
+    threads = int(opts.num_threads or 1)
     if threads < 1:
         raise LivecellError(f"threads per worker must be at least 1, got {threads}")
     if model_dir is not None:
@@ -546,7 +541,7 @@ def run_images(
     summary = PredictSummary(out_dir=out, n_inputs=len(paths))
     todo: list[tuple[Path, str]] = []
     for path, stem in zip(paths, stems):
-        if resume and all(t.is_file() for t in opts.targets(out, stem)):
+        if opts.resume and all(t.is_file() for t in opts.targets(out, stem)):
             summary.skipped_existing.append(path)
         else:
             todo.append((path, stem))
@@ -554,7 +549,7 @@ def run_images(
         open_outputs(paths, out)
         summary.wall_s = 0.0
         return summary
-    if backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
+    if opts.backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
         from .model import default_model_dir
         from .onnx_backend import onnx_session_for
 
@@ -568,12 +563,9 @@ def run_images(
         job = _Job(
             out_dir=str(out_abs),
             model_dir=None if model_dir is None else str(model_dir),
-            device=device,
-            params=params,
-            options=opts,
+            settings=opts,
             threads=threads,
             run_start_ns=_filesystem_now_ns(out_abs),
-            backend=backend,
         )
         bar = tqdm(
             total=len(paths),

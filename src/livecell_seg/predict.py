@@ -127,6 +127,35 @@ class PredictOptions:
         return t
 
 
+@dataclass(frozen=True)
+class PredictSettings(PredictOptions):
+    """Everything a predict run needs besides its inputs, output folder and model: the per-image
+    :class:`PredictOptions` (outputs, tiling, TTA, zoom) plus how the run executes.
+
+    ``params``: post-processing parameters (default: the model folder's ``postprocess.json``);
+    ``device``/``backend`` (``"torch"`` or ``"onnxruntime"``, see :func:`load_model_for_predict`);
+    ``num_threads``: CPU threads (default: all cores; per Dask worker: 1); ``resume``: skip images
+    whose outputs all exist; ``cluster`` (:class:`livecell_seg.distributed.ClusterOptions`): run the
+    images on Dask workers. Picklable: the Dask runner sends it to the workers.
+    """
+
+    params: PostprocessParams | None = None
+    device: str | None = None
+    backend: str = "torch"
+    num_threads: int | None = None
+    resume: bool = False
+    cluster: ClusterOptions | None = None
+
+    def replace(self, **changes: Any) -> PredictSettings:
+        """A copy with ``changes`` (field names) replaced; an unknown name is a TypeError naming it."""
+        import dataclasses
+
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown predict setting(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+
 @dataclass
 class ImageOutcome:
     """What :func:`segment_file` did with one file: ``error`` is the one-line reason it was
@@ -483,41 +512,26 @@ def predict_paths(
     inputs: list[str | Path] | str | Path,
     out_dir: str | Path,
     model_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
     *,
     model: LoadedModel | None = None,
-    params: PostprocessParams | None = None,
-    save_maps: bool = False,
-    overlay: bool = False,
-    measurements: bool = False,
-    rois: bool = False,
-    geojson: bool = False,
-    device: str | None = None,
-    tta: bool | str = False,
-    tile: int = 512,
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    precision: str = "auto",
-    scale: float | str | None = None,
-    diameter: float | None = None,
-    resume: bool = False,
-    num_threads: int | None = None,
     progress: bool = True,
-    backend: str = "torch",
-    cluster: ClusterOptions | None = None,
+    **changes: Any,
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
+
+    ``settings`` (:class:`PredictSettings`; default: its defaults) says which outputs to write and
+    how the network runs; ``changes`` replace single fields of it
+    (``predict_paths(imgs, out, overlay=True, num_threads=1)``; an unknown name is a TypeError).
+    ``model``: an already loaded model (else the folder ``model_dir``, default the bundled one).
 
     Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
     (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
     ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
     :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
-    segmented is reported in one line on stderr and skipped. ``resume`` skips inputs whose outputs all exist.
-    CPU inference uses ``num_threads`` (default: all cores); ``precision`` as in ``predict_maps``;
-    ``scale`` / ``diameter`` as in :func:`segment_image` (the zoom used per image is in the summary).
-    ``backend``: ``"torch"`` or ``"onnxruntime"`` (CPU, float32; see :func:`load_model_for_predict`).
-    ``cluster`` (:class:`livecell_seg.distributed.ClusterOptions`) runs the images on Dask workers
-    instead (:func:`livecell_seg.distributed.run_images`: the same files under the same names; there
-    ``num_threads`` is per worker and defaults to 1); without it nothing imports Dask.
+    segmented is reported in one line on stderr and skipped. With ``settings.cluster`` the images
+    run on Dask workers instead (:func:`livecell_seg.distributed.run_images`: the same files under
+    the same names); without it nothing imports Dask.
     """
     from tqdm import tqdm
 
@@ -536,23 +550,10 @@ def predict_paths(
             f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, given))}"
             + (f" ({len(earlier)} earlier outputs in {out} ignored)" if earlier else "")
         )
-    check_backend(backend, device, precision)
-    options = PredictOptions(
-        save_maps=save_maps,
-        overlay=overlay,
-        measurements=measurements,
-        rois=rois,
-        geojson=geojson,
-        tta=tta,
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        precision=precision,
-        scale=scale,
-        diameter=diameter,
-    )
-    stems = check_outputs(paths, out, options)  # refused before anything is written
-    if cluster is not None:
+    st = (settings or PredictSettings()).replace(**changes)
+    check_backend(st.backend, st.device, st.precision)
+    stems = check_outputs(paths, out, st)  # refused before anything is written
+    if st.cluster is not None:
         from .distributed import run_images
 
         if model is not None and model_dir is None:
@@ -560,18 +561,7 @@ def predict_paths(
                 raise LivecellError("Dask workers load the model from its folder: pass model_dir")
             model_dir = model.path
         summary = run_images(
-            paths,
-            out,
-            cluster,
-            model_dir=model_dir,
-            device=device,
-            backend=backend,
-            params=params,
-            options=options,
-            resume=resume,
-            num_threads=num_threads,
-            progress=progress,
-            stems=stems,
+            paths, out, st.cluster, model_dir=model_dir, settings=st, progress=progress, stems=stems
         )
         summary.ignored_outputs = earlier
         return summary
@@ -579,14 +569,16 @@ def predict_paths(
 
     summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if model is None:
-        model = load_model_for_predict(model_dir, device, backend=backend, num_threads=num_threads)
+        model = load_model_for_predict(model_dir, st.device, backend=st.backend, num_threads=st.num_threads)
     from .inference import resolve_device
 
     dev = resolve_device(None, model)
     if dev == "cpu":
-        torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
-    p = params if params is not None else postprocess_params_for(model)
-    resolve_scale(model, scale, diameter)  # a bad value or a model without a diameter fails before any work
+        torch.set_num_threads(int(st.num_threads or os.cpu_count() or 1))
+    p = st.params if st.params is not None else postprocess_params_for(model)
+    resolve_scale(
+        model, st.scale, st.diameter
+    )  # a bad value or a model without a diameter fails before any work
     open_outputs(paths, out)
     bar = tqdm(
         list(zip(paths, stems)),
@@ -597,10 +589,10 @@ def predict_paths(
         dynamic_ncols=True,
     )
     for path, stem in bar:
-        if resume and all(t.is_file() for t in options.targets(out, stem)):
+        if st.resume and all(t.is_file() for t in st.targets(out, stem)):
             summary.skipped_existing.append(path)
             continue
-        outcome = segment_file(model, path, stem, out, p, options)
+        outcome = segment_file(model, path, stem, out, p, st)
         if outcome.error is not None:
             report_failure(outcome.error)
         summary.add(outcome)

@@ -27,7 +27,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ import numpy as np
 from .errors import InputFileError, LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .predict import PredictSummary
+    from .model import LoadedModel
+    from .predict import PredictSettings, PredictSummary
 
 #: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
 DEFAULT_PIXEL_SIZE_UM = 0.5
@@ -190,16 +191,18 @@ def segment_frames(
     paths: Sequence[Path],
     out_dir: str | Path,
     model_dir: str | Path | None = None,
+    settings: PredictSettings | None = None,
     *,
+    model: LoadedModel | None = None,
     progress: bool = True,
-    **predict_settings: Any,
+    **changes: Any,
 ) -> SegmentationRun:
     """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.predict.predict_paths`.
 
-    This is the only place the time course runs the network: ``predict_settings`` are
-    ``predict_paths``' keyword arguments (``params``, ``device``, ``tta``, ``tile``, ``overlap``,
-    ``precision``, ``num_threads``, ``resume``, ``overlay``, ``model``, ``cluster``, ...), so the
-    images are segmented exactly as ``livecell-seg predict`` would; with ``cluster``
+    This is the only place the time course runs the network: ``settings``
+    (:class:`~livecell_seg.predict.PredictSettings`, ``changes`` replacing single fields) and
+    ``model`` go to ``predict_paths``, so the images are segmented exactly as
+    ``livecell-seg predict`` would; with ``settings.cluster``
     (:class:`livecell_seg.distributed.ClusterOptions`) on Dask workers, with the same label files.
     """
     from .predict import _output_stems, predict_paths
@@ -207,7 +210,7 @@ def segment_frames(
     out = Path(out_dir)
     paths = list(paths)
     t0 = time.perf_counter()
-    summary = predict_paths(paths, out, model_dir, progress=progress, **predict_settings)
+    summary = predict_paths(paths, out, model_dir, settings, model=model, progress=progress, **changes)
     run = SegmentationRun(failed=list(summary.failed), predict=summary)
     run.network_s = float(sum(t["network_s"] for t in summary.timings))
     failed = {p for p, _ in summary.failed}
@@ -695,18 +698,16 @@ class TimecourseResult:
         return not self.skipped
 
 
-def _model_name(model_dir: str | Path | None, settings: dict[str, Any]) -> str:
-    model = settings.get("model")
+def _model_name(model_dir: str | Path | None, model: LoadedModel | None) -> str:
     if model is not None and getattr(model, "path", None) is not None:
         return str(model.path)
     return str(model_dir) if model_dir is not None else "bundled default model"
 
 
-def _jsonable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+def _jsonable_settings(settings: PredictSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k, v in settings.items():
-        if k == "model":
-            continue
+    for f in fields(settings):
+        k, v = f.name, getattr(settings, f.name)
         if k == "params" and v is not None:
             v = v.to_dict()
         if k == "cluster" and v is not None:  # ClusterOptions: the options given
@@ -739,7 +740,9 @@ def run_timecourse(
     report: bool = True,
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
-    **predict_settings: Any,
+    settings: PredictSettings | None = None,
+    model: LoadedModel | None = None,
+    **changes: Any,
 ) -> TimecourseResult:
     """Parse names → segment (or read ``labels_dir``) → measure → aggregate → fit, and write
     ``OUT/per_image.csv``, ``per_well_time.csv``, ``growth.csv``, ``timecourse.json`` and (with
@@ -748,10 +751,13 @@ def run_timecourse(
     Frames that cannot be used (name matches nothing, unreadable, other image size, no label image)
     are reported through ``warn`` (default: one line each on stderr) and listed in ``skipped``;
     the rest are processed. Raises :class:`LivecellError` when there is nothing to analyse.
-    ``predict_settings`` go to :func:`segment_frames`.
+    ``settings``, ``model`` and ``changes`` go to :func:`segment_frames` (the settings used are
+    recorded in ``timecourse.json``).
     """
     from .io import list_images, write_json_atomic
+    from .predict import PredictSettings
 
+    settings = (settings or PredictSettings()).replace(**changes)
     say = warn or (lambda m: print(f"livecell-seg timecourse: {m}", file=sys.stderr))
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -777,7 +783,12 @@ def run_timecourse(
             say(f"skipped {m}")
     else:  # predict_paths names each file it cannot segment itself
         seg = segment_frames(
-            [f.path for f in frames], out / "segmentation", model_dir, progress=progress, **predict_settings
+            [f.path for f in frames],
+            out / "segmentation",
+            model_dir,
+            settings,
+            model=model,
+            progress=progress,
         )
     skipped += seg.failed
     t_seg = time.perf_counter()
@@ -795,14 +806,14 @@ def run_timecourse(
         "inputs": [str(p) for p in items],
         "pattern": pattern,
         "labels_dir": str(labels_dir) if labels_dir is not None else None,
-        "model": _model_name(model_dir, predict_settings) if labels_dir is None else None,
+        "model": _model_name(model_dir, model) if labels_dir is None else None,
         "pixel_size_um": pixel_size_um,
         "fit": {
             "min_r2": min_r2,
             "fit_range_h": list(fit_range) if fit_range is not None else None,
             "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
         },
-        "predict": _jsonable_settings(predict_settings) if labels_dir is None else None,
+        "predict": _jsonable_settings(settings) if labels_dir is None else None,
     }
     measured = {r["file"] for r in rows}
     frames_used = [f for f in frames if str(f.path) in measured]

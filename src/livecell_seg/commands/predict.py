@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..predict import PredictSettings
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +77,10 @@ def _number(text: str, option: str) -> float:
         raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
 
 
-def network_settings(args: argparse.Namespace) -> dict:
-    """Check the options of :func:`add_network_arguments` and return them as keyword arguments of
-    :func:`livecell_seg.predict.predict_paths` (``--model`` excluded; ``cluster`` is None without
-    a cluster option: serial)."""
+def network_settings(args: argparse.Namespace) -> PredictSettings:
+    """Check the options of :func:`add_network_arguments` and return them as the
+    :class:`~livecell_seg.predict.PredictSettings` of a run (``--model`` excluded; ``cluster`` is
+    None without a cluster option: serial; outputs not chosen)."""
     from ..distributed import cluster_options_from_args
     from ..errors import LivecellError
 
@@ -91,21 +95,22 @@ def network_settings(args: argparse.Namespace) -> dict:
         from ..postprocess import PostprocessParams
 
         params = PostprocessParams.read(args.params)
-    cluster = cluster_options_from_args(args)
-    return {
-        "params": params,
-        "device": args.device,
-        "backend": args.backend,
-        "tta": args.tta,
-        "precision": args.precision,
-        "scale": args.scale if args.scale in (None, "auto") else _number(args.scale, "--scale"),
-        "diameter": args.diameter,
-        "tile": args.tile,
-        "overlap": args.overlap,
-        "resume": args.resume,
-        "num_threads": args.threads,
-        "cluster": cluster,
-    }
+    from ..predict import PredictSettings
+
+    return PredictSettings(
+        params=params,
+        device=args.device,
+        backend=args.backend,
+        tta=args.tta,
+        precision=args.precision,
+        scale=args.scale if args.scale in (None, "auto") else _number(args.scale, "--scale"),
+        diameter=args.diameter,
+        tile=args.tile,
+        overlap=args.overlap,
+        resume=args.resume,
+        num_threads=args.threads,
+        cluster=cluster_options_from_args(args),
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,18 +151,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
     from ..predict import predict_paths
 
-    summary = predict_paths(
-        args.input,
-        args.out,
-        args.model,
+    settings = network_settings(args).replace(
         save_maps=args.save_maps,
         overlay=args.overlay,
         measurements=args.csv,
         rois=args.rois,
         geojson=args.geojson,
-        progress=not args.quiet,
-        **network_settings(args),
     )
+    summary = predict_paths(args.input, args.out, args.model, settings, progress=not args.quiet)
     if summary.ignored_outputs:
         print(
             f"livecell-seg predict: ignored {len(summary.ignored_outputs)} file(s) in {summary.out_dir} "

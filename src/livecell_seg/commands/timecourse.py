@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         if not a < b:
             raise LivecellError(f"--fit-range: START must be below END, got {args.fit_range!r}")
         fit_range = (a, b)
-    kwargs = {}
+    settings = None
     if args.labels is None:
-        kwargs = {**network_settings(args), "overlay": args.overlay}
+        settings = network_settings(args).replace(overlay=args.overlay)
     res = run_timecourse(
         args.input,
         args.out,
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         min_r2=args.min_r2,
         report=not args.no_report,
         progress=not args.quiet,
-        **kwargs,
+        settings=settings,
     )
     if not args.quiet:
         wells = {(r["cell_type"], r["well"]) for r in res.per_image}
