@@ -230,13 +230,6 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, cmd: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## convert: COCO json → label TIFFs\n\n{text}\n\nCommand: `{cmd}`", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="40 images (< 1 min)")
@@ -248,13 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = 40 if args.quick else args.images
     text, result = run(n, args.workers, args.seed)
-    print(text)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
-    if args.write:
-        cmd = "python benchmarks/bench_convert.py" + (" --quick" if args.quick else f" --images {n}")
-        cmd += f" --workers {args.workers} --write"
-        write_section(text, cmd)
+    cmd = "python benchmarks/bench_convert.py" + (" --quick" if args.quick else f" --images {n}")
+    cmd += f" --workers {args.workers} --write"
+    from _sections import publish
+
+    publish(SECTION, f"## convert: COCO json → label TIFFs\n\n{text}\n\nCommand: `{cmd}`", args.write)
     return 0
 
 

@@ -19,8 +19,6 @@ and dense images (1,000-2,000 cells, LIVECell's maximum). Per-image times are ex
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import statistics
@@ -69,32 +67,23 @@ def make_predictions(d: dict, out: Path, seed: int) -> None:
 
 
 def plain_pycocotools(d: dict, pred: Path) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, AP) the usual way: per-instance mask.encode + pycocotools COCOeval."""
-    from pycocotools import mask as mu
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    """(wall seconds, CPU seconds, AP) the usual way: per-instance mask.encode + pycocotools COCOeval
+    with LIVECell's parameters (the test suite's independent reference, ``tests/conftest.py``)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import pycocotools_eval, pycocotools_results
 
     t0, c0 = time.perf_counter(), time.process_time()
-    res = []
+    ids, labels, scores = [], [], []
     for im in d["images"]:
         stem = Path(im["file_name"]).stem
         lab = read_labels(pred / f"{stem}.tif")
         maps, _ = load_maps(pred / "maps" / f"{stem}.npy")
-        sc = instance_scores(lab, maps[0])
-        for v in np.unique(lab)[1:]:
-            rle = mu.encode(np.asfortranarray(lab == v, dtype=np.uint8))
-            res.append({"image_id": im["id"], "category_id": 1, "segmentation": rle, "score": sc[int(v)]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = json.loads(json.dumps(d))
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(res), "segm")
-        ev.params.useCats = 0
-        ev.params.maxDets = [100, 500, 2000]
-        ev.params.areaRng = [[0, 1e10], [0, 324], [324, 961], [961, 1e10]]
-        ev.params.areaRngLbl = ["all", "small", "medium", "large"]
-        ev.evaluate()
-        ev.accumulate()
+        ids.append(im["id"])
+        labels.append(lab)
+        scores.append(instance_scores(lab, maps[0]))
+    ev = pycocotools_eval(
+        json.loads(json.dumps(d)), pycocotools_results(ids, labels, scores), summarize=False
+    )
     # summarize()'s first AP is at maxDets=100; the LIVECell AP (2000 detections) from eval:
     prec = ev.eval["precision"][:, :, :, 0, 2]
     return time.perf_counter() - t0, time.process_time() - c0, 100 * float(prec[prec > -1].mean())
@@ -222,18 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['match_ms']:.1f} | {r['match_naive_ms']:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        write_section(ROOT / "BENCHMARKS.md", "evaluate", text)
+    from _sections import publish
+
+    publish("evaluate", "\n".join(lines), args.write)
     return 0
-
-
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replace (or append) the ``<!-- bench:NAME -->`` section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(name, text, path)
 
 
 if __name__ == "__main__":

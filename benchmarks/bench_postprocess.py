@@ -244,22 +244,15 @@ def run(quick: bool) -> tuple[str, dict]:
     return "\n".join(lines), {"rows": rows, "speed": speed}
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## Post-processing: oracle AP and speed\n\n{text}", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 images, 1 repeat, no tuning (< 1 min)")
     ap.add_argument("--write", action="store_true", help="update the postprocess section of BENCHMARKS.md")
     args = ap.parse_args(argv)
     text, _ = run(args.quick)
-    print(text)
-    if args.write:
-        write_section(text)
+    from _sections import publish
+
+    publish(SECTION, f"## Post-processing: oracle AP and speed\n\n{text}", args.write)
     return 0
 
 

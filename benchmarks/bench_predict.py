@@ -396,13 +396,6 @@ def run(quick: bool, compile_: bool) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## Prediction speed (CPU)\n\n{text}", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 images, 2 repeats, no compile/TTA (< 1 min)")
@@ -412,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(AttributeError):
         sys.stdout.reconfigure(line_buffering=True)
     text = run(args.quick, compile_=not args.no_compile)
-    print(text)
-    if args.write:
-        write_section(text)
+    from _sections import publish
+
+    publish(SECTION, f"## Prediction speed (CPU)\n\n{text}", args.write)
     return 0
 
 

@@ -250,13 +250,6 @@ def run(quick: bool, threads: int = 1) -> tuple[str, dict]:
     return "\n".join(lines), {"throughput": tp, "data": data, "memory": mem}
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) this benchmark's delimited section of BENCHMARKS.md, atomically."""
-    from _sections import replace_section
-
-    replace_section(SECTION, f"## Training: throughput and memory\n\n{text}", path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
@@ -270,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     text, raw = run(args.quick, args.threads)
-    print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=2, default=str))
-    if args.write:
-        write_section(text)
+    from _sections import publish
+
+    publish(SECTION, f"## Training: throughput and memory\n\n{text}", args.write)
     return 0
 
 
