@@ -70,7 +70,7 @@ def run(quick: bool, repeats: int) -> str:
     from livecell_seg.model import LoadedModel
     from livecell_seg.onnx_backend import OnnxRuntimeNet, make_session
     from livecell_seg.postprocess import instances_from_maps
-    from livecell_seg.predict import postprocess_params_for, predict_paths
+    from livecell_seg.predict import predict_paths
 
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     cores = os.cpu_count() or 1
@@ -105,7 +105,7 @@ def run(quick: bool, repeats: int) -> str:
     ort_one = ort_model(1, False)
 
     # network only: the forward pass on the prepared (normalized, stride-padded) tensor
-    stride = 2**model.model_config.depth
+    stride = model.stride
     hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
     x = np.pad(normalize_image(img), ((0, hp - h), (0, wp - w)), mode="reflect")[None, None]
     xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
@@ -173,7 +173,7 @@ def run(quick: bool, repeats: int) -> str:
         return med[a] / med[b], statistics.median(per_round), min(per_round), max(per_round)
 
     # outputs: maps and labels of every image, both backends
-    params = postprocess_params_for(model)
+    params = model.params
     max_diff, label_diff, cells = 0.0, [], 0
     for im in images:
         mt = predict_maps(model, im)

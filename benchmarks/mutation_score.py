@@ -36,7 +36,6 @@ MODULES = {
 }
 #: the functions of inference.py that make up tiled inference
 TILING = (
-    "model_stride",
     "_tile_shape",
     "_ceil_to",
     "_axis_tiles",

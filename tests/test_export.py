@@ -226,7 +226,6 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     from bioimageio.core import test_model
     from bioimageio.spec import load_description
 
-    from livecell_seg.inference import model_stride
     from livecell_seg.model import load_model_dir
 
     pkg = tmp_path / "livecell.zip"
@@ -257,7 +256,7 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     assert [a.name for a in descr.authors] == ["Ada Lovelace"]
     assert str(descr.license) == "CC-BY-NC-4.0"
     assert any(str(c.doi) == "10.1038/s41592-021-01249-6" for c in descr.cite)
-    stride = model_stride(load_model_dir(model_dir))  # 2**depth of the model folder
+    stride = load_model_dir(model_dir).stride  # 2**depth of the model folder
     assert descr.covers and descr.inputs[0].axes[2].size.step == stride
     assert descr.inputs[0].axes[2].size.min == 4 * stride
     with zipfile.ZipFile(pkg) as z:

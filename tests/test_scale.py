@@ -64,17 +64,11 @@ def test_zoom_image_and_maps_round_trip():
     assert sc.zoom_maps(maps, (26, 35)) is maps
 
 
-class _Model:
-    """Stand-in for a LoadedModel: only the attributes segment_image reads."""
+def _Model(diameter):  # noqa: N802
+    """A LoadedModel without a network (the tests replace the network step)."""
+    from livecell_seg.model import LoadedModel, ModelConfig
 
-    head = "fg+dist"
-    path = None
-
-    def __init__(self, diameter):
-        from livecell_seg.model import ModelConfig
-
-        self.model_config = ModelConfig(head="fg+dist", cell_diameter=diameter)
-        self.postprocess = None
+    return LoadedModel(net=None, model_config=ModelConfig(head="fg+dist", cell_diameter=diameter))
 
 
 def oracle_maps(labels: np.ndarray) -> np.ndarray:

@@ -388,7 +388,7 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
     import torch
     from distributed import get_worker
 
-    from .predict import ImageOutcome, postprocess_params_for, segment_file
+    from .predict import ImageOutcome, segment_file
 
     name = str(get_worker().address)
     if torch.get_num_threads() != job.threads:
@@ -397,7 +397,7 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
         model = worker_model(job.model_dir, job.settings.device, job.settings.backend, job.threads)
     except LivecellError as e:  # re-raised plainly: one line on the client, and always picklable
         raise LivecellError(f"Dask worker {name}: {e}") from None
-    params = job.settings.params if job.settings.params is not None else postprocess_params_for(model)
+    params = job.settings.params if job.settings.params is not None else model.params
     out = Path(job.out_dir)
     outcomes = []
     for path_s, stem in items:

@@ -36,7 +36,6 @@ import numpy as np
 
 from .errors import LivecellError
 from .heads import CHANNELS, head_channels
-from .inference import model_stride
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -119,7 +118,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, opset: int = ONNX_OPSET)
 
     out = Path(out)
     net = probability_network(model)
-    stride = model_stride(model)
+    stride = model.stride
     batch = torch.export.Dim("batch", min=1, max=4096)
     hs = torch.export.Dim("h_blocks", min=1, max=4096)
     ws = torch.export.Dim("w_blocks", min=1, max=4096)
@@ -184,7 +183,7 @@ def export_torchscript(model: LoadedModel, out: str | Path) -> Path:
     from .io import atomic_path
 
     net = probability_network(model)
-    stride = model_stride(model)
+    stride = model.stride
     example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -525,7 +524,6 @@ def export_bioimageio(
     from .inference import predict_maps
     from .model import MODEL_FILE, model_to_dict, unet_kwargs
     from .postprocess import PostprocessParams
-    from .predict import postprocess_params_for
 
     mc = model.model_config
     if mc.arch != "unet" or model.path is None:
@@ -536,10 +534,10 @@ def export_bioimageio(
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise LivecellError(f"{out}: a bioimage.io package is a .zip file")
-    stride = model_stride(model)
+    stride = model.stride
     min_size = 4 * stride
     channels = list(head_channels(model.head))
-    params = postprocess_params_for(model)
+    params = model.params
     tuned = model.postprocess is not None
     pp = dict(model.postprocess) if tuned else {**PostprocessParams().to_dict(), "head": model.head}
     name = name or f"livecell-seg U-Net {model.head}"

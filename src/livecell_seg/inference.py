@@ -51,11 +51,6 @@ SIGMA_SCALE = 0.125
 TRIM = 0.25
 
 
-def model_stride(model: LoadedModel) -> int:
-    """The network's total down-sampling factor (tile sizes and origins are multiples of it)."""
-    return model.model_config.stride
-
-
 def resolve_device(device: str | None, model: LoadedModel | None = None) -> str:
     """``None``/``"auto"`` -> the model's device (or CUDA when available); else ``device`` checked."""
     import torch
@@ -339,7 +334,7 @@ def predict_maps(
         if device is not None:
             net.to(dev)
         net.eval()
-    stride = model_stride(model)
+    stride = model.stride
     th, tw = _tile_shape(tile, stride)
     h, w = img.shape
     x = img if normalized else normalize_image(img)

@@ -157,11 +157,17 @@ class LoadedModel:
         return self.model_config.head
 
     @property
+    def stride(self) -> int:
+        """The network's total down-sampling factor (:attr:`ModelConfig.stride`): tile sizes and
+        origins are multiples of it, inputs are padded to it."""
+        return self.model_config.stride
+
+    @property
     def params(self) -> PostprocessParams:
         """The folder's typed post-processing parameters (``postprocess.json``, else the defaults).
 
-        The one place a loaded model's ``postprocess.json`` is typed (predict, tuning and the app
-        read it here); an invalid file is a one-line :class:`InputFileError` naming it.
+        The one place a loaded model's ``postprocess.json`` is typed (predict, tuning, export,
+        pseudo-labels, the Dask runner and the app read it here); an invalid file is a one-line :class:`InputFileError` naming it.
         """
         return typed_params(self.postprocess, self.path)
 

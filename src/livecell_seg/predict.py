@@ -170,13 +170,6 @@ class ImageOutcome:
     scale: float | None = None
 
 
-def postprocess_params_for(model: LoadedModel) -> PostprocessParams:
-    """The model folder's tuned ``postprocess.json``, else the defaults (:func:`model.typed_params`)."""
-    from .model import typed_params
-
-    return typed_params(model.postprocess, model.path)
-
-
 #: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small
 AUTO_ZOOMS = (1.0, 0.7, 0.5)
 AUTO_ZOOM_UP = 1.4
@@ -248,7 +241,7 @@ def segment_image(
     from .postprocess import instance_scores, instances_from_maps
     from .scale import estimate_diameter
 
-    p = params if params is not None else postprocess_params_for(model)
+    p = params if params is not None else model.params
     zoom = resolve_scale(model, scale, diameter)
     t_net = t_post = 0.0
 
@@ -575,7 +568,7 @@ def predict_paths(
     dev = resolve_device(None, model)
     if dev == "cpu":
         torch.set_num_threads(int(st.num_threads or os.cpu_count() or 1))
-    p = st.params if st.params is not None else postprocess_params_for(model)
+    p = st.params if st.params is not None else model.params
     resolve_scale(
         model, st.scale, st.diameter
     )  # a bad value or a model without a diameter fails before any work

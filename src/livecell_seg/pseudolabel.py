@@ -145,7 +145,6 @@ def pseudo_label_paths(
     from tqdm import tqdm
 
     from .io import list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
-    from .predict import postprocess_params_for
 
     out = Path(out_dir)
     paths = [p for p in list_images(inputs) if out.resolve() not in p.resolve().parents]
@@ -157,7 +156,7 @@ def pseudo_label_paths(
         raise LivecellError(
             f"two input images share the name {dupes[0]!r}: pseudo-labels are named by file stem"
         )
-    params = postprocess_params_for(model)
+    params = model.params
     summary = PseudoLabelSummary(out_dir=out)
     old = out / "summary.json"
     if resume and old.is_file():

@@ -295,13 +295,6 @@ def param_specs(head: str) -> list[ParamSpec]:
     return get_head(head).param_specs()
 
 
-def model_params(model: LoadedModel) -> PostprocessParams:
-    """The model's post-processing parameters (its ``postprocess.json``, else the defaults)."""
-    from ..model import typed_params
-
-    return typed_params(model.postprocess, model.path)
-
-
 def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:
     """The slider's (min, max), widened to include ``value`` (a tuned value may lie outside)."""
     return min(spec.lo, value), max(spec.hi, value)

@@ -167,7 +167,7 @@ try:
     mkey = logic.model_key(model_dir)
     with st.spinner("Loading the model…"):
         model = get_model(mkey, model_dir)
-    base_params = logic.model_params(model)
+    base_params = model.params  # its postprocess.json, else the defaults
 except Exception as e:  # noqa: BLE001 - shown in the page, one line
     fail(logic.error_message(e))
 head = model.head
