@@ -182,7 +182,7 @@ def run(quick: bool, compile_: bool) -> str:
     stock = BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_ch).eval()
     x_raw = torch.from_numpy(normalize_image(img))[None, None]
     flops_stock = count_flops(stock, x_raw)
-    stride = 2**model.model_config.depth if model.model_config.arch == "unet" else 16
+    stride = model.stride
     hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
     flops_ours = count_flops(net, torch.zeros(1, 1, hp, wp))
 
