@@ -109,7 +109,7 @@ def run(quick: bool, repeats: int) -> str:
     hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
     x = np.pad(normalize_image(img), ((0, hp - h), (0, wp - w)), mode="reflect")[None, None]
     xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
-    tnet = inference_net(model.net, "cpu", channels_last=True)
+    tnet = inference_net(model, "cpu", channels_last=True)
     xs = np.ascontiguousarray(x, dtype=np.float32)
 
     def torch_forward() -> None:

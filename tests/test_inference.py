@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from livecell_seg.inference import predict_maps  # noqa: E402
+from livecell_seg.inference import inference_net, predict_maps  # noqa: E402
 from livecell_seg.io import normalize_image  # noqa: E402
 from livecell_seg.model import LoadedModel, ModelConfig, build_model  # noqa: E402
 
@@ -195,6 +195,9 @@ def test_optimized_copy_matches_and_leaves_the_model_untouched():
     plain = predict_maps(model, img, optimize=False, channels_last=False)
     np.testing.assert_allclose(fast, plain, atol=1e-5)
     assert fast.flags.c_contiguous and fast.dtype == np.float32
+    # the prepared copy is kept on the model and reused while the weights stay the same
+    prepared = model._prepared[1]
+    assert prepared is not model.net and inference_net(model, "cpu", channels_last=True) is prepared
     # weights changed in place (an optimizer step): the cached prepared copy is rebuilt
     with torch.no_grad():
         model.net.out.bias.add_(5.0)

@@ -96,7 +96,7 @@ def probability_network(model: LoadedModel) -> Any:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.sigmoid(self.net(x))
 
-    net = copy.deepcopy(inference_net(model.net, "cpu", channels_last=False, fuse=True))
+    net = copy.deepcopy(inference_net(model, "cpu", channels_last=False, fuse=True))
     return ProbabilityNet(net).eval()
 
 

@@ -181,39 +181,39 @@ def _fuse_conv_bn(net: Any) -> Any:
     return net
 
 
-_INFERENCE_NETS: dict[int, tuple[tuple[Any, ...], Any]] = {}
+def inference_net(model: LoadedModel, device: str, channels_last: bool = False, fuse: bool = True) -> Any:
+    """An eval-mode copy of ``model.net`` on ``device`` prepared for inference (Conv+BN folded,
+    optionally channels_last); the original network is left untouched.
 
-
-def inference_net(net: Any, device: str, channels_last: bool = False, fuse: bool = True) -> Any:
-    """An eval-mode copy of ``net`` on ``device`` prepared for inference (Conv+BN folded,
-    optionally channels_last), cached; the original network is left untouched.
-
-    The cache key includes every parameter's and buffer's in-place version counter and storage,
-    so a network that was trained or reloaded since is prepared afresh.
+    The copy is kept on the model, one at a time (another device or layout replaces it). The key
+    includes every parameter's and buffer's in-place version counter and storage, so a network
+    that was trained or reloaded since is prepared afresh.
     """
     import copy
 
     import torch
 
+    net = model.net
     tensors = [*net.parameters(), *net.buffers()]
     key = (
+        id(net),
         device,
         channels_last,
         fuse,
         tuple(t._version for t in tensors),
         tuple(t.data_ptr() for t in tensors),
     )
-    hit = _INFERENCE_NETS.get(id(net))
+    hit = model._prepared
     if hit is not None and hit[0] == key:
         return hit[1]
+    model._prepared = None  # one prepared copy at a time: free the old one before copying
     with torch.no_grad():
         prepared = copy.deepcopy(net).eval().to(device)
         if fuse:
             _fuse_conv_bn(prepared)
         if channels_last:
             prepared = prepared.to(memory_format=torch.channels_last)
-    _INFERENCE_NETS.clear()  # one prepared network at a time: no unbounded memory growth
-    _INFERENCE_NETS[id(net)] = (key, prepared)
+    model._prepared = (key, prepared)
     return prepared
 
 
@@ -328,7 +328,7 @@ def predict_maps(
     if channels_last is None:
         channels_last = dev == "cpu"
     if optimize:
-        net = inference_net(model.net, dev, channels_last=channels_last)
+        net = inference_net(model, dev, channels_last=channels_last)
     else:
         net = model.net
         if device is not None:

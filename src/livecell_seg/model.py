@@ -144,13 +144,20 @@ UNet = _LazyUNet()
 
 @dataclass
 class LoadedModel:
-    """A network loaded from a model folder, with its configs."""
+    """A network loaded from a model folder, with its configs: the one object that knows its
+    network, its architecture (:attr:`stride`) and its typed post-processing (:attr:`params`).
+
+    It also holds the copy of its network prepared for inference
+    (:func:`livecell_seg.inference.inference_net`), one at a time.
+    """
 
     net: Any
     model_config: ModelConfig
     config: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] | None = None
     path: Path | None = None
+    #: (key, network) of :func:`livecell_seg.inference.inference_net`'s prepared copy of ``net``
+    _prepared: tuple[tuple[Any, ...], Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def head(self) -> str:
