@@ -152,11 +152,11 @@ def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewe
     viewer.add_image(image, name="crop", scale=(0.5, 0.5))
     assert widget.image.value is viewer.layers["crop"]  # the selected image layer
     widget.show_maps.value = True
-    runs = logic.network_runs
+    runs = widget.network_runs
     assert widget.run() is not None and widget.busy
     assert widget.run() is None and "Busy" in widget.status.value  # one run at a time
     _wait(qtbot, widget)
-    assert logic.network_runs == runs + 1
+    assert widget.network_runs == runs + 1
     cells = viewer.layers["crop cells"]
     assert isinstance(cells, Labels) and cells.scale.tolist() == [0.5, 0.5]
     expected = segment_image(load_model_for_predict(None, "cpu"), image)
@@ -173,14 +173,14 @@ def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewe
     assert {w.name for w in widget.params_box} >= {"fg_threshold", "min_size", "center_threshold"}
     widget.set_param("min_size", 400)
     _wait(qtbot, widget)
-    assert logic.network_runs == runs + 1
+    assert widget.network_runs == runs + 1
     params = widget.params()
     assert params.min_size == 400
     expected_small = instances_from_maps(expected.maps, "fg+dist", params)
     assert np.array_equal(cells.data, expected_small) and cells.data.max() < expected.labels.max()
     widget.reset_params()
     _wait(qtbot, widget)
-    assert np.array_equal(cells.data, expected.labels) and logic.network_runs == runs + 1
+    assert np.array_equal(cells.data, expected.labels) and widget.network_runs == runs + 1
 
 
 def test_widget_stacks_rgb_and_bad_input(qtbot, viewer_and_widget, tmp_path):

@@ -64,9 +64,6 @@ def zoom_choices(model: LoadedModel) -> list[str]:
 #: human-readable channel names (from the heads registry)
 CHANNEL_TITLES = {name: ch.title for name, ch in CHANNELS.items()}
 
-#: how many times the network ran in this process (the page caches maps; tests check this)
-network_runs = 0
-
 
 # --------------------------------------------------------------------------------------------------
 # a cache bounded by memory
@@ -265,7 +262,6 @@ def network_maps(
     ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
     ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
     """
-    global network_runs
     from ..inference import predict_maps_scaled
 
     t0 = time.perf_counter()
@@ -277,7 +273,6 @@ def network_maps(
     else:
         zoom = float(scale)
         maps = predict_maps_scaled(model, image, zoom, tta=tta)
-    network_runs += 1
     return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
 
 

@@ -40,10 +40,12 @@ def get_image(name: str, image_key: str, _data: bytes) -> np.ndarray:
 def get_maps(
     image_key: str, model_key: str, tta: str, zoom: str, _model, _image
 ) -> tuple[np.ndarray, float, float]:  # noqa: ANN001
-    return page_cache().get(
-        ("maps", image_key, model_key, tta, zoom),
-        lambda: logic.network_maps(_model, _image, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom]),
-    )
+    def compute() -> tuple[np.ndarray, float, float]:
+        # how many times this session ran the network (the maps are cached; tests check it)
+        st.session_state["network_runs"] = st.session_state.get("network_runs", 0) + 1
+        return logic.network_maps(_model, _image, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom])
+
+    return page_cache().get(("maps", image_key, model_key, tta, zoom), compute)
 
 
 def get_labels(maps_key: str, params_json: str, head: str, _maps, _params) -> np.ndarray:  # noqa: ANN001

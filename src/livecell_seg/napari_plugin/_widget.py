@@ -110,6 +110,8 @@ class SegmentWidget(Container):
         self._model_key = ""
         self._head = ""
         self._base_params: PostprocessParams | None = None
+        #: how many planes this widget ran through the network (maps are cached; tests check it)
+        self.network_runs = 0
 
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.model_kind = ComboBox(label="Model", choices=[BUNDLED, FOLDER], value=BUNDLED)
@@ -321,6 +323,7 @@ class SegmentWidget(Container):
                     except StopIteration as stop:
                         maps = stop.value
                         break
+                    self.network_runs += 1
                     yield done, total, f"network: plane {done}/{n}" if n > 1 else "network done"
             yield total - 1, total, "watershed…"
             labels = segment_stack(maps, head, params)
