@@ -152,6 +152,49 @@ def test_smoke_training_per_head(tmp_path, data_dir, head):
     assert len(rows) == 3 and all(0 <= float(r["val/mSA"]) <= 1 for r in rows)
 
 
+def test_validation_scores_what_predict_gets(tmp_path, data_dir):
+    """Validation segments each image with predict's segment_image (zoom 1, default
+    post-processing): its mSA is what `predict` gets from the saved model folder, also after the
+    weights change; the training network is left as it was."""
+    import torch
+
+    from livecell_seg.data.dataset import FullImageDataset, resolve_sources
+    from livecell_seg.io import read_image, read_labels
+    from livecell_seg.metrics import segmentation_accuracies
+    from livecell_seg.model import load_model_dir, save_model_dir
+    from livecell_seg.postprocess import PostprocessParams
+    from livecell_seg.predict import segment_image
+    from livecell_seg.training import SegModule, _collate_val
+
+    torch.manual_seed(0)
+    cfg = tiny_config(data_dir, tmp_path / "run", "fg")
+    module = SegModule(config_to_dict(cfg))
+    module.log = lambda *args, **kwargs: None  # no trainer here
+    batch = _collate_val([FullImageDataset(resolve_sources(cfg.data.val), "fg")[0]])
+    opt = torch.optim.Adam(module.net.parameters(), lr=0.01)
+    image, truth = read_image(data_dir / "images/img_0.tif"), read_labels(data_dir / "labels/img_0.tif")
+    scores = []
+    for steps in (60, 10):  # fit the one image (a segmentation worth scoring), validate, fit more
+        module.net.train()
+        for _ in range(steps):
+            loss, _ = module.loss_fn(module.net(batch["image"]), batch["target"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        module.net.eval()  # as Lightning does for validation
+        state = {k: v.clone() for k, v in module.net.state_dict().items()}
+        with torch.inference_mode():
+            module.validation_step(batch, 0)
+        assert not module.net.training
+        assert all(torch.equal(v, module.net.state_dict()[k]) for k, v in state.items())
+        save_model_dir(tmp_path / "m", module.net, {"model": config_to_dict(cfg)["model"]})
+        res = segment_image(load_model_dir(tmp_path / "m"), image, PostprocessParams(), scale=1.0)
+        sa = segmentation_accuracies(truth, res.labels)
+        assert module._val_scores[-1] == pytest.approx((float(sa.mean()), float(sa[0])), abs=1e-6)
+        scores.append(module._val_scores[-1][0])
+    assert scores[0] > 0.3 and scores[0] != scores[1], scores
+
+
 def test_resume_continues_from_same_step(tmp_path, data_dir):
     from livecell_seg.training import train
 

@@ -32,7 +32,7 @@ from .errors import InputFileError, LivecellError
 from .heads import head_channels
 from .io import read_json, write_json_atomic
 from .losses import SegLoss
-from .model import CONFIG_FILE, MODEL_FILE, build_model, save_model_dir
+from .model import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
@@ -63,6 +63,8 @@ class SegModule(pl.LightningModule):
         self.head = self.cfg.model.head
         self.channels = head_channels(self.head)
         self.net = build_model(self.cfg.model)
+        #: the network as ``predict`` sees a model folder: validation segments through it
+        self.inference_model = LoadedModel(net=self.net, model_config=self.cfg.model, config=config)
         self.loss_fn = SegLoss(self.head, self.cfg.loss)
         self._val_scores: list[tuple[float, float]] = []
 
@@ -79,23 +81,39 @@ class SegModule(pl.LightningModule):
         return loss
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits of whole images (padded to the stride, cropped back): the validation loss."""
         from .unet import pad_to_multiple
 
         h, w = image.shape[-2:]
         return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Validation loss, and each image segmented by :func:`livecell_seg.predict.segment_image`
+        (what ``predict`` runs) scored against its ground truth (mSA, SA50).
+
+        The segmentation runs at zoom 1 (the network at native scale, not the model's
+        ``predict_scale``), with the default post-processing (the folder is not tuned yet) and no
+        autocast of its own (``precision="fp32"``; Lightning's mixed-precision context, when one is
+        set, applies as it does to the loss). The images are already normalized by the dataset,
+        with the same :func:`~livecell_seg.io.normalize_image` ``predict`` applies. The network
+        runs on a prepared copy (:func:`~livecell_seg.inference.inference_net`): the training
+        network itself is neither switched to eval mode nor modified.
+        """
         from .metrics import segmentation_accuracies
-        from .postprocess import instances_from_maps
+        from .postprocess import PostprocessParams
+        from .predict import segment_image
 
         logits = self._full_forward(batch["image"]).float()
         loss, _ = self.loss_fn(logits, batch["target"])
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
-        probs = torch.sigmoid(logits).cpu().numpy()
+        images = batch["image"][:, 0].cpu().numpy()
         gts = batch["labels"].cpu().numpy()
-        for maps, gt in zip(probs, gts):
-            pred = instances_from_maps(maps, self.head)
-            sa = segmentation_accuracies(gt, pred)
+        params = PostprocessParams()
+        for image, gt in zip(images, gts):
+            res = segment_image(
+                self.inference_model, image, params, scale=1.0, normalized=True, precision="fp32"
+            )
+            sa = segmentation_accuracies(gt, res.labels)
             self._val_scores.append((float(np.mean(sa)), float(sa[0])))
 
     def on_validation_epoch_end(self) -> None:
