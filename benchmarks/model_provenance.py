@@ -47,8 +47,7 @@ def score_sample(model_dir: Path) -> dict[str, Any]:
     """predict + evaluate ``model_dir`` on the 5 sample images (no TTA, the folder's postprocess.json)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from accuracy_sample import score
-    from livecell_seg.model import read_postprocess
-    from livecell_seg.postprocess import PostprocessParams
+    from livecell_seg.model import read_params
 
     with tempfile.TemporaryDirectory() as tmp:
         m = score(Path(model_dir), None, tta=False, work=Path(tmp))
@@ -58,7 +57,7 @@ def score_sample(model_dir: Path) -> dict[str, Any]:
         "msa": m["mSA"],
         "n_pred": m["n_pred"],
         "n_true": m["n_true"],
-        "postprocess": PostprocessParams.from_dict(read_postprocess(model_dir)).to_dict(),
+        "postprocess": read_params(model_dir).to_dict(),
         "protocol": "livecell-seg predict --save-maps (no TTA) + livecell-seg evaluate --only-predicted on "
         "the 5 bundled LIVECell sample images; COCO mask AP (LIVECell protocol) and AP50 in percent, "
         "mSA as a fraction; seen in training for the bundled model",
