@@ -174,7 +174,8 @@ class LoadedModel:
         """The folder's typed post-processing parameters (``postprocess.json``, else the defaults).
 
         The one place a loaded model's ``postprocess.json`` is typed (predict, tuning, export,
-        pseudo-labels, the Dask runner and the app read it here); an invalid file is a one-line :class:`InputFileError` naming it.
+        pseudo-labels, the Dask runner and the app read it here); an invalid file is a one-line
+        :class:`InputFileError` naming it.
         """
         return typed_params(self.postprocess, self.path)
 
