@@ -455,13 +455,10 @@ def _predict_and_evaluate(
         f"median {1000 * med.get('total_s', 0):.0f} ms/image -> {pred_dir}"
     )
     t0 = time.perf_counter()
-    warns: list[str] = []
-    result = evaluate(val_json, pred_dir, images_dir=images, progress=False, on_warning=warns.append)
+    result = evaluate(val_json, pred_dir, images_dir=images, progress=False)  # warnings: logged
     write_metrics_json(result, eval_dir / "metrics.json")
     report = write_report(result, eval_dir)
     t_eval = time.perf_counter() - t0
-    for w in warns:
-        prog.note(f"[yellow]evaluate warning:[/] {w}")
     prog.note(f"evaluation report -> {report}")
     m = result.metrics
     keep = ("AP", "AP50", "AP75", "AFNR", "mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice")
