@@ -110,23 +110,14 @@ class _CliHandler(logging.Handler):
             self.handleError(record)
 
 
-@contextlib.contextmanager
-def _cli_logging(command: str) -> Iterator[None]:
+def _cli_logging(command: str) -> contextlib.AbstractContextManager[None]:
     """While a command runs, the package's messages (``logging.getLogger(__name__)`` in each
     module) are printed on stderr, one line each, info included."""
-    logger = logging.getLogger("livecell_seg")
-    handler = _CliHandler(logging.INFO)
+    from .progress import log_to
+
+    handler = _CliHandler()
     handler.setFormatter(_CliFormatter(command))
-    old_level, old_propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # printed once, here (not again by a handler the root logger may have)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
+    return log_to(handler)
 
 
 def main(argv: list[str] | None = None) -> int:

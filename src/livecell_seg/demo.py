@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, LivecellError
+from .progress import log_to
 
 MARKER = ".livecell-seg-demo"
 #: folders and files of DIR that the demo writes (and may delete to redo them)
@@ -272,7 +274,6 @@ def _train_progress_callback(say: Any, total_steps: int, every_s: float = 20.0) 
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Hide Lightning's info lines and known harmless warnings (the demo prints its own progress)."""
-    import logging
     import warnings
 
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
@@ -402,9 +403,14 @@ def _train(
         f"hard stop after {opts.train_minutes:g} min"
     )
     say = prog.note
-    log = run_dir / "train.log"  # Lightning's and train()'s own prints; the demo prints its progress
+    train_log = run_dir / "train.log"  # Lightning's prints and train()'s log; the demo prints its progress
     try:
-        with log.open("a") as f, contextlib.redirect_stdout(f), _quiet_lightning():
+        with (
+            train_log.open("a") as f,
+            contextlib.redirect_stdout(f),
+            log_to(logging.StreamHandler(f), "livecell_seg.training"),
+            _quiet_lightning(),
+        ):
             train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])
     except SystemExit:  # Lightning's answer to Ctrl+C: sys.exit(1) after a graceful shutdown
         prog.note(

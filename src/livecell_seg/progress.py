@@ -1,4 +1,4 @@
-"""Progress: the one ``progress`` option of every stage.
+"""Progress and messages: the one ``progress`` option of every stage, and where log records go.
 
 Every stage that loops over images (or bytes) takes ``progress: Progress``:
 
@@ -6,12 +6,16 @@ Every stage that loops over images (or bytes) takes ``progress: Progress``:
 - a callable ``progress(done, total)``: called after each step with the number of steps done so far
   and the total (``None`` when unknown) — for GUIs (the Streamlit app) and tests.
 
-Messages (notes, warnings, skipped files) are not progress: they go through ``logging`` (see
-CONTRIBUTING.md, "Rules of the house").
+Messages (notes, warnings, skipped files) are not progress: they go through ``logging``
+(``logging.getLogger(__name__)`` per module; see CONTRIBUTING.md, "Rules of the house").
+:func:`log_to` sends them somewhere for a while (the CLI: stderr; the demo: training's into
+``train.log``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -95,3 +99,20 @@ def progress_bar(
         for item in iterable:
             yield item
             bar.update(1)
+
+
+@contextlib.contextmanager
+def log_to(handler: logging.Handler, name: str = "livecell_seg", level: int = logging.INFO) -> Iterator[None]:
+    """While the body runs, the records of logger ``name`` (and its children) at ``level`` and above
+    go to ``handler`` only (not on to the root logger's handlers); then everything is as before."""
+    logger = logging.getLogger(name)
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
