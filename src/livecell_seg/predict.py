@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputFileError, LivecellError
-from .progress import progress_bar
+from .progress import Progress, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -511,7 +511,7 @@ def predict_paths(
     settings: PredictSettings | None = None,
     *,
     model: LoadedModel | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     **changes: Any,
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.

@@ -41,7 +41,7 @@ class ProgressBar:
         self.total, self.done = total, initial
         self._callback = progress if callable(progress) else None
         self._bar = None
-        if progress is True:
+        if progress and not callable(progress):
             from tqdm import tqdm
 
             self._bar = tqdm(
