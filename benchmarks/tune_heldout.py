@@ -18,6 +18,7 @@ here must not be reported as held out for a model tuned here. ::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         gts.append(gt)
         zooms.append(res.scale)
     print(f"maps of {len(items)} images at zooms {zooms} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    best, score, history = tune_params(maps, gts, tuner.head, grid=args.grid, start=start, progress=print)
+    progress_log = logging.getLogger("livecell_seg.tuning")  # its progress lines, on stdout
+    progress_log.addHandler(logging.StreamHandler(sys.stdout))
+    progress_log.setLevel(logging.INFO)
+    best, score, history = tune_params(maps, gts, tuner.head, grid=args.grid, start=start)
     first = history[0]["score"]
     print(f"mask AP {first:.2f} (start) -> {score:.2f} (tuned): {best.to_dict()}")
     result = {

@@ -178,7 +178,9 @@ def test_convert_quirks_dict_form_workers_and_resume(tmp_path: Path) -> None:
     p_dict = tmp_path / "dict.json"
     p_dict.write_text(json.dumps(_as_dict_form(d), indent=1))
     s1 = convert(p_list, tmp_path / "o1", workers=1)
-    s2 = convert(p_dict, tmp_path / "o2", workers=2)
+    steps: list[tuple[int, int | None]] = []
+    s2 = convert(p_dict, tmp_path / "o2", workers=2, progress=lambda d, t: steps.append((d, t)))
+    assert steps == [(1, 3), (2, 3), (3, 3)]  # the shared progress shape (livecell_seg.progress)
     assert s1.images == 3 and s1.written == 3 and s1.empty_images == 1
     assert s2.stats == s1.stats and s2.workers == 2
     assert s1.stats["cells"] == 4 and s1.stats["degenerate"] == 1 and s1.stats["duplicate"] == 1

@@ -161,8 +161,8 @@ def test_cli_interrupted_then_resumed_in_next_run(
     assert part.stat().st_size == len(full) // 3
     assert not (tmp_path / train).exists()  # never a partial file under the final name
     rc = main(["download", "--out", str(tmp_path), "--what", "annotations", "--quiet"])
-    out = capsys.readouterr().out
-    assert rc == 0 and f"resumed at {len(full) // 3:,} bytes" in out
+    err = capsys.readouterr().err  # the per-file lines are logged: stderr
+    assert rc == 0 and f"downloaded {train} (resumed at {len(full) // 3:,} bytes)" in err.splitlines()
     assert server.requests_for(train)[-1] == f"bytes={len(full) // 3}-"
     assert (tmp_path / train).read_bytes() == full and not part.exists()
 
@@ -202,8 +202,9 @@ def test_html_page_corrupt_zip_and_404_fail_cleanly(
     rc = main(
         ["download", "--out", str(tmp_path / "b"), "--what", "images", "--base-url", server.url, "--quiet"]
     )
-    err = capsys.readouterr().err
-    assert rc == 2 and "images.zip" in err and err.count("\n") == 1
+    err = capsys.readouterr().err.splitlines()  # logged notes, then the one-line error
+    assert rc == 2 and err[-1].startswith("livecell-seg download: error: ") and "images.zip" in err[-1]
+    assert sum("error" in line for line in err) == 1 and "Traceback" not in "".join(err)
     assert not (tmp_path / "b" / "images").exists() and not (tmp_path / "b" / "images.zip").exists()
     # missing on the server
     rc = main(["download", "--out", str(tmp_path / "c"), "--what", "size-splits", "--base-url", server.url])
@@ -236,7 +237,9 @@ def test_sha256_is_verified_recorded_and_the_unzipped_size_capped(
     monkeypatch.delenv("LIVECELL_SHA256")
     # no digest known: downloaded, and its digest recorded for pinning
     assert main(["download", "--out", str(tmp_path / "b"), "--what", "images", "--base-url", server.url]) == 0
-    assert "no known SHA-256" in capsys.readouterr().out
+    assert (
+        "images.zip: no known SHA-256 to check against; got " + good in capsys.readouterr().err.splitlines()
+    )
     assert (tmp_path / "b" / ".livecell_download" / "SHA256SUMS").read_text() == f"{good}  images.zip\n"
     # a zip that would unpack to more than the cap is refused before anything is extracted
     rc = main(["download", "--out", str(tmp_path / "c"), "--what", "images", "--base-url", server.url,

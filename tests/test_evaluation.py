@@ -103,12 +103,13 @@ def reference_ap(gt_dict: dict, preds: list[np.ndarray], scores: list[dict] | No
     }
 
 
-def test_label_folder(setup) -> None:
+def test_label_folder(setup, caplog) -> None:
     gt_json, pred, preds = setup
-    seen: list[str] = []
-    r = E.evaluate(gt_json, pred, on_warning=seen.append)
+    r = E.evaluate(gt_json, pred)
     m = r.metrics
+    seen = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
     assert any("1 of 3 images have no prediction" in w for w in seen)
+    assert seen == m["warnings"]  # logged and listed in the result
     assert m["n_images"] == 3 and m["n_gt_instances"] == 11
     for k in E.METRIC_KEYS:
         assert k in m
@@ -143,7 +144,7 @@ def test_label_folder(setup) -> None:
     assert m["per_cell_type"]["A172"]["AP"] == pytest.approx(ref_a172["AP"], abs=1e-3)
     assert m["protocol"]["scores"] == E.SCORE_RULE_CONSTANT
     # --only-predicted drops the MCF7 image
-    r2 = E.evaluate(gt_json, pred, only_predicted=True, on_warning=seen.append)
+    r2 = E.evaluate(gt_json, pred, only_predicted=True)
     assert r2.metrics["n_images"] == 2 and set(r2.metrics["per_cell_type"]) == {"A172"}
 
 
@@ -156,7 +157,7 @@ def test_scores_from_maps(setup) -> None:
         fg = np.where(p > 0, 0.3 + 0.6 * (p % 3) / 3, 0.0).astype(np.float32)
         save_maps(pred / "maps" / (Path(name).stem + ".npy"), fg[None], "fg")
         scores.append({int(v): float(np.float16(fg[p == v][0])) for v in np.unique(p)[1:]})
-    r = E.evaluate(gt_json, pred, on_warning=lambda s: None)
+    r = E.evaluate(gt_json, pred)
     assert r.metrics["protocol"]["scores"] == E.SCORE_RULE_MAPS
     ref = reference_ap(json.loads(gt_json.read_text()), preds, [*scores, {}], [10, 20, 30])
     assert r.metrics["AP"] == pytest.approx(ref["AP"], abs=1e-3)
@@ -183,13 +184,13 @@ def test_results_json_uses_raw_overlapping_polygons(tmp_path: Path) -> None:
         )
     rj = tmp_path / "res.json"
     rj.write_text(json.dumps(res))
-    r = E.evaluate(gt_json, rj, on_warning=lambda s: None)
+    r = E.evaluate(gt_json, rj)
     assert r.metrics["AP"] == pytest.approx(100.0) and r.metrics["AFNR"] == pytest.approx(0.0)
     assert r.metrics["protocol"]["scores"] == E.SCORE_RULE_RESULTS
     # matching: the detections are painted like the ground truth is rasterized (smaller on top)
     assert r.metrics["F1_50"] == 1.0 and r.metrics["n_gt_instances"] == 12
     # detections below the score threshold are left out of the matching metrics only
-    r2 = E.evaluate(gt_json, rj, score_threshold=0.95, on_warning=lambda s: None)
+    r2 = E.evaluate(gt_json, rj, score_threshold=0.95)
     assert r2.metrics["AP"] == pytest.approx(100.0) and r2.metrics["recall_50"] == 0.0
     # unknown image id / bad files
     rj.write_text(json.dumps([{**res[0], "image_id": 999}]))
@@ -237,7 +238,10 @@ def test_cli_and_report(setup, tmp_path: Path, capsys) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (rep / "worst_1.png").is_file()
     captured = capsys.readouterr()
-    assert "A172" in captured.out and "no prediction" in captured.err
+    assert "A172" in captured.out
+    assert (
+        "livecell-seg evaluate: warning: 1 of 3 images have no prediction in " in captured.err.splitlines()[0]
+    )
     rc = main(["evaluate", "--gt", str(gt_json), "--pred", str(tmp_path / "nope"), "--json-out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nope" in err[0]

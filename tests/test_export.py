@@ -185,7 +185,7 @@ def test_onnxruntime_backend_tiles_and_tta_match_torch(model_dir):
         assert np.abs(a - b).max() <= 1e-4, kw
 
 
-def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monkeypatch):
+def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monkeypatch, caplog):
     """A model.onnx exported from other weights is ignored: the network is exported (to the cache)."""
     import onnx
 
@@ -215,10 +215,14 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
         exported.append(Path(out))
 
     monkeypatch.setattr(onnx_backend, "export_onnx", fake_export)
-    session, path = onnx_backend.onnx_session_for(d, quiet=True)
+    caplog.set_level("INFO", "livecell_seg")
+    session, path = onnx_backend.onnx_session_for(d)
     assert exported == [path] and path.parent == isolated_cache / "onnx"
-    session, path2 = onnx_backend.onnx_session_for(d, quiet=True)  # second time: from the cache
+    notes = [r.getMessage() for r in caplog.records if r.name == "livecell_seg.onnx_backend"]
+    assert len(notes) == 1 and notes[0].startswith(f"exporting {d} to ONNX once (cached as {path};")
+    session, path2 = onnx_backend.onnx_session_for(d)  # second time: from the cache, no note
     assert path2 == path and len(exported) == 1
+    assert sum(r.name == "livecell_seg.onnx_backend" for r in caplog.records) == 1
 
 
 def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir, tmp_path):

@@ -173,8 +173,12 @@ def test_tune_cli_mask_ap(fake_model, capsys) -> None:
     assert main([*args, "--dry-run"]) == 0
     assert (model_dir / "postprocess.json").read_text() == before
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "mask AP" in out
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
+    assert out[-2].startswith("mask AP ") and json.loads(out[-1])["fg_threshold"] < 0.75  # stdout: the result
+    # progress lines (logged) on stderr, one line each
+    assert err[0].startswith("maps 2/2 (") and any(line.startswith("round 1, ") for line in err)
+    assert err[-1] == f"wrote {model_dir / 'postprocess.json'}"
     written = json.loads((model_dir / "postprocess.json").read_text())
     t = written["tuning"]
     assert t["metric"] == "mask AP" and t["grid"] == "small" and t["n_images"] == 2

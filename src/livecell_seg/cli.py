@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -80,6 +81,45 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+class _CliFormatter(logging.Formatter):
+    """One line per message, by level: info as is; ``livecell-seg CMD: warning: ...``;
+    errors (an input left out, the run goes on) ``livecell-seg CMD: ...``."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.prefix = f"livecell-seg {command}: "
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return self.prefix + msg
+        if record.levelno >= logging.WARNING:
+            return f"{self.prefix}warning: {msg}"
+        return msg
+
+
+class _CliHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` through ``tqdm.write`` (above a running progress bar)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _cli_logging(command: str) -> contextlib.AbstractContextManager[None]:
+    """While a command runs, the package's messages (``logging.getLogger(__name__)`` in each
+    module) are printed on stderr, one line each, info included."""
+    from .progress import log_to
+
+    handler = _CliHandler()
+    handler.setFormatter(_CliFormatter(command))
+    return log_to(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script. Returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -97,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _cli_logging(args.command):
             return int(_load(args.command).run(args) or 0)
     except LivecellError as e:
         print(f"livecell-seg {args.command}: error: {e}", file=sys.stderr)

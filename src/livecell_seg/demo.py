@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, LivecellError
+from .progress import log_to
 
 MARKER = ".livecell-seg-demo"
 #: folders and files of DIR that the demo writes (and may delete to redo them)
@@ -272,7 +274,6 @@ def _train_progress_callback(say: Any, total_steps: int, every_s: float = 20.0) 
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Hide Lightning's info lines and known harmless warnings (the demo prints its own progress)."""
-    import logging
     import warnings
 
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
@@ -402,9 +403,14 @@ def _train(
         f"hard stop after {opts.train_minutes:g} min"
     )
     say = prog.note
-    log = run_dir / "train.log"  # Lightning's and train()'s own prints; the demo prints its progress
+    train_log = run_dir / "train.log"  # Lightning's prints and train()'s log; the demo prints its progress
     try:
-        with log.open("a") as f, contextlib.redirect_stdout(f), _quiet_lightning():
+        with (
+            train_log.open("a") as f,
+            contextlib.redirect_stdout(f),
+            log_to(logging.StreamHandler(f), "livecell_seg.training"),
+            _quiet_lightning(),
+        ):
             train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])
     except SystemExit:  # Lightning's answer to Ctrl+C: sys.exit(1) after a graceful shutdown
         prog.note(
@@ -455,13 +461,10 @@ def _predict_and_evaluate(
         f"median {1000 * med.get('total_s', 0):.0f} ms/image -> {pred_dir}"
     )
     t0 = time.perf_counter()
-    warns: list[str] = []
-    result = evaluate(val_json, pred_dir, images_dir=images, progress=False, on_warning=warns.append)
+    result = evaluate(val_json, pred_dir, images_dir=images, progress=False)  # warnings: logged
     write_metrics_json(result, eval_dir / "metrics.json")
     report = write_report(result, eval_dir)
     t_eval = time.perf_counter() - t0
-    for w in warns:
-        prog.note(f"[yellow]evaluate warning:[/] {w}")
     prog.note(f"evaluation report -> {report}")
     m = result.metrics
     keep = ("AP", "AP50", "AP75", "AFNR", "mSA", "SA50", "F1_50", "precision_50", "recall_50", "PQ", "dice")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import logging
 import math
 import os
 import re
@@ -48,6 +49,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LivecellError
+from .progress import Progress, ProgressBar
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -477,7 +481,7 @@ def run_images(
     *,
     model_dir: str | Path | None = None,
     settings: PredictSettings | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     command: str = "predict",
     on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
     stems: list[str] | None = None,
@@ -492,7 +496,8 @@ def run_images(
     ``num_threads`` is torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
     per core); with ``backend="onnxruntime"`` the ONNX file is found or exported here, once, before
     the workers start (:func:`livecell_seg.onnx_backend.onnx_session_for`). ``resume`` skips
-    images whose outputs all exist. Failures are reported one line each on stderr, as ``command``.
+    images whose outputs all exist. Failures are logged (``log.error``), one line each; ``command``
+    names the progress bar and the Dask tasks.
     ``on_outcome(outcome, client)`` is called on the client after each image (progress hooks, tests).
     ``stems``: the output names (:func:`~livecell_seg.predict.check_outputs`, which runs here when
     they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
@@ -500,8 +505,6 @@ def run_images(
     Returns the same :class:`~livecell_seg.predict.PredictSummary` as serial predict, plus images
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
-    from tqdm import tqdm
-
     from .model import read_model_config
     from .predict import (
         ImageOutcome,
@@ -510,7 +513,6 @@ def run_images(
         check_backend,
         check_outputs,
         open_outputs,
-        report_failure,
     )
 
     distributed = _import_distributed()
@@ -567,22 +569,11 @@ def run_images(
             threads=threads,
             run_start_ns=_filesystem_now_ns(out_abs),
         )
-        bar = tqdm(
-            total=len(paths),
-            initial=len(summary.skipped_existing),
-            disable=not progress,
-            unit="img",
-            file=sys.stderr,
-            desc=command,
-            dynamic_ncols=True,
-        )
+        bar = ProgressBar(progress, command, total=len(paths), initial=len(summary.skipped_existing))
         stack.callback(bar.close)
         n_workers = planned or sum(client.nthreads().values())
         if not client.nthreads():
-            tqdm.write(
-                f"livecell-seg {command}: waiting for Dask workers to join {client.scheduler.address}",
-                file=sys.stderr,
-            )
+            log.info("waiting for Dask workers to join %s", client.scheduler.address)
         per = images_per_task(len(todo), n_workers, cluster.images_per_task)
         token = uuid.uuid4().hex[:8]
         batches: dict[str, list[tuple[str, str]]] = {}
@@ -627,7 +618,7 @@ def run_images(
                 sent, o.path = str(o.path), original.get(str(o.path), o.path)
                 if o.error is not None:
                     o.error = o.error.replace(sent, str(o.path))  # named as the user gave it, as serially
-                    report_failure(o.error, command)
+                    log.error("skipped %s", o.error)
                 summary.add(o)
                 bar.update(1)
                 if on_outcome is not None:

@@ -31,10 +31,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,9 @@ import numpy as np
 
 from . import metrics as M
 from .errors import InputFileError, LivecellError
+from .progress import Progress, progress_bar
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
 # published numbers
@@ -382,7 +385,7 @@ def _open_predictions(
 
 
 def _match_images(
-    preds: _Predictions, images: list[dict[str, Any]], progress: bool
+    preds: _Predictions, images: list[dict[str, Any]], progress: Progress
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str], float]:
     """Matching metrics per image, and the detections for COCO AP.
 
@@ -393,13 +396,8 @@ def _match_images(
     per_image: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     score_sources: set[str] = set()
-    iterator: Any = images
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(images, unit="img", desc="evaluate", file=sys.stderr, dynamic_ncols=True)
     t_match = 0.0
-    for im in iterator:
+    for im in progress_bar(images, progress, "evaluate"):
         iid = int(im["id"])
         gt, lab, scores, source = preds.load_pair(im["file_name"])
         t0 = time.perf_counter()
@@ -556,13 +554,13 @@ def evaluate(
     only_predicted: bool = False,
     max_images: int | None = None,
     backend: str = "faster",
-    progress: bool = False,
-    on_warning: Callable[[str], None] | None = None,
+    progress: Progress = False,
 ) -> EvaluationResult:
     """Evaluate predictions (label folder or COCO results json) against a COCO annotation json.
 
     ``only_predicted`` restricts a label-folder evaluation to the images that have a prediction
-    file (otherwise a missing file is an empty prediction, with a warning). ``score_threshold``
+    file (otherwise a missing file is an empty prediction, with a warning). Warnings are logged
+    (``log.warning``) and listed in the result's ``warnings``. ``score_threshold``
     only applies to rasterizing a results json for the matching metrics; AP uses every detection.
     ``images_dir`` is only needed for the report's image backgrounds.
 
@@ -577,10 +575,7 @@ def evaluate(
 
     def warn(msg: str) -> None:
         warn_list.append(msg)
-        if on_warning is not None:
-            on_warning(msg)
-        else:
-            warnings.warn(msg, stacklevel=4)
+        log.warning(msg)
 
     ds = load_coco(gt_json)
     preds, images = _open_predictions(

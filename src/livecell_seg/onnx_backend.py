@@ -12,8 +12,8 @@ there once on first use (that needs the ``[onnx]`` extra; running needs only ``o
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import torch
 from .errors import LivecellError
 from .export import FINGERPRINT_KEY, ONNX_FILE, _missing, export_onnx, model_fingerprint
 from .model import LoadedModel, load_model_dir, read_model_config, read_postprocess
+
+log = logging.getLogger(__name__)
 
 
 class OnnxRuntimeNet(torch.nn.Module):
@@ -83,10 +85,10 @@ def _fingerprint_of(session: Any) -> str | None:
 
 
 def onnx_session_for(
-    model_dir: str | Path, num_threads: int | None = None, spinning: bool = False, quiet: bool = False
+    model_dir: str | Path, num_threads: int | None = None, spinning: bool = False
 ) -> tuple[Any, Path]:
     """(session, file) for the network of ``model_dir``: its ``model.onnx`` when that matches the
-    weights, else the cached export, made now if missing."""
+    weights, else the cached export, made now if missing (a note is logged)."""
     d = Path(model_dir)
     fp = model_fingerprint(d)
     candidates = [d / ONNX_FILE, cache_dir() / "onnx" / f"{fp[:32]}.onnx"]
@@ -96,12 +98,13 @@ def onnx_session_for(
             if _fingerprint_of(session) == fp:
                 return session, path
     target = candidates[1]
-    if not quiet:
-        print(
-            f"livecell-seg: exporting {d} to ONNX once (cached as {target}; "
-            f"'livecell-seg export --format onnx --out {d / ONNX_FILE}' keeps it with the model)",
-            file=sys.stderr,
-        )
+    log.info(
+        "exporting %s to ONNX once (cached as %s; 'livecell-seg export --format onnx --out %s' keeps it "
+        "with the model)",
+        d,
+        target,
+        d / ONNX_FILE,
+    )
     model = load_model_dir(d, device="cpu")
     try:
         export_onnx(model, target)
@@ -112,12 +115,12 @@ def onnx_session_for(
 
 
 def load_onnx_model(
-    model_dir: str | Path, num_threads: int | None = None, spinning: bool = False, quiet: bool = False
+    model_dir: str | Path, num_threads: int | None = None, spinning: bool = False
 ) -> LoadedModel:
     """A model folder loaded for the onnxruntime backend (CPU): ``net`` is an :class:`OnnxRuntimeNet`."""
     d = Path(model_dir)
     config, mcfg = read_model_config(d)
-    session, path = onnx_session_for(d, num_threads=num_threads, spinning=spinning, quiet=quiet)
+    session, path = onnx_session_for(d, num_threads=num_threads, spinning=spinning)
     return LoadedModel(
         net=OnnxRuntimeNet(session, path),
         model_config=mcfg,

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputFileError, LivecellError
+from .progress import Progress, progress_bar
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .distributed import ClusterOptions
@@ -494,13 +497,6 @@ def segment_file(
     return ImageOutcome(path=path, n_cells=res.n_cells, timings=timings, scale=res.scale)
 
 
-def report_failure(message: str, command: str = "predict") -> None:
-    """Print one skipped file's one-line reason on stderr (above a running progress bar)."""
-    from tqdm import tqdm
-
-    tqdm.write(f"livecell-seg {command}: skipped {message}", file=sys.stderr)
-
-
 def predict_paths(
     inputs: list[str | Path] | str | Path,
     out_dir: str | Path,
@@ -508,7 +504,7 @@ def predict_paths(
     settings: PredictSettings | None = None,
     *,
     model: LoadedModel | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     **changes: Any,
 ) -> PredictSummary:
     """Segment every image in ``inputs`` (files and/or folders) into ``out_dir``.
@@ -522,12 +518,10 @@ def predict_paths(
     (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
     ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
     :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
-    segmented is reported in one line on stderr and skipped. With ``settings.cluster`` the images
+    segmented is logged in one line (``log.error``) and skipped. With ``settings.cluster`` the images
     run on Dask workers instead (:func:`livecell_seg.distributed.run_images`: the same files under
     the same names); without it nothing imports Dask.
     """
-    from tqdm import tqdm
-
     from .io import list_images
 
     out = Path(out_dir)
@@ -573,21 +567,12 @@ def predict_paths(
         model, st.scale, st.diameter
     )  # a bad value or a model without a diameter fails before any work
     open_outputs(paths, out)
-    bar = tqdm(
-        list(zip(paths, stems)),
-        disable=not progress,
-        unit="img",
-        file=sys.stderr,
-        desc="predict",
-        dynamic_ncols=True,
-    )
-    for path, stem in bar:
+    for path, stem in progress_bar(list(zip(paths, stems)), progress, "predict"):
         if st.resume and all(t.is_file() for t in st.targets(out, stem)):
             summary.skipped_existing.append(path)
             continue
         outcome = segment_file(model, path, stem, out, p, st)
         if outcome.error is not None:
-            report_failure(outcome.error)
+            log.error("skipped %s", outcome.error)
         summary.add(outcome)
-    bar.close()
     return summary

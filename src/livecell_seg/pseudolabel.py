@@ -19,7 +19,7 @@ of images, so the result is a training source::
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LivecellError
+from .progress import Progress, progress_bar
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -139,11 +142,9 @@ def pseudo_label_paths(
     settings: PseudoLabelSettings | None = None,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> PseudoLabelSummary:
     """Pseudo-label every image of ``inputs`` into ``OUT/labels`` and ``OUT/ignore`` (+ ``summary.json``)."""
-    from tqdm import tqdm
-
     from .io import list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
 
     out = Path(out_dir)
@@ -163,7 +164,7 @@ def pseudo_label_paths(
         from .io import read_json
 
         summary.images.update(read_json(old).get("images", {}))
-    for path in tqdm(paths, disable=not progress, unit="img", file=sys.stderr, desc="pseudolabel"):
+    for path in progress_bar(paths, progress, "pseudolabel"):
         lab, ign = out / "labels" / f"{path.stem}.tif", out / "ignore" / f"{path.stem}.tif"
         if resume and lab.is_file() and ign.is_file():
             summary.skipped_existing.append(str(path))
@@ -173,7 +174,7 @@ def pseudo_label_paths(
         except (LivecellError, ValueError, OSError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             summary.failed.append((str(path), msg if str(path) in msg else f"{path}: {msg}"))
-            tqdm.write(f"livecell-seg pseudolabel: skipped {summary.failed[-1][1]}", file=sys.stderr)
+            log.error("skipped %s", summary.failed[-1][1])
             continue
         write_tiff_atomic(ign, pl.ignore.astype(np.uint8))
         write_labels(lab, pl.labels)  # labels last: an image counts as done when both exist

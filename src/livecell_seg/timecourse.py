@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import re
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputFileError, LivecellError
+from .progress import Progress
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -194,7 +197,7 @@ def segment_frames(
     settings: PredictSettings | None = None,
     *,
     model: LoadedModel | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     **changes: Any,
 ) -> SegmentationRun:
     """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.predict.predict_paths`.
@@ -738,8 +741,7 @@ def run_timecourse(
     min_r2: float = DEFAULT_MIN_R2,
     fit_range: tuple[float, float] | None = None,
     report: bool = True,
-    progress: bool = True,
-    warn: Callable[[str], None] | None = None,
+    progress: Progress = True,
     settings: PredictSettings | None = None,
     model: LoadedModel | None = None,
     **changes: Any,
@@ -749,7 +751,7 @@ def run_timecourse(
     ``report``) ``plots/*.png`` and ``index.html``. Label images go to ``OUT/segmentation/``.
 
     Frames that cannot be used (name matches nothing, unreadable, other image size, no label image)
-    are reported through ``warn`` (default: one line each on stderr) and listed in ``skipped``;
+    are logged (``log.error``, one line each) and listed in ``skipped``;
     the rest are processed. Raises :class:`LivecellError` when there is nothing to analyse.
     ``settings``, ``model`` and ``changes`` go to :func:`segment_frames` (the settings used are
     recorded in ``timecourse.json``).
@@ -758,7 +760,6 @@ def run_timecourse(
     from .predict import PredictSettings
 
     settings = (settings or PredictSettings()).replace(**changes)
-    say = warn or (lambda m: print(f"livecell-seg timecourse: {m}", file=sys.stderr))
     t0 = time.perf_counter()
     out = Path(out_dir)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -774,13 +775,13 @@ def run_timecourse(
         msg = unparsed_message(bad, len(paths), pattern)
         if not frames:
             raise LivecellError(msg)
-        say(f"skipped {msg}")
+        log.error("skipped %s", msg)
         skipped += [(p, f"{p}: file name does not match the pattern") for p in bad]
     t_parse = time.perf_counter()
     if labels_dir is not None:
         seg = find_label_files([f.path for f in frames], labels_dir)
         for _p, m in seg.failed:
-            say(f"skipped {m}")
+            log.error("skipped %s", m)
     else:  # predict_paths names each file it cannot segment itself
         seg = segment_frames(
             [f.path for f in frames],
@@ -794,7 +795,7 @@ def run_timecourse(
     t_seg = time.perf_counter()
     rows, failed = measure_frames(frames, seg.labels, pixel_size_um)
     for _p, m in failed:
-        say(f"skipped {m}")
+        log.error("skipped %s", m)
     skipped += failed
     if not rows:
         raise LivecellError(f"none of the {len(paths)} image(s) could be measured (see the messages above)")

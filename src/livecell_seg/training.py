@@ -16,6 +16,7 @@ This module imports torch and Lightning at the top: import it only inside functi
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from datetime import timedelta
@@ -33,6 +34,8 @@ from .heads import head_channels
 from .io import read_json, write_json_atomic
 from .losses import SegLoss
 from .model import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
@@ -417,7 +420,7 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / CONFIG_FILE, config)
         if resume is not None:
-            print(f"resuming from {resume}", flush=True)
+            log.info("resuming from %s", resume)
     module = SegModule(config)
     if cfg.init_from and resume is None:
         init_weights_from(module.net, cfg)
@@ -449,7 +452,7 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         }
         export_checkpoint(src, run_dir, config, summary)
         write_json_atomic(run_dir / SUMMARY_FILE, summary)
-        print(json.dumps(summary), flush=True)
+        log.info("%s", json.dumps(summary))
     return run_dir
 
 

@@ -14,6 +14,7 @@ them costs almost nothing.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -31,6 +32,8 @@ from .postprocess import (
     instance_scores,
     instances_from_maps,
 )
+
+log = logging.getLogger(__name__)
 
 #: ``score_fn(gt_list, pred_list, scores_list) -> float``: higher is better.
 ScoreFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[dict[int, float]]], float]
@@ -128,7 +131,6 @@ def tune_params(
     method: str = "coordinate",
     start: PostprocessParams | None = None,
     max_rounds: int = 4,
-    progress: Callable[[str], None] | None = None,
 ) -> tuple[PostprocessParams, float, list[dict[str, Any]]]:
     """Find the post-processing parameters that maximize ``score_fn`` on precomputed maps.
 
@@ -139,6 +141,7 @@ def tune_params(
     ``max_rounds``) or ``"grid"`` (every combination). Parameters not in the grid keep their
     ``start`` value (default :class:`PostprocessParams`). Returns ``(best_params, best_score,
     history)``, history being every evaluated ``{"params", "score", "seconds"}`` in order.
+    The best score so far is logged (``log.info``) every 25 combinations or after each parameter.
     """
     get_head(head)
     if len(maps_list) != len(gt_list):
@@ -149,7 +152,6 @@ def tune_params(
         raise LivecellError(f"unknown search method {method!r} (choose coordinate or grid)")
     g = _check_grid(default_grid(head, grid) if isinstance(grid, str) else grid)
     ev = _Evaluator(maps_list, gt_list, head, score_fn or mask_ap_score)
-    say = progress or (lambda _msg: None)
     best = start or PostprocessParams()
     best_score = ev(best)
 
@@ -163,7 +165,7 @@ def tune_params(
             if s > best_score:
                 best, best_score = p, s
             if j % 25 == 0 or j == len(combos):
-                say(f"grid {j}/{len(combos)}: best {best_score:.3f}")
+                log.info("grid %d/%d: best %.3f", j, len(combos), best_score)
         return best, best_score, ev.history
 
     for rnd in range(1, max_rounds + 1):
@@ -174,7 +176,7 @@ def tune_params(
                 s = ev(p)
                 if s > best_score + 1e-12:
                     best, best_score, changed = p, s, True
-            say(f"round {rnd}, {name} = {getattr(best, name)!r}: best {best_score:.3f}")
+            log.info("round %d, %s = %r: best %.3f", rnd, name, getattr(best, name), best_score)
         if not changed:
             break
     return best, best_score, ev.history
@@ -192,21 +194,19 @@ def tune_model_dir(
     tta: bool = False,
     score_fn: ScoreFn | None = None,
     write: bool = True,
-    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Tune a model folder's post-processing on a COCO validation set; write ``postprocess.json``.
 
     Maps are computed once per image with :func:`livecell_seg.inference.predict_maps`. The written
     file holds the parameters (top level, readable by :meth:`PostprocessParams.from_dict`) and a
     ``tuning`` record: head, metric, score, default-parameter score, image count, grid, method,
-    evaluations. Returns that dict.
+    evaluations. Returns that dict. Progress (maps computed, best score so far) is logged.
     """
     from .data.coco import annotations_to_labels, find_image, load_coco
     from .inference import predict_maps
     from .io import read_image, write_json_atomic
     from .model import POSTPROCESS_FILE, load_model_dir
 
-    say = progress or (lambda _msg: None)
     model_dir = Path(model_dir)
     loaded = load_model_dir(model_dir, device=device)
     head = loaded.head
@@ -227,12 +227,12 @@ def tune_model_dir(
         maps_list.append(np.asarray(predict_maps(loaded, img, tta=tta), dtype=np.float16))
         gt_list.append(gt)
         if i % 10 == 0 or i == len(images):
-            say(f"maps {i}/{len(images)} ({time.perf_counter() - t0:.0f} s)")
+            log.info("maps %d/%d (%.0f s)", i, len(images), time.perf_counter() - t0)
     start = loaded.params
     score_fn = score_fn or mask_ap_score
     baseline = _Evaluator(maps_list, gt_list, head, score_fn)(PostprocessParams())
     best, best_score, history = tune_params(
-        maps_list, gt_list, head, score_fn, grid, method=method, start=start, progress=progress
+        maps_list, gt_list, head, score_fn, grid, method=method, start=start
     )
     g = default_grid(head, grid) if isinstance(grid, str) else {k: list(v) for k, v in grid.items()}
     result: dict[str, Any] = {
@@ -253,5 +253,5 @@ def tune_model_dir(
     }
     if write:
         write_json_atomic(model_dir / POSTPROCESS_FILE, result)
-        say(f"wrote {model_dir / POSTPROCESS_FILE}")
+        log.info("wrote %s", model_dir / POSTPROCESS_FILE)
     return result

@@ -15,6 +15,7 @@ import streamlit as st
 
 from livecell_seg.app import MODEL_ENV, logic
 from livecell_seg.heads import head_channels
+from livecell_seg.progress import progress_bar
 
 st.set_page_config(page_title="livecell-seg", page_icon="🔬", layout="wide")
 
@@ -266,13 +267,16 @@ if view == "Time course":
     by_name = {n: (k, img) for n, k, img in images}
     tc_labels: dict[str, np.ndarray] = {}
     bar = st.progress(0.0, text="Segmenting the frames…")
-    for i, f in enumerate(frames):
+
+    def show(done: int, total: int | None) -> None:
+        bar.progress(done / (total or 1), text=f"Segmented {done} of {total} frames")
+
+    for f in progress_bar(frames, show, "timecourse"):
         k, img = by_name[str(f.path)]
         try:
             tc_labels[str(f.path)] = run_image(str(f.path), k, img)[2]
         except Exception as e:  # noqa: BLE001
             tc_skipped.append(logic.error_message(e, str(f.path)))
-        bar.progress((i + 1) / len(frames), text=f"Segmented {i + 1} of {len(frames)} frames")
     bar.empty()
     try:
         tcv = logic.timecourse_view(frames, tc_labels, tc_pixel or None, tc_skipped)

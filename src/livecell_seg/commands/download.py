@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         timeout=args.timeout,
         progress=not args.quiet and sys.stderr.isatty(),
-        log=print,
         sha256_file=args.sha256,
         max_unzipped=int(args.max_unzipped_gb * (1 << 30)) if args.max_unzipped_gb else None,
     )

@@ -45,12 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    import sys
-
     from ..evaluation import evaluate, print_summary, write_metrics_json, write_report
-
-    def warn(msg: str) -> None:
-        print(f"livecell-seg evaluate: warning: {msg}", file=sys.stderr)
 
     result = evaluate(
         args.gt,
@@ -61,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         backend=args.backend,
         progress=not args.quiet,
-        on_warning=warn,
     )
     write_metrics_json(result, args.json_out)
     print_summary(result)

@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         write=not args.dry_run,
-        progress=lambda msg: print(msg, flush=True),
     )
     t = result["tuning"]
     params = {k: v for k, v in result.items() if k not in ("tuning", "head")}

@@ -29,7 +29,7 @@ import json
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
+from ..progress import Progress, progress_bar
 from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images
 
 _CHUNK = 8 << 20
@@ -462,7 +463,7 @@ def convert(
     semantic: bool = False,
     min_fragment: int = DEFAULT_MIN_FRAGMENT,
     resume: bool = True,
-    progress: bool | Callable[[int, int], None] = False,
+    progress: Progress = False,
 ) -> ConvertSummary:
     """Convert a COCO/LIVECell json into ``out/<image stem>.tif`` uint16 instance label images.
 
@@ -471,7 +472,7 @@ def convert(
     otherwise. With ``semantic`` a binary foreground mask (uint8 0/255, union of all annotations)
     goes to ``out/semantic/<stem>.tif``. ``workers`` processes rasterize in parallel (default: CPU
     count, at most 8). ``resume`` keeps label files of an earlier run with the same json and
-    options. ``progress`` shows a tqdm bar (True) or calls ``progress(done, total)``.
+    options. ``progress``: see :mod:`livecell_seg.progress`.
     Raises :class:`InputFileError` / :class:`LivecellError` on bad input.
     """
     from ..io import sweep_stale_parts, write_json_atomic
@@ -536,25 +537,14 @@ def convert(
     n_workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(tasks) or 1))
     summary.workers = n_workers
     total = RasterStats()
-    bar = None
-    callback: Callable[[int, int], None] | None = None
-    if progress is True:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(tasks), unit="img", desc="convert", leave=False)
-    elif callable(progress):
-        callback = progress
     done = 0
+    results = _run_tasks(tasks, scan, min_fragment, n_workers)
     try:
-        for _path, st in _run_tasks(tasks, scan, min_fragment, n_workers):
+        for _path, st in progress_bar(results, progress, "convert", total=len(tasks), leave=False):
             done += 1
             total.add(RasterStats(**st))
             if st["cells"] == 0:
                 summary.empty_images += 1
-            if bar is not None:
-                bar.update(1)
-            if callback is not None:
-                callback(done, len(tasks))
     except BaseException:
         if done == 0 and not had_manifest:  # nothing finished: leave no trace of this run
             with contextlib.suppress(OSError):
@@ -563,9 +553,6 @@ def convert(
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when empty
         raise
-    finally:
-        if bar is not None:
-            bar.close()
     summary.written = done
     summary.stats = total.as_dict()
     summary.seconds = time.perf_counter() - t0

@@ -35,6 +35,7 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import time
@@ -47,6 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputFileError, LivecellError
+from ..progress import Progress, ProgressBar
+
+log = logging.getLogger(__name__)
 
 BASE_URL = "https://livecell-dataset.s3.eu-central-1.amazonaws.com/LIVECell_dataset_2021/"
 ENV_BASE_URL = "LIVECELL_BASE_URL"
@@ -207,7 +211,7 @@ def fetch(
     dest: str | os.PathLike[str],
     retries: int = 5,
     timeout: float = 60.0,
-    progress: bool = False,
+    progress: Progress = False,
     chunk: int = 1 << 20,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
@@ -223,7 +227,7 @@ def fetch(
     first_offset = part.stat().st_size if part.exists() else 0
     transferred = 0
     attempt = 0
-    bar = None
+    bar: ProgressBar | None = None
     try:
         while True:
             offset = part.stat().st_size if part.exists() else 0
@@ -255,20 +259,18 @@ def fetch(
                 length = resp.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() else None
                 total = offset + expected if expected is not None else None
-                if progress and bar is None:
-                    from tqdm import tqdm
-
-                    bar = tqdm(
-                        total=total,
-                        initial=offset,
+                if bar is None:
+                    bar = ProgressBar(
+                        progress,
+                        part.name[:-5],
+                        total,
                         unit="B",
+                        initial=offset,
                         unit_scale=True,
                         unit_divisor=1024,
-                        desc=part.name[:-5],
                     )
-                elif bar is not None:
-                    bar.reset(total=total)
-                    bar.update(offset)
+                else:
+                    bar.reset(total, offset)
                 got = 0
                 try:
                     with open(part, mode) as f:
@@ -279,8 +281,7 @@ def fetch(
                             f.write(buf)
                             got += len(buf)
                             transferred += len(buf)
-                            if bar is not None:
-                                bar.update(len(buf))
+                            bar.update(len(buf))
                             if on_chunk is not None:
                                 on_chunk(len(buf))
                     if expected is not None and got < expected:
@@ -428,15 +429,14 @@ def download(
     keep_zip: bool = False,
     retries: int = 5,
     timeout: float = 60.0,
-    progress: bool = False,
-    log: Callable[[str], None] | None = None,
+    progress: Progress = False,
     sha256_file: str | os.PathLike[str] | None = None,
     max_unzipped: int | None = None,
 ) -> list[DownloadResult]:
     """Download (resume, verify, validate, unzip) the requested LIVECell files into ``out``.
 
-    Items already complete are skipped. See the module docstring for the layout and for the
-    integrity checks: ``sha256_file`` (default ``$LIVECELL_SHA256``) holds expected digests,
+    Items already complete are skipped; each item's outcome is logged (``log.info``). See the
+    module docstring for the layout and for the integrity checks: ``sha256_file`` (default ``$LIVECELL_SHA256``) holds expected digests,
     ``max_unzipped`` caps what ``images.zip`` may unpack to.
     Raises :class:`LivecellError` / :class:`InputFileError` with one-line messages.
     """
@@ -462,7 +462,7 @@ def download(
                 "run again to re-download",
             )
         if expected is None:
-            _say(log, f"{item.rel}: no known SHA-256 to check against; got {digest}")
+            log.info(f"{item.rel}: no known SHA-256 to check against; got {digest}")
         _record_sha256(out, item, digest)
 
     results: list[DownloadResult] = []
@@ -473,7 +473,7 @@ def download(
         if item.kind == "zip":
             if marker.is_file():
                 results.append(DownloadResult(item, out, "skipped"))
-                _say(log, f"skipped {item.rel} (already downloaded and extracted)")
+                log.info(f"skipped {item.rel} (already downloaded and extracted)")
                 continue
             if dest.is_file():  # downloaded and validated earlier (kept zip), not extracted yet
                 n, first = 0, 0
@@ -483,18 +483,18 @@ def download(
                 verify(part, item, dest)
                 _validate_or_discard(part, lambda q: validate_zip(q, cap))
                 os.replace(part, dest)
-            _say(log, f"extracting {item.rel} ...")
+            log.info(f"extracting {item.rel} ...")
             extract_zip(dest, out, cap)
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
             if not keep_zip:
                 dest.unlink()
             results.append(DownloadResult(item, out, "downloaded", n, first))
-            _say(log, f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
+            log.info(f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
         else:
             if dest.is_file():
                 results.append(DownloadResult(item, dest, "skipped"))
-                _say(log, f"skipped {item.rel} (already complete)")
+                log.info(f"skipped {item.rel} (already complete)")
                 continue
             n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
             part = Path(str(dest) + ".part")
@@ -502,7 +502,7 @@ def download(
             _validate_or_discard(part, validate_json)
             os.replace(part, dest)
             results.append(DownloadResult(item, dest, "downloaded", n, first))
-            _say(log, f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
+            log.info(f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
     return results
 
 
@@ -529,8 +529,3 @@ def _validate_or_discard(part: Path, check: Callable[[Path], None]) -> None:
         raise InputFileError(
             final, f"download is invalid: {problem}; the partial file was removed, run again to re-download"
         ) from None
-
-
-def _say(log: Callable[[str], None] | None, msg: str) -> None:
-    if log is not None:
-        log(msg)

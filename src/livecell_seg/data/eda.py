@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_image, write_json_atomic
+from ..progress import Progress, progress_bar
 from .coco import _rasterize_one, _seg_key, cell_type_of, find_image, polygon_parts
 from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
@@ -392,7 +393,7 @@ def stream_images(
 def compute_stats(
     json_paths: Sequence[str | os.PathLike[str]],
     images_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     n_examples: int = 8,
 ) -> EdaStats:
     """Gather the report's statistics in one pass, one image at a time (annotations streamed).
@@ -401,8 +402,6 @@ def compute_stats(
     An image in several jsons (or twice in one) counts once: the copy with the most annotations
     (the first on ties), as in :func:`livecell_seg.data.splits.merge_datasets`; all are reported.
     """
-    from tqdm.auto import tqdm
-
     if not json_paths:
         raise LivecellError("no annotation json given")
     t0 = time.perf_counter()
@@ -425,7 +424,7 @@ def compute_stats(
         sources[label] = str(jp)
         n_images, stream, orphans = stream_images(jp, dups)
         stats.orphan_annotations += orphans
-        for im, anns in tqdm(stream, total=n_images, desc=f"eda {label}", unit="img", disable=not progress):
+        for im, anns in progress_bar(stream, progress, f"eda {label}", total=n_images):
             name = im["file_name"]
             copy = ImageCopy(str(jp), int(im["id"]), len(anns))
             copies[name].append(copy)
@@ -1067,7 +1066,7 @@ def make_report(
     out_dir: str | os.PathLike[str],
     images_dir: str | os.PathLike[str] | None = None,
     n_examples: int = 8,
-    progress: bool = True,
+    progress: Progress = True,
     save_pngs: bool = False,
 ) -> Path:
     """Write the EDA report (``index.html``, ``stats.json``; PNGs too with ``save_pngs``). Returns the html path."""
