@@ -87,15 +87,15 @@ def resolve_model(path: Path) -> Path:
     """A model folder; a run folder's last checkpoint is exported to ``RUN/last_model`` (once)."""
     if not (path / "checkpoints" / "last.ckpt").is_file():
         return path
-    from livecell_seg.training import export_last
+    from livecell_seg.model.training import export_last
 
     return export_last(path)
 
 
 def segment_all(model, items, scale) -> list[dict]:
     """Per image: labels, scores, mSA and the zoom used, at ``scale`` (a number or "auto")."""
-    from livecell_seg.metrics import mean_segmentation_accuracy
-    from livecell_seg.predict import segment_image
+    from livecell_seg.evaluation.metrics import mean_segmentation_accuracy
+    from livecell_seg.inference.predict import segment_image
 
     out = []
     for _, img, gt in items:
@@ -115,7 +115,7 @@ def segment_all(model, items, scale) -> list[dict]:
 
 def aggregate(items, per_image: list[dict]) -> dict:
     """LIVECell-protocol AP, mean mSA and count ratio of per-image results."""
-    from livecell_seg.metrics import coco_mask_ap
+    from livecell_seg.evaluation.metrics import coco_mask_ap
 
     gts = [gt for _, _, gt in items]
     ap = coco_mask_ap(gts, [r["labels"] for r in per_image], [r["scores"] for r in per_image])
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    from livecell_seg.model import load_model_dir
+    from livecell_seg.model.folder import load_model_dir
 
     sets = {
         "livecell": livecell_set,

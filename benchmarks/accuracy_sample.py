@@ -46,8 +46,8 @@ def subset_json(stems: list[str] | None, out: Path) -> tuple[Path, list[Path]]:
 
 def score(model_dir: Path, stems: list[str] | None, *, tta: bool, params=None, work: Path) -> dict:
     """predict + evaluate ``model_dir`` on the sample images ``stems``; LIVECell-protocol metrics."""
-    from livecell_seg.evaluation import evaluate
-    from livecell_seg.predict import predict_paths
+    from livecell_seg.evaluation.evaluate import evaluate
+    from livecell_seg.inference.predict import predict_paths
 
     tag = f"{model_dir.name}-{len(stems or [])}-{tta}-{int(time.time() * 1e6)}"
     gt, paths = subset_json(stems, work / f"{tag}.json")
@@ -68,10 +68,10 @@ def score(model_dir: Path, stems: list[str] | None, *, tta: bool, params=None, w
 def tune_on(model_dir: Path, stems: list[str], work: Path):
     """Tune post-processing on ``model_dir``'s maps of the sample images ``stems``."""
     from livecell_seg.data.coco import annotations_to_labels, load_coco
-    from livecell_seg.inference import predict_maps
+    from livecell_seg.inference.tiling import predict_maps
+    from livecell_seg.inference.tuning import tune_params
     from livecell_seg.io import read_image
-    from livecell_seg.model import load_model_dir
-    from livecell_seg.tuning import tune_params
+    from livecell_seg.model.folder import load_model_dir
 
     gt_json, paths = subset_json(stems, work / "tune.json")
     ds = load_coco(gt_json)
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", default=str(ROOT / "docs" / "accuracy_sample.json"))
     args = ap.parse_args(argv)
 
-    from livecell_seg.model import default_model_dir
-    from livecell_seg.postprocess import PostprocessParams
+    from livecell_seg.inference.postprocess import PostprocessParams
+    from livecell_seg.model.folder import default_model_dir
 
     bundled = Path(args.bundled) if args.bundled else default_model_dir()
     results: dict[str, dict] = {}
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{head}: tuned {best.to_dict()} AP {s:.1f} ({n} evaluations)")
         long_dir = Path(args.long_run)
         if (long_dir / "checkpoints" / "last.ckpt").is_file():
-            from livecell_seg.training import export_last
+            from livecell_seg.model.training import export_last
 
             long_dir = export_last(long_dir)
         tune_dir = Path(args.heldout_runs) / "fg+dist" / "model"

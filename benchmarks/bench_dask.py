@@ -5,7 +5,7 @@ variant alike); medians over rounds; the same real LIVECell images (the 5 bundle
 images, repeated under other names), the bundled model, every variant warm (model loaded):
 
 - serial ``predict_paths``, 1 torch thread, and with all cores (the default);
-- :func:`livecell_seg.distributed.run_images` on a ``LocalCluster`` of 1 worker and one of 2 workers
+- :func:`livecell_seg.inference.distributed.run_images` on a ``LocalCluster`` of 1 worker and one of 2 workers
   (1 thread each, as ``--local-workers`` starts them). Both clusters are started once, up front,
   and warmed up (each worker loads the model); their start-up is timed separately, since it is
   paid once per run, not per image.
@@ -81,8 +81,8 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
 
     sys.path.insert(0, str(ROOT / "src"))
     from livecell_seg.demo import machine_info
-    from livecell_seg.distributed import ClusterOptions, images_per_task, open_client, run_images
-    from livecell_seg.predict import load_model_for_predict, predict_paths
+    from livecell_seg.inference.distributed import ClusterOptions, images_per_task, open_client, run_images
+    from livecell_seg.inference.predict import load_model_for_predict, predict_paths
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dask_"))
     paths = make_inputs(tmp / "in", n_images)

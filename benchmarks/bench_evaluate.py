@@ -32,12 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from livecell_seg import metrics as M  # noqa: E402
 from livecell_seg.data.coco import annotations_to_labels  # noqa: E402
 from livecell_seg.data.synth import synthetic_coco  # noqa: E402
-from livecell_seg.evaluation import evaluate  # noqa: E402
+from livecell_seg.evaluation import metrics as M  # noqa: E402
+from livecell_seg.evaluation.evaluate import evaluate  # noqa: E402
+from livecell_seg.inference.postprocess import instance_scores, load_maps, save_maps  # noqa: E402
 from livecell_seg.io import read_labels, write_labels  # noqa: E402
-from livecell_seg.postprocess import instance_scores, load_maps, save_maps  # noqa: E402
 
 N_TEST = 1564
 

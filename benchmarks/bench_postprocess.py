@@ -30,15 +30,15 @@ from scipy import ndimage as ndi
 
 from livecell_seg.data import sample_paths
 from livecell_seg.data.coco import annotations_to_labels, find_image, load_coco
-from livecell_seg.heads import HEADS
-from livecell_seg.io import read_image
-from livecell_seg.postprocess import (
+from livecell_seg.inference.postprocess import (
     PostprocessParams,
     instance_scores,
     instances_from_maps,
     watershed_fg,
 )
-from livecell_seg.targets import make_targets
+from livecell_seg.io import read_image
+from livecell_seg.model.heads import HEADS
+from livecell_seg.model.targets import make_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "postprocess"
@@ -85,7 +85,7 @@ def prototype_fg(fg_prob: np.ndarray, threshold: float = 0.5, min_distance: int 
 
 def mask_ap(coco_dict: dict, preds: dict[int, np.ndarray], scores: dict[int, dict[int, float]]) -> dict:
     """COCO mask AP (LIVECell protocol) of label images against the original annotation polygons."""
-    from livecell_seg.metrics import coco_eval_livecell, labels_to_rles, summarize_coco_eval
+    from livecell_seg.evaluation.metrics import coco_eval_livecell, labels_to_rles, summarize_coco_eval
 
     results = []
     for image_id, lab in preds.items():
@@ -136,7 +136,7 @@ def score_chain(coco: dict, maps: dict, head: str, chain: Callable[[np.ndarray],
 
 def run(quick: bool) -> tuple[str, dict]:
     """Run the benchmark; return the Markdown section and the raw figures."""
-    from livecell_seg.tuning import mask_ap_score, tune_params
+    from livecell_seg.inference.tuning import mask_ap_score, tune_params
 
     n_images = 2 if quick else None
     repeats = 1 if quick else 5

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-# what the predict CLI does (see livecell_seg/inference.py); must happen before torch is imported
+# what the predict CLI does (see livecell_seg/inference/tiling.py); must happen before torch is imported
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ import statistics, sys, time
 import numpy as np, torch
 from livecell_seg.data import sample_paths
 from livecell_seg.io import list_images, read_image
-from livecell_seg.inference import predict_maps
+from livecell_seg.inference.tiling import predict_maps
 sys.path.insert(0, {bench_dir!r})
 from bench_predict import load_model
 torch.set_num_threads({threads})
@@ -125,7 +125,13 @@ def count_flops(net, x) -> int:  # noqa: ANN001
 
 def load_model():  # noqa: ANN201
     """(LoadedModel, description): the bundled model, else ModelConfig() defaults (random weights)."""
-    from livecell_seg.model import LoadedModel, ModelConfig, build_model, default_model_dir, load_model_dir
+    from livecell_seg.model.folder import (
+        LoadedModel,
+        ModelConfig,
+        build_model,
+        default_model_dir,
+        load_model_dir,
+    )
 
     d = default_model_dir()
     if (d / "model.pt").is_file() and (d / "config.json").is_file():
@@ -150,11 +156,11 @@ def run(quick: bool, compile_: bool) -> str:
 
     from livecell_seg.data import sample_paths
     from livecell_seg.data.coco import annotations_to_labels, find_image, load_coco
-    from livecell_seg.inference import predict_maps
+    from livecell_seg.inference.postprocess import PostprocessParams, instance_scores, instances_from_maps
+    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.tiling import predict_maps
     from livecell_seg.io import normalize_image, read_image, write_labels
-    from livecell_seg.postprocess import PostprocessParams, instance_scores, instances_from_maps
-    from livecell_seg.predict import predict_paths
-    from livecell_seg.targets import make_targets
+    from livecell_seg.model.targets import make_targets
 
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     cores = os.cpu_count() or 1

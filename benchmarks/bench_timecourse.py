@@ -55,7 +55,7 @@ def _default_shared() -> Path:
 
 def model_description(model_dir: Path | None) -> str:
     """Which model: folder, architecture, head, and the first 12 hex digits of model.pt's SHA-256."""
-    from livecell_seg.model import default_model_dir
+    from livecell_seg.model.folder import default_model_dir
 
     d = Path(model_dir) if model_dir else default_model_dir()
     cfg = json.loads((d / "config.json").read_text())
@@ -70,8 +70,8 @@ def model_description(model_dir: Path | None) -> str:
 # --------------------------------------------------------------------------------------------------
 def speed(frames: list[Path], model_dir: Path | None, rounds: int, work: Path) -> dict:
     """Interleaved rounds of: time course (network), predict alone, time course from labels."""
-    from livecell_seg.predict import predict_paths
-    from livecell_seg.timecourse import run_timecourse
+    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.timecourse.analysis import run_timecourse
 
     res: dict[str, list] = {"timecourse": [], "predict": [], "labels": [], "tc_timings": []}
     for r in range(rounds + 1):  # round 0 warms up (imports, first model load); not counted
@@ -102,7 +102,7 @@ def speed(frames: list[Path], model_dir: Path | None, rounds: int, work: Path) -
 # --------------------------------------------------------------------------------------------------
 def _predicted_stats(paths: list[Path], model_dir: Path | None, work: Path) -> dict[Path, object]:
     from livecell_seg.io import read_labels
-    from livecell_seg.timecourse import measure_labels, segment_frames
+    from livecell_seg.timecourse.analysis import measure_labels, segment_frames
 
     seg = segment_frames(paths, work, model_dir, progress=False)
     if seg.failed:
@@ -114,7 +114,7 @@ def sample_accuracy(model_dir: Path | None, work: Path) -> list[dict]:
     """Per sample image: ground-truth and predicted count and confluence."""
     from livecell_seg.data import sample_paths
     from livecell_seg.data.coco import annotations_to_labels, find_image, load_coco
-    from livecell_seg.timecourse import measure_labels
+    from livecell_seg.timecourse.analysis import measure_labels
 
     js, images = sample_paths()
     ds = load_coco(js)
@@ -133,7 +133,7 @@ def kaggle_accuracy(kaggle: Path, model_dir: Path | None, work: Path, n: int | N
     """The densely annotated SH-SY5Y images of the Kaggle data: ground truth vs predicted."""
     from accuracy_levers import SHSY5Y_HELDOUT
     from livecell_seg.io import read_labels
-    from livecell_seg.timecourse import measure_labels
+    from livecell_seg.timecourse.analysis import measure_labels
 
     # the bundled model trained on the other 55 SH-SY5Y images: only the held-out ones are unseen
     types = json.loads((kaggle / "cell_types.json").read_text())

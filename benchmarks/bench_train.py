@@ -39,8 +39,8 @@ SECTION = "train"
 def bench_throughput(crop: int, batch: int, steps: int, warmup: int, threads: int) -> dict:
     import torch
 
-    from livecell_seg.losses import SegLoss
-    from livecell_seg.model import ModelConfig, build_model
+    from livecell_seg.model.folder import ModelConfig, build_model
+    from livecell_seg.model.losses import SegLoss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -78,8 +78,8 @@ def bench_throughput(crop: int, batch: int, steps: int, warmup: int, threads: in
 def bench_data(n: int, crop: int) -> dict:
     import numpy as np
 
-    from livecell_seg.config import SourceConfig
     from livecell_seg.data.dataset import CropDataset, resolve_sources
+    from livecell_seg.model.config import SourceConfig
 
     refs = resolve_sources([SourceConfig(sample=True)])
     ds = CropDataset(refs, "fg+boundary", crop_size=crop, samples_per_epoch=n, cache_images=len(refs))
@@ -130,7 +130,7 @@ MEM_CHILD = r"""
 import json, sys, time
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-from livecell_seg.config import SourceConfig
+from livecell_seg.model.config import SourceConfig
 from livecell_seg.data.dataset import CropDataset, resolve_sources
 
 def hwm_mb(pid="self"):

@@ -9,7 +9,7 @@ Simulated growth curves (cell counts or confluence) with a known doubling time T
 with 6, 12 or 24 time points and 2, 5 or 10% log-normal noise per time point, 200 series each.
 Three rules estimate the doubling time from the same series:
 
-* **three-phase + BIC** (``livecell_seg.timecourse.fit_growth``, what the command uses);
+* **three-phase + BIC** (``livecell_seg.timecourse.analysis.fit_growth``, what the command uses);
 * **easylinear** (the R package growthrates' ``fit_easylinear``, Hall et al. 2014, with its
   defaults: runs of h = 5 points, the steepest run extended over neighbours with ≥ 95% of its slope);
 * **all points**: one log-linear fit through every time point.
@@ -48,7 +48,7 @@ def series(kind: str, n: int, noise: float, rng: np.random.Generator) -> tuple[n
 
 
 def ours(t: np.ndarray, v: np.ndarray) -> tuple[float, tuple[float, float]]:
-    from livecell_seg.timecourse import fit_growth
+    from livecell_seg.timecourse.analysis import fit_growth
 
     g = fit_growth(t, v)
     return g.rate_per_h, (g.rate_ci_low, g.rate_ci_high)
@@ -59,7 +59,7 @@ def easylinear(
 ) -> tuple[float, tuple[float, float]]:
     """growthrates::fit_easylinear: the steepest run of ``h`` points, extended over the runs whose
     slope is at least ``quota`` times it, then one fit on those points."""
-    from livecell_seg.timecourse import fit_line
+    from livecell_seg.timecourse.analysis import fit_line
 
     y = np.log(v)
     h = min(h, t.size)
@@ -76,7 +76,7 @@ def easylinear(
 
 
 def all_points(t: np.ndarray, v: np.ndarray) -> tuple[float, tuple[float, float]]:
-    from livecell_seg.timecourse import fit_line
+    from livecell_seg.timecourse.analysis import fit_line
 
     f = fit_line(t, np.log(v))
     return f.slope, f.slope_ci

@@ -47,7 +47,7 @@ def score_sample(model_dir: Path) -> dict[str, Any]:
     """predict + evaluate ``model_dir`` on the 5 sample images (no TTA, the folder's postprocess.json)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from accuracy_sample import score
-    from livecell_seg.model import read_params
+    from livecell_seg.model.folder import read_params
 
     with tempfile.TemporaryDirectory() as tmp:
         m = score(Path(model_dir), None, tta=False, work=Path(tmp))
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     ap.add_argument("--write", action="store_true", help=f"record the scores in MODEL/{PROVENANCE_FILE}")
     args = ap.parse_args(argv)
-    from livecell_seg.model import default_model_dir
+    from livecell_seg.model.folder import default_model_dir
 
     model_dir = Path(args.model) if args.model else default_model_dir()
     scores = score_sample(model_dir)

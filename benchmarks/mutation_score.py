@@ -27,12 +27,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 MODULES = {
-    "metrics": "src/livecell_seg/metrics.py",
-    "postprocess": "src/livecell_seg/postprocess.py",
-    "targets": "src/livecell_seg/targets.py",
+    "metrics": "src/livecell_seg/evaluation/metrics.py",
+    "postprocess": "src/livecell_seg/inference/postprocess.py",
+    "targets": "src/livecell_seg/model/targets.py",
     "data/convert": "src/livecell_seg/data/convert.py",
     "data/splits": "src/livecell_seg/data/splits.py",
-    "inference (tiling)": "src/livecell_seg/inference.py",
+    "inference (tiling)": "src/livecell_seg/inference/tiling.py",
 }
 #: the functions of inference.py that make up tiled inference
 TILING = (
@@ -50,7 +50,7 @@ TIMEOUT = {36, -24, 24, 152, 255}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 #: cheap mutant whose run makes mutmut generate every mutant and collect the test stats
-BOOTSTRAP = "livecell_seg.inference.x__ceil_to__mutmut_1"
+BOOTSTRAP = "livecell_seg.inference.tiling.x__ceil_to__mutmut_1"
 
 
 def meta_path(module: str) -> Path:
@@ -64,7 +64,7 @@ def mutants_of(module: str) -> dict[str, int | None]:
         return {}
     codes = json.loads(p.read_text())["exit_code_by_key"]
     if module.startswith("inference"):
-        keep = tuple(f"livecell_seg.inference.x_{f}__mutmut_" for f in TILING)
+        keep = tuple(f"livecell_seg.inference.tiling.x_{f}__mutmut_" for f in TILING)
         codes = {k: v for k, v in codes.items() if k.startswith(keep)}
     return codes
 

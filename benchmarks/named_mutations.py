@@ -38,7 +38,7 @@ class Mutation:
 MUTATIONS = (
     Mutation(
         "postprocess.watershed_dist floods the centre-distance map",
-        "postprocess.py",
+        "inference/postprocess.py",
         "ws = watershed(bd.astype(np.float32, copy=False), markers, mask=mask)\n    else:\n        ws = markers\n",
         "ws = watershed(cd.astype(np.float32, copy=False), markers, mask=mask)\n    else:\n        ws = markers\n",
         ("tests/test_postprocess.py",),
@@ -52,14 +52,14 @@ MUTATIONS = (
     ),
     Mutation(
         "inference.predict_maps pads tiles with zeros instead of a reflection",
-        "inference.py",
+        "inference/tiling.py",
         "xp = _pad_reflect(x, hp - h, wp - w)  # the same stride padding",
         "xp = np.pad(x, ((0, hp - h), (0, wp - w)))  # the same stride padding",
         ("tests/test_inference.py",),
     ),
     Mutation(
         "metrics.summarize_coco_eval reads AP at maxDets 100",
-        "metrics.py",
+        "evaluation/metrics.py",
         "m = len(LIVECELL_MAX_DETS) - 1",
         "m = 0",
         ("tests/test_metrics.py",),

@@ -7,7 +7,7 @@ parameters that score best there are written into the bundled model folder's ``p
 (with a ``tuning`` record naming the images, the tuning network and the scores).
 
 Maps are computed once per image at the zoom the model folder's ``--scale auto`` chooses (the
-shipped default), with the starting parameters; then :func:`livecell_seg.tuning.tune_params`
+shipped default), with the starting parameters; then :func:`livecell_seg.inference.tuning.tune_params`
 (coordinate ascent on the small grid, LIVECell-protocol mask AP) runs on those maps. Images used
 here must not be reported as held out for a model tuned here. ::
 
@@ -39,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print, do not write")
     args = ap.parse_args(argv)
 
+    from livecell_seg.inference.postprocess import PostprocessParams
+    from livecell_seg.inference.predict import segment_image
+    from livecell_seg.inference.tuning import tune_params
     from livecell_seg.io import write_json_atomic
-    from livecell_seg.model import POSTPROCESS_FILE, load_model_dir
-    from livecell_seg.postprocess import PostprocessParams
-    from livecell_seg.predict import segment_image
-    from livecell_seg.tuning import tune_params
+    from livecell_seg.model.folder import POSTPROCESS_FILE, load_model_dir
 
     tuner = load_model_dir(resolve_model(Path(args.tuning_model)))
     target = Path(args.target)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         gts.append(gt)
         zooms.append(res.scale)
     print(f"maps of {len(items)} images at zooms {zooms} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    progress_log = logging.getLogger("livecell_seg.tuning")  # its progress lines, on stdout
+    progress_log = logging.getLogger("livecell_seg.inference.tuning")  # its progress lines, on stdout
     progress_log.addHandler(logging.StreamHandler(sys.stdout))
     progress_log.setLevel(logging.INFO)
     best, score, history = tune_params(maps, gts, tuner.head, grid=args.grid, start=start)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "tuning": {
             "metric": "mask AP (LIVECell protocol)",
             "how": (
-                f"coordinate ascent on the {args.grid} grid of livecell_seg.tuning, on the maps of a "
+                f"coordinate ascent on the {args.grid} grid of livecell_seg.inference.tuning, on the maps of a "
                 "network with this model's recipe that never saw the tuning images "
                 f"({args.tuning_model}), each image at the zoom that --scale {args.scale} chose"
             ),

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from livecell_seg.timecourse import run_timecourse
+    from livecell_seg.timecourse.analysis import run_timecourse
 
     frames = sorted((args.shared / "livecell-unlabeled").glob("SkBr3_Phase_H3_2_*.tif"))
     if not frames:

@@ -41,7 +41,7 @@ def one_torch_thread(keep_torch_threads: None) -> None:
 def random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``make(head, base_features, depth, seed=0) -> Path``: a tiny random model folder (eval mode)."""
     torch = pytest.importorskip("torch")
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
 
     def make(head: str, base_features: int, depth: int, seed: int = 0, name: str = "model") -> Path:
         torch.manual_seed(seed)

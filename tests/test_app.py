@@ -33,8 +33,8 @@ def tiny_model(tmp_path_factory):
     import torch
 
     from livecell_seg.io import normalize_image, read_image
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-    from livecell_seg.targets import make_targets
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
+    from livecell_seg.model.targets import make_targets
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -62,9 +62,9 @@ def tiny_model(tmp_path_factory):
 
 def _expected_count(model_dir, image, **overrides) -> int:
     """Cell count computed without the page: network + watershed called directly."""
-    from livecell_seg.inference import predict_maps
-    from livecell_seg.model import load_model_dir
-    from livecell_seg.postprocess import PostprocessParams, instances_from_maps
+    from livecell_seg.inference.postprocess import PostprocessParams, instances_from_maps
+    from livecell_seg.inference.tiling import predict_maps
+    from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(model_dir)
     maps = predict_maps(model, image)
@@ -154,7 +154,7 @@ def test_download_payloads_round_trip():
 
 
 def test_zoom_choices_and_network_maps_at_a_zoom(tiny_model):
-    from livecell_seg.model import load_model_dir
+    from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(tiny_model)
     image = np.random.default_rng(0).integers(0, 255, (70, 90)).astype(np.uint8)
@@ -233,7 +233,7 @@ def test_page_counts_and_scores_perfect_maps_like_the_ground_truth(tiny_model, m
 
     from livecell_seg.data import sample_paths
     from livecell_seg.data.coco import annotations_to_labels, load_coco
-    from livecell_seg.targets import make_targets
+    from livecell_seg.model.targets import make_targets
 
     sample = logic.sample_images()[0]  # the page's default image
     ds = load_coco(sample_paths()[0])
@@ -378,7 +378,7 @@ def test_cli_busy_port_and_bad_model_are_one_line_errors(tmp_path):
 
 
 def test_resolve_model_dir_default_and_errors(tiny_model, tmp_path, monkeypatch):
-    import livecell_seg.model as model_mod
+    import livecell_seg.model.folder as model_mod
 
     monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "missing")
     with pytest.raises(InputFileError, match="bundled model is not installed"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livecell_seg.config import AugmentConfig, SourceConfig
 from livecell_seg.data.dataset import (
     CropDataset,
     FullImageDataset,
@@ -15,7 +14,8 @@ from livecell_seg.data.dataset import (
 )
 from livecell_seg.errors import InputFileError
 from livecell_seg.io import write_labels, write_tiff_atomic
-from livecell_seg.targets import make_targets
+from livecell_seg.model.config import AugmentConfig, SourceConfig
+from livecell_seg.model.targets import make_targets
 
 torch = pytest.importorskip("torch")
 

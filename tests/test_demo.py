@@ -115,13 +115,13 @@ def test_quick_demo_pretrained_fine_tunes_and_compares_the_bundled_model(tmp_pat
     """--pretrained with a stand-in bundled model (a small model folder trained here)."""
     import torch
 
-    import livecell_seg.model
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
+    import livecell_seg.model.folder
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
 
     torch.manual_seed(0)
     mcfg = ModelConfig(head="fg+dist", base_features=8, depth=3)
     fake = save_model_dir(tmp_path / "bundled", build_model(mcfg), {"model": model_to_dict(mcfg)})
-    monkeypatch.setattr(livecell_seg.model, "default_model_dir", lambda: fake)
+    monkeypatch.setattr(livecell_seg.model.folder, "default_model_dir", lambda: fake)
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--pretrained", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -171,9 +171,9 @@ def test_demo_refuses_foreign_folder_and_missing_bundled_model(tmp_path, capsys,
     assert "not a demo output folder" in err and len(err.strip().splitlines()) == 1
     assert (foreign / "precious.txt").read_text() == "keep me" and not (foreign / MARKER).exists()
 
-    import livecell_seg.model
+    import livecell_seg.model.folder
 
-    monkeypatch.setattr(livecell_seg.model, "default_model_dir", lambda: tmp_path / "no_model")
+    monkeypatch.setattr(livecell_seg.model.folder, "default_model_dir", lambda: tmp_path / "no_model")
     assert main(["demo", "--pretrained", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--pretrained needs the bundled model" in err and len(err.strip().splitlines()) == 1
@@ -212,7 +212,7 @@ def test_plan_steps_fits_the_time_box_in_whole_validated_epochs(minutes, step_s)
 
 # ----------------------------------------------------------------------------- init_from (training)
 def _tiny_cfg(out: Path, extra: list[str]):
-    from livecell_seg.config import load_config
+    from livecell_seg.model.config import load_config
 
     return load_config(
         None,
@@ -244,8 +244,8 @@ def _tiny_cfg(out: Path, extra: list[str]):
 def test_init_from_starts_training_from_a_model_folder(tmp_path):
     import torch
 
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
-    from livecell_seg.training import init_weights_from, train
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
+    from livecell_seg.model.training import init_weights_from, train
 
     torch.manual_seed(123)
     mcfg = ModelConfig(head="fg", base_features=4, depth=2)
@@ -276,8 +276,8 @@ def test_init_from_starts_training_from_a_model_folder(tmp_path):
 
 
 def test_demo_config_is_a_valid_train_config():
-    from livecell_seg.config import load_config
     from livecell_seg.demo import DEFAULT_CONFIG, QUICK_OVERRIDES
+    from livecell_seg.model.config import load_config
 
     assert DEFAULT_CONFIG == REPO / "src" / "livecell_seg" / "configs" / "demo.yaml"
     cfg = load_config(DEFAULT_CONFIG, QUICK_OVERRIDES + ["trainer.max_minutes=0.5"])

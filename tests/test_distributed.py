@@ -24,9 +24,9 @@ distributed = pytest.importorskip("distributed")
 
 from livecell_seg.cli import main  # noqa: E402
 from livecell_seg.data import sample_paths  # noqa: E402
-from livecell_seg.distributed import RECOVERED, ClusterOptions, run_images, worker_stats  # noqa: E402
+from livecell_seg.inference.distributed import RECOVERED, ClusterOptions, run_images, worker_stats  # noqa: E402
+from livecell_seg.inference.predict import PredictOptions, predict_paths  # noqa: E402
 from livecell_seg.io import _HOST, list_images, read_json, read_labels  # noqa: E402
-from livecell_seg.predict import PredictOptions, predict_paths  # noqa: E402
 
 DASK_MODULES = ("dask", "distributed", "dask_jobqueue")
 #: SLURMCluster's own scheduler in the tests: loopback only, dashboard on a free port
@@ -355,7 +355,7 @@ def test_timecourse_bad_cluster_options_are_one_line(tmp_path, sample_images, ca
 
 def test_slurm_job_script(monkeypatch):
     """The SLURMCluster our options make (no SLURM here: only its job script is checked)."""
-    from livecell_seg.distributed import make_slurm_cluster
+    from livecell_seg.inference.distributed import make_slurm_cluster
 
     opts = ClusterOptions(cluster="slurm", jobs=3, cores=8, memory="32GB", walltime="02:00:00")
     with make_slurm_cluster(opts, scheduler_options=LOOPBACK_SCHEDULER) as cluster:
@@ -466,7 +466,7 @@ class _PoisonPlugin(distributed.WorkerPlugin):
     name = "livecell-seg-test-poison"
 
     def setup(self, worker) -> None:  # noqa: ANN001
-        import livecell_seg.predict as predict
+        import livecell_seg.inference.predict as predict
 
         real = predict.segment_file
 
@@ -486,7 +486,7 @@ def test_an_image_that_kills_its_worker_is_isolated_and_reported(
     images; the image that still kills its worker is reported as failed, the others complete."""
     import dask
 
-    import livecell_seg.distributed as dist
+    import livecell_seg.inference.distributed as dist
 
     inp = tmp_path / "in"
     inp.mkdir()

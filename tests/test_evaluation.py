@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import pycocotools_eval, pycocotools_results
-from livecell_seg import evaluation as E
 from livecell_seg.cli import main
 from livecell_seg.errors import InputFileError
+from livecell_seg.evaluation import evaluate as E
 from livecell_seg.io import write_labels
 
 H, W = 48, 64
@@ -149,7 +149,7 @@ def test_label_folder(setup, caplog) -> None:
 
 
 def test_scores_from_maps(setup) -> None:
-    from livecell_seg.postprocess import save_maps
+    from livecell_seg.inference.postprocess import save_maps
 
     gt_json, pred, preds = setup
     scores = []

@@ -32,7 +32,7 @@ SAMPLES = list_images(sample_paths()[1])
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A copy of the bundled model folder with ``model.onnx`` exported by the CLI."""
-    from livecell_seg.model import default_model_dir
+    from livecell_seg.model.folder import default_model_dir
 
     d = tmp_path_factory.mktemp("model") / "m"
     shutil.copytree(default_model_dir(), d)
@@ -56,10 +56,10 @@ def test_onnx_output_equals_pytorch_on_a_sample_image(model_dir):
     import onnxruntime as ort
     import torch
 
-    from livecell_seg.export import FINGERPRINT_KEY, model_fingerprint
-    from livecell_seg.inference import predict_maps
+    from livecell_seg.inference.tiling import predict_maps
     from livecell_seg.io import normalize_image
-    from livecell_seg.model import load_model_dir
+    from livecell_seg.model.export import FINGERPRINT_KEY, model_fingerprint
+    from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(model_dir)
     img = read_image(SAMPLES[0])[:512, :704]  # a real 704 x 520 image, cropped to the stride grid
@@ -85,7 +85,7 @@ def test_onnx_output_equals_pytorch_on_a_sample_image(model_dir):
 def test_predict_backend_onnxruntime_gives_the_torch_labels(model_dir, tmp_path, isolated_cache, monkeypatch):
     """With --scale auto (zooms chosen per image from the segmentations) and --geojson: the same
     files as the torch backend."""
-    from livecell_seg.onnx_backend import OnnxRuntimeNet
+    from livecell_seg.inference.onnx_backend import OnnxRuntimeNet
 
     calls = []
     forward = OnnxRuntimeNet.forward
@@ -114,9 +114,9 @@ def test_predict_backend_onnxruntime_gives_the_torch_labels(model_dir, tmp_path,
 def test_predict_backend_onnxruntime_zooms_like_torch(model_dir):
     """A zoom that is not 1 (an image size off the stride grid, as --scale auto and --diameter
     make): the same maps and labels as torch."""
-    from livecell_seg.model import load_model_dir
-    from livecell_seg.onnx_backend import load_onnx_model
-    from livecell_seg.predict import segment_image
+    from livecell_seg.inference.onnx_backend import load_onnx_model
+    from livecell_seg.inference.predict import segment_image
+    from livecell_seg.model.folder import load_model_dir
 
     torch_model = load_model_dir(model_dir)
     ort_model = load_onnx_model(model_dir, num_threads=1)
@@ -132,8 +132,8 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
     """predict --backend onnxruntime --local-workers N: the workers run the network with ONNX
     Runtime and write the labels serial onnxruntime predict writes."""
     pytest.importorskip("distributed")
-    from livecell_seg import distributed as dist
-    from livecell_seg.predict import PredictSettings, predict_paths
+    from livecell_seg.inference import distributed as dist
+    from livecell_seg.inference.predict import PredictSettings, predict_paths
 
     # the command line hands the backend to the Dask runner
     seen = {}
@@ -150,7 +150,7 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
 
     def on_outcome(outcome, client):
         def probe():  # runs on the worker (a local function: sent by value)
-            from livecell_seg.distributed import _WORKER_MODEL
+            from livecell_seg.inference.distributed import _WORKER_MODEL
 
             return [type(m.net).__name__ for m in _WORKER_MODEL.values()]
 
@@ -172,9 +172,9 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
 
 
 def test_onnxruntime_backend_tiles_and_tta_match_torch(model_dir):
-    from livecell_seg.inference import predict_maps
-    from livecell_seg.model import load_model_dir
-    from livecell_seg.onnx_backend import load_onnx_model
+    from livecell_seg.inference.onnx_backend import load_onnx_model
+    from livecell_seg.inference.tiling import predict_maps
+    from livecell_seg.model.folder import load_model_dir
 
     torch_model = load_model_dir(model_dir)
     ort_model = load_onnx_model(model_dir, num_threads=1)
@@ -189,8 +189,8 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
     """A model.onnx exported from other weights is ignored: the network is exported (to the cache)."""
     import onnx
 
-    from livecell_seg import onnx_backend
-    from livecell_seg.export import FINGERPRINT_KEY, model_fingerprint
+    from livecell_seg.inference import onnx_backend
+    from livecell_seg.model.export import FINGERPRINT_KEY, model_fingerprint
 
     d = tmp_path / "m"
     shutil.copytree(model_dir, d)
@@ -218,11 +218,11 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
     caplog.set_level("INFO", "livecell_seg")
     session, path = onnx_backend.onnx_session_for(d)
     assert exported == [path] and path.parent == isolated_cache / "onnx"
-    notes = [r.getMessage() for r in caplog.records if r.name == "livecell_seg.onnx_backend"]
+    notes = [r.getMessage() for r in caplog.records if r.name == "livecell_seg.inference.onnx_backend"]
     assert len(notes) == 1 and notes[0].startswith(f"exporting {d} to ONNX once (cached as {path};")
     session, path2 = onnx_backend.onnx_session_for(d)  # second time: from the cache, no note
     assert path2 == path and len(exported) == 1
-    assert sum(r.name == "livecell_seg.onnx_backend" for r in caplog.records) == 1
+    assert sum(r.name == "livecell_seg.inference.onnx_backend" for r in caplog.records) == 1
 
 
 def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir, tmp_path):
@@ -230,7 +230,7 @@ def test_bioimageio_package_passes_bioimageio_validator_and_model_test(model_dir
     from bioimageio.core import test_model
     from bioimageio.spec import load_description
 
-    from livecell_seg.model import load_model_dir
+    from livecell_seg.model.folder import load_model_dir
 
     pkg = tmp_path / "livecell.zip"
     rc = main(
@@ -291,8 +291,8 @@ def test_zoo_prediction_then_livecell_postprocess_equals_livecell_predict(model_
     import tifffile
     from bioimageio.core import predict
 
-    from livecell_seg.export import export_bioimageio
-    from livecell_seg.model import load_model_dir
+    from livecell_seg.model.export import export_bioimageio
+    from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(model_dir)
     pkg = tmp_path / "p.zip"
@@ -325,8 +325,8 @@ def test_export_errors_are_one_line(tmp_path, capsys):
 
 def test_bioimageio_export_refuses_other_architectures(tmp_path):
     from livecell_seg.errors import LivecellError
-    from livecell_seg.export import export_bioimageio
-    from livecell_seg.model import LoadedModel, ModelConfig, build_model
+    from livecell_seg.model.export import export_bioimageio
+    from livecell_seg.model.folder import LoadedModel, ModelConfig, build_model
 
     cfg = ModelConfig(arch="monai_basicunet", head="fg", base_features=8)
     m = LoadedModel(net=build_model(cfg), model_config=cfg, path=tmp_path)
@@ -362,7 +362,7 @@ def test_cli_stays_lean_with_export_and_backend_options():
 
 
 def test_load_maps_accepts_a_leading_batch_axis(tmp_path):
-    from livecell_seg.postprocess import load_maps
+    from livecell_seg.inference.postprocess import load_maps
 
     maps = np.random.default_rng(0).random((1, 3, 20, 30)).astype(np.float32)
     np.save(tmp_path / "m.npy", maps)
@@ -372,7 +372,7 @@ def test_load_maps_accepts_a_leading_batch_axis(tmp_path):
 
 
 def test_package_readme_describes_the_training_sources():
-    from livecell_seg.export import _describe_training_data
+    from livecell_seg.model.export import _describe_training_data
 
     data = {
         "train": [

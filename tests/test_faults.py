@@ -32,7 +32,7 @@ def setup(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(model folder, input folder, output of an uninterrupted run)."""
     import tifffile
 
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
 
     root = tmp_path_factory.mktemp("faults")
     torch.manual_seed(0)

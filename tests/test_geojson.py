@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from shapely.geometry import shape as shapely_shape
 
-from livecell_seg.outputs import (
+from livecell_seg.inference.outputs import (
     MEASUREMENT_COLUMNS,
     cell_outlines,
     geojson_feature_collection,
@@ -122,9 +122,9 @@ def test_predict_geojson_on_a_real_image_matches_the_label_image(tmp_path: Path)
 
     from livecell_seg.cli import main
     from livecell_seg.data import sample_paths
+    from livecell_seg.inference.postprocess import PostprocessParams
     from livecell_seg.io import list_images
-    from livecell_seg.model import default_model_dir, read_postprocess
-    from livecell_seg.postprocess import PostprocessParams
+    from livecell_seg.model.folder import default_model_dir, read_postprocess
 
     first = list_images(sample_paths()[1])[0]
     out = tmp_path / "seg"

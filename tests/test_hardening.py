@@ -106,7 +106,7 @@ def test_evaluate_malformed_results_are_one_line(tmp_path, seg, problem):
 def test_results_json_with_polygons_scores_like_the_same_masks_as_rle(tmp_path):
     from pycocotools import mask as mask_utils
 
-    from livecell_seg.evaluation import evaluate
+    from livecell_seg.evaluation.evaluate import evaluate
 
     gt = _gt(tmp_path / "gt.json")
     polys = [[_square(5, 10, 12)], [_square(26, 11, 11)], [_square(45, 10, 12)]]

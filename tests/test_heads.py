@@ -8,10 +8,11 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from livecell_seg import heads, postprocess, targets, tuning
 from livecell_seg.app import logic
 from livecell_seg.commands import postprocess as postprocess_cmd
-from livecell_seg.postprocess import PostprocessParams
+from livecell_seg.inference import postprocess, tuning
+from livecell_seg.inference.postprocess import PostprocessParams
+from livecell_seg.model import heads, targets
 
 
 def test_registry_is_complete_and_consistent():

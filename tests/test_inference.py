@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from livecell_seg.inference import inference_net, predict_maps  # noqa: E402
+from livecell_seg.inference.tiling import inference_net, predict_maps  # noqa: E402
 from livecell_seg.io import normalize_image  # noqa: E402
-from livecell_seg.model import LoadedModel, ModelConfig, build_model  # noqa: E402
+from livecell_seg.model.folder import LoadedModel, ModelConfig, build_model  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from conftest import pycocotools_eval, pycocotools_results
-from livecell_seg import metrics as M
+from livecell_seg.evaluation import metrics as M
 
 
 def square(lab: np.ndarray, y: int, x: int, size: int, value: int, w: int | None = None) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from livecell_seg.model import default_model_dir  # noqa: E402
+from livecell_seg.model.folder import default_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: how far the re-scored figures may move from the record (float rounding across CPUs moves a few

@@ -81,7 +81,7 @@ def test_npe2_validate_and_napari_finds_the_plugin():
 def test_reader_opens_predict_outputs(tmp_path):
     import tifffile
 
-    from livecell_seg.outputs import write_geojson, write_rois_zip
+    from livecell_seg.inference.outputs import write_geojson, write_rois_zip
 
     labels = _cells()
     write_labels(tmp_path / "img.tif", labels)
@@ -144,8 +144,8 @@ def _wait(qtbot, widget, timeout_ms: int = 120_000) -> None:
 
 
 def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewer_and_widget):
-    from livecell_seg.postprocess import instances_from_maps
-    from livecell_seg.predict import load_model_for_predict, segment_image
+    from livecell_seg.inference.postprocess import instances_from_maps
+    from livecell_seg.inference.predict import load_model_for_predict, segment_image
 
     viewer, widget = viewer_and_widget
     image = _sample_data.load_sample("mcf7_f4")[0][0][100:356, 200:456]  # a 256 x 256 crop: fast

@@ -9,8 +9,7 @@ import pytest
 
 from livecell_seg.cli import main
 from livecell_seg.errors import InputFileError
-from livecell_seg.heads import HEADS
-from livecell_seg.postprocess import (
+from livecell_seg.inference.postprocess import (
     PostprocessParams,
     distance_peaks,
     finish_instances,
@@ -25,7 +24,8 @@ from livecell_seg.postprocess import (
     watershed_dist,
     watershed_fg,
 )
-from livecell_seg.targets import make_targets
+from livecell_seg.model.heads import HEADS
+from livecell_seg.model.targets import make_targets
 
 ALL_HEADS = list(HEADS)
 
@@ -289,7 +289,7 @@ def test_save_load_maps(tmp_path, head: str) -> None:
 def test_maps_files_tif_listing_meta_and_head_conflicts(tmp_path) -> None:
     import tifffile
 
-    from livecell_seg.postprocess import list_maps
+    from livecell_seg.inference.postprocess import list_maps
 
     maps = make_targets(two_touching_squares(), "fg+boundary")
     d = tmp_path / "maps"
@@ -443,7 +443,7 @@ def sample_truth():
 def oracle_ap(sample_truth, head: str, params: PostprocessParams, sigma: float = 0.0) -> dict:
     from scipy import ndimage
 
-    from livecell_seg.metrics import coco_eval_livecell, labels_to_rles, summarize_coco_eval
+    from livecell_seg.evaluation.metrics import coco_eval_livecell, labels_to_rles, summarize_coco_eval
 
     coco, gts, maps = sample_truth
     results = []

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from livecell_seg.cli import main  # noqa: E402
-from livecell_seg.outputs import (  # noqa: E402
+from livecell_seg.inference.outputs import (  # noqa: E402
     MEASUREMENT_COLUMNS,
     cell_polygons,
     measurements_table,
@@ -50,7 +50,7 @@ def _blobs(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def _f1(a: np.ndarray, b: np.ndarray) -> float:
-    from livecell_seg.metrics import match_instances
+    from livecell_seg.evaluation.metrics import match_instances
 
     return match_instances(a, b, 0.5).f1
 
@@ -61,11 +61,11 @@ def test_every_input_format_and_size(tmp_path, monkeypatch):
     import tifffile
     from PIL import Image
 
-    import livecell_seg.inference as inference
+    import livecell_seg.inference.tiling as inference
     from livecell_seg.data import sample_paths
+    from livecell_seg.inference.predict import predict_paths
     from livecell_seg.io import read_image
-    from livecell_seg.model import default_model_dir
-    from livecell_seg.predict import predict_paths
+    from livecell_seg.model.folder import default_model_dir
 
     bundled = default_model_dir()
     if not (bundled / "model.pt").is_file():
@@ -145,8 +145,8 @@ def test_cli_end_to_end_on_the_real_sample(tmp_path, model_dir, capsys):
     import tifffile
 
     from livecell_seg.data import sample_paths
+    from livecell_seg.inference.postprocess import load_maps
     from livecell_seg.io import list_images
-    from livecell_seg.postprocess import load_maps
 
     _, images = sample_paths()
     first = list_images(images)[0]
@@ -180,9 +180,9 @@ def test_cli_end_to_end_on_the_real_sample(tmp_path, model_dir, capsys):
 def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
     import shutil
 
-    from livecell_seg.model import load_model_dir
-    from livecell_seg.postprocess import PostprocessParams
-    from livecell_seg.predict import segment_image
+    from livecell_seg.inference.postprocess import PostprocessParams
+    from livecell_seg.inference.predict import segment_image
+    from livecell_seg.model.folder import load_model_dir
 
     img = _blobs(64, 64)
     loose = tmp_path / "m"
@@ -200,7 +200,7 @@ def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
 def test_missing_default_model_is_one_clear_line(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    import livecell_seg.model as model_mod
+    import livecell_seg.model.folder as model_mod
 
     monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "nowhere")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 import livecell_seg.commands.convert
 import livecell_seg.commands.evaluate
 import livecell_seg.data.convert
-import livecell_seg.evaluation  # noqa: F401 - imported here once, not in every forked child
+import livecell_seg.evaluation.evaluate  # noqa: F401 - imported here once, not in every forked child
 from livecell_seg.cli import main
 
 settings.register_profile(

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from livecell_seg import scale as sc
 from livecell_seg.errors import LivecellError
+from livecell_seg.inference import scale as sc
 
 
 def disk_labels(h: int, w: int, radius: int, spacing: int, offset: int = 0) -> np.ndarray:
@@ -66,13 +66,13 @@ def test_zoom_image_and_maps_round_trip():
 
 def _Model(diameter):  # noqa: N802
     """A LoadedModel without a network (the tests replace the network step)."""
-    from livecell_seg.model import LoadedModel, ModelConfig
+    from livecell_seg.model.folder import LoadedModel, ModelConfig
 
     return LoadedModel(net=None, model_config=ModelConfig(head="fg+dist", cell_diameter=diameter))
 
 
 def oracle_maps(labels: np.ndarray) -> np.ndarray:
-    from livecell_seg.targets import make_targets
+    from livecell_seg.model.targets import make_targets
 
     return make_targets(labels, "fg+dist")
 
@@ -81,7 +81,8 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
     """An 'over-splitting network': at zoom s it sees cells of diameter s*40; above 30 px it cuts
     each cell in two. auto must find the zoom that brings cells to the training 20 px and then
     return whole cells."""
-    from livecell_seg import inference, predict
+    from livecell_seg.inference import predict
+    from livecell_seg.inference import tiling as inference
 
     truth = disk_labels(240, 240, 20, 60)  # diameter 40
     calls = []
@@ -111,7 +112,7 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
 
 
 def test_resolve_scale_errors():
-    from livecell_seg.predict import resolve_scale
+    from livecell_seg.inference.predict import resolve_scale
 
     with pytest.raises(LivecellError, match="cell diameter"):
         resolve_scale(_Model(None), "auto")
@@ -127,8 +128,8 @@ def test_resolve_scale_errors():
 
 def test_predict_maps_scaled_with_a_real_network():
     torch = pytest.importorskip("torch")
-    from livecell_seg.inference import predict_maps, predict_maps_scaled
-    from livecell_seg.model import LoadedModel, ModelConfig, build_model
+    from livecell_seg.inference.tiling import predict_maps, predict_maps_scaled
+    from livecell_seg.model.folder import LoadedModel, ModelConfig, build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(head="fg+dist", base_features=4, depth=2)
@@ -143,7 +144,7 @@ def test_predict_maps_scaled_with_a_real_network():
 
 
 def test_confident_cells_keeps_only_agreeing_confident_cells():
-    from livecell_seg.pseudolabel import PseudoLabelSettings, best_iou_per_cell, confident_cells
+    from livecell_seg.inference.pseudolabel import PseudoLabelSettings, best_iou_per_cell, confident_cells
 
     labels = np.zeros((60, 60), np.int32)
     labels[5:15, 5:15] = 1  # confident, agreed
@@ -169,8 +170,9 @@ def test_confident_cells_keeps_only_agreeing_confident_cells():
 
 def test_default_zoom_is_the_model_folders_predict_scale(monkeypatch):
     """No scale given: the zoom the model folder records (``predict_scale``), else 1."""
-    from livecell_seg import inference, predict
-    from livecell_seg.model import ModelConfig
+    from livecell_seg.inference import predict
+    from livecell_seg.inference import tiling as inference
+    from livecell_seg.model.folder import ModelConfig
 
     assert predict.resolve_scale(_Model(20.0)) == 1.0  # records none: as is
     auto = _Model(20.0)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from livecell_seg.config import load_config
 from livecell_seg.errors import InputFileError, LivecellError
-from livecell_seg.model import (
+from livecell_seg.inference.postprocess import PostprocessParams
+from livecell_seg.model.config import load_config
+from livecell_seg.model.folder import (
     CONFIG_FILE,
     POSTPROCESS_FILE,
     ModelConfig,
@@ -19,7 +20,6 @@ from livecell_seg.model import (
     read_model_config,
     read_postprocess,
 )
-from livecell_seg.postprocess import PostprocessParams
 from livecell_seg.settings import settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def test_postprocess_json_refuses_unknown_keys_but_keeps_its_records(tmp_path: P
 
 def test_a_model_folders_parameters_are_typed_in_one_place(tmp_path: Path) -> None:
     """predict, tuning, the app and napari all read LoadedModel.params / model.read_params."""
-    from livecell_seg.model import LoadedModel, read_params
+    from livecell_seg.model.folder import LoadedModel, read_params
 
     d = default_model_dir()
     assert read_params(d) == PostprocessParams.from_dict(read_postprocess(d))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livecell_seg.heads import HEADS
-from livecell_seg.targets import foreground, inner_boundary, make_targets, per_object_distances
+from livecell_seg.model.heads import HEADS
+from livecell_seg.model.targets import foreground, inner_boundary, make_targets, per_object_distances
 
 
 def square_distances(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import pytest
 from livecell_seg.cli import main
 from livecell_seg.errors import LivecellError
 from livecell_seg.io import write_labels
-from livecell_seg.timecourse import (
+from livecell_seg.timecourse.analysis import (
     aggregate,
     exponential_phase,
     fit_growth,
@@ -154,7 +154,7 @@ def test_labels_mode_never_loads_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["0", "False", "True"], out.stderr  # the report uses matplotlib
     assert (tmp_path / "o" / "index.html").is_file()
-    probe = "import sys, livecell_seg.timecourse, livecell_seg.timecourse_report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
+    probe = "import sys, livecell_seg.timecourse.analysis, livecell_seg.timecourse.report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split() == [
         "False",
         "False",
@@ -305,7 +305,7 @@ def test_command_recovers_the_doubling_time_and_writes_everything(plate, tmp_pat
 
 def test_python_api_steps_give_what_the_run_writes(plate, tmp_path):
     from livecell_seg.io import list_images
-    from livecell_seg.timecourse import find_label_files, fit_wells, measure_frames
+    from livecell_seg.timecourse.analysis import find_label_files, fit_wells, measure_frames
 
     root, _ = plate
     res = run_timecourse(
@@ -320,7 +320,7 @@ def test_python_api_steps_give_what_the_run_writes(plate, tmp_path):
 
 
 def test_plate_heat_map_only_when_wells_span_a_plate():
-    from livecell_seg.timecourse_report import plate_groups, plate_heatmap_png, plate_layout
+    from livecell_seg.timecourse.report import plate_groups, plate_heatmap_png, plate_layout
 
     def fits(*wells):
         return [{"cell_type": ct, "well": w, "metric": "count", "meaningful": True, "doubling_time_h": 20.0 + i}
@@ -431,8 +431,8 @@ def test_network_path_is_predicts_code_path(tmp_path, capsys):
     import tifffile
 
     from livecell_seg.app.logic import sample_images
+    from livecell_seg.inference.predict import predict_paths
     from livecell_seg.io import read_image, read_labels
-    from livecell_seg.predict import predict_paths
 
     src = read_image(sample_images()[0])
     frames = tmp_path / "frames"
@@ -476,7 +476,7 @@ def test_frames_keep_the_label_names_an_earlier_run_gave(tmp_path):
 
     from livecell_seg.app.logic import sample_images
     from livecell_seg.io import read_image, read_labels
-    from livecell_seg.timecourse import run_timecourse
+    from livecell_seg.timecourse.analysis import run_timecourse
 
     src = read_image(sample_images()[0])
     name = "MCF7_Phase_G4_2_00d00h00m_1.tif"
@@ -509,7 +509,7 @@ def test_app_time_course_view_uploads_and_folder(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from livecell_seg.app import MODEL_ENV, SCRIPT, logic
-    from livecell_seg.predict import load_model_for_predict, segment_image
+    from livecell_seg.inference.predict import load_model_for_predict, segment_image
 
     monkeypatch.delenv(MODEL_ENV, raising=False)  # the bundled model
     src = logic.decode_image(logic.sample_images()[0].name, logic.sample_images()[0].read_bytes())

@@ -9,9 +9,9 @@ import types
 import numpy as np
 import pytest
 
-from livecell_seg.postprocess import PostprocessParams
-from livecell_seg.targets import make_targets
-from livecell_seg.tuning import default_grid, tune_params
+from livecell_seg.inference.postprocess import PostprocessParams
+from livecell_seg.inference.tuning import default_grid, tune_params
+from livecell_seg.model.targets import make_targets
 
 
 def f1_at_half(gt_list, pred_list, scores_list) -> float:
@@ -102,7 +102,7 @@ def fake_model(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     import tifffile
 
-    from livecell_seg.model import ModelConfig, build_model, model_to_dict, save_model_dir
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
 
     torch.set_num_threads(1)
     cfg = ModelConfig(head="fg+boundary", base_features=2, depth=1)
@@ -139,9 +139,9 @@ def fake_model(tmp_path, monkeypatch):
         seen.append(image.shape)
         return maps[(len(seen) - 1) % len(maps)]  # images are visited in json order
 
-    fake = types.ModuleType("livecell_seg.inference")
+    fake = types.ModuleType("livecell_seg.inference.tiling")
     fake.predict_maps = fake_predict_maps
-    monkeypatch.setitem(sys.modules, "livecell_seg.inference", fake)
+    monkeypatch.setitem(sys.modules, "livecell_seg.inference.tiling", fake)
     # a deliberately bad tuned file to start from
     (model_dir / "postprocess.json").write_text(
         json.dumps({"fg_threshold": 0.75, "boundary_threshold": 0.05})
@@ -150,7 +150,7 @@ def fake_model(tmp_path, monkeypatch):
 
 
 def test_tune_model_dir_with_fake_network(fake_model) -> None:
-    from livecell_seg.tuning import tune_model_dir
+    from livecell_seg.inference.tuning import tune_model_dir
 
     model_dir, js, imgs, seen = fake_model
     grid = {"fg_threshold": [0.45, 0.75], "boundary_threshold": [0.05, 0.3]}

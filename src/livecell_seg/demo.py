@@ -137,7 +137,7 @@ def machine_info() -> dict[str, Any]:
 
 def bundled_model_ready() -> bool:
     """Whether the bundled model folder holds weights and a config."""
-    from .model import CONFIG_FILE, MODEL_FILE, default_model_dir
+    from .model.folder import CONFIG_FILE, MODEL_FILE, default_model_dir
 
     d = default_model_dir()
     return (d / CONFIG_FILE).is_file() and (d / MODEL_FILE).is_file()
@@ -149,7 +149,7 @@ def measure_step_seconds(
     """Seconds of one CPU training step (forward, backward, AdamW) of ``model_cfg`` on random data."""
     import torch
 
-    from .model import build_model
+    from .model.folder import build_model
 
     old = torch.get_num_threads()
     if threads:
@@ -317,7 +317,7 @@ def _file_names(result: Any, split: str) -> list[str]:
 def _train_config(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, model_dir: Path | None
 ) -> tuple[Any, list[str]]:
-    from .config import load_config
+    from .model.config import load_config
 
     overrides = [
         f"out_dir={out / 'train'}",
@@ -330,7 +330,7 @@ def _train_config(
     if opts.quick:
         overrides += QUICK_OVERRIDES
     if model_dir is not None:
-        from .model import read_model_config
+        from .model.folder import read_model_config
 
         _, mcfg = read_model_config(model_dir)
         overrides += [f"model.{k}={json.dumps(v)}" for k, v in asdict(mcfg).items()]
@@ -341,10 +341,10 @@ def _train_config(
 def _train(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, split_key: str, prog: _Progress
 ) -> tuple[Path, dict[str, Any]]:
-    from .config import apply_overrides, config_from_dict, config_to_dict
     from .io import read_json, write_json_atomic
-    from .model import default_model_dir
-    from .training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
+    from .model.config import apply_overrides, config_from_dict, config_to_dict
+    from .model.folder import default_model_dir
+    from .model.training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
 
     init = default_model_dir() if opts.pretrained else None
     cfg, overrides = _train_config(opts, out, images, config_path, init)
@@ -408,7 +408,7 @@ def _train(
         with (
             train_log.open("a") as f,
             contextlib.redirect_stdout(f),
-            log_to(logging.StreamHandler(f), "livecell_seg.training"),
+            log_to(logging.StreamHandler(f), "livecell_seg.model.training"),
             _quiet_lightning(),
         ):
             train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])
@@ -435,8 +435,8 @@ def _predict_and_evaluate(
 ) -> dict[str, Any]:
     """Predict ``val_images`` with ``model_dir`` (None: bundled) into ``dest/predictions`` and
     evaluate them into ``dest/evaluation``; returns timings and the metrics."""
-    from .evaluation import evaluate, write_metrics_json, write_report
-    from .predict import predict_paths
+    from .evaluation.evaluate import evaluate, write_metrics_json, write_report
+    from .inference.predict import predict_paths
 
     pred_dir, eval_dir = dest / "predictions", dest / "evaluation"
     for d in (pred_dir, eval_dir):
@@ -586,7 +586,7 @@ def _check_options(opts: DemoOptions) -> tuple[Path, bool]:
         raise LivecellError(f"--minutes must be positive, got {opts.minutes}")
     have_bundled = bundled_model_ready()
     if opts.pretrained and not have_bundled:
-        from .model import default_model_dir
+        from .model.folder import default_model_dir
 
         raise LivecellError(
             f"--pretrained needs the bundled model, but {default_model_dir()} has no model.pt/config.json yet"
@@ -665,7 +665,7 @@ class _DemoRun:
         with self.prog.stage(
             "tune", "tune the watershed on the val split (mask AP)  [livecell-seg tune]"
         ) as rec:
-            from .tuning import tune_model_dir
+            from .inference.tuning import tune_model_dir
 
             _rm(model_dir / "postprocess.json")  # a re-run tunes from the defaults again, as the first run
             grid = QUICK_GRID if self.opts.quick else "small"

@@ -94,7 +94,7 @@ def start_server(
     """
     env = dict(os.environ)
     if model_dir is not None:
-        from ..model import read_model_config
+        from ..model.folder import read_model_config
 
         path = Path(model_dir).expanduser().resolve()
         read_model_config(path)  # one-line InputFileError for a folder that is not a model folder

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
-from ..heads import CHANNELS, ParamSpec, get_head
-from ..heads import PARAM_SPECS as PARAM_SPECS  # re-exported: the app reads the registry
 from ..io import IMAGE_SUFFIXES
+from ..model.heads import CHANNELS, ParamSpec, get_head
+from ..model.heads import PARAM_SPECS as PARAM_SPECS  # re-exported: the app reads the registry
 from . import MAX_UPLOAD_MB
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model import LoadedModel
-    from ..postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
+    from ..model.folder import LoadedModel
 
 #: file types the uploader accepts (lower-case, no dot)
 UPLOAD_TYPES: tuple[str, ...] = tuple(s.lstrip(".") for s in IMAGE_SUFFIXES)
@@ -206,7 +206,7 @@ def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
 
     Raises :class:`InputFileError` when it is not a model folder (no ``config.json`` / ``model.pt``).
     """
-    from ..model import MODEL_FILE, default_model_dir, read_model_config
+    from ..model.folder import MODEL_FILE, default_model_dir, read_model_config
 
     if path is None or not str(path).strip():
         p = default_model_dir()
@@ -228,7 +228,7 @@ def model_key(model_dir: Path) -> str:
 
     Retraining or re-tuning a model in place therefore invalidates the cached maps and defaults.
     """
-    from ..model import CONFIG_FILE, MODEL_FILE, POSTPROCESS_FILE
+    from ..model.folder import CONFIG_FILE, MODEL_FILE, POSTPROCESS_FILE
 
     stamps = []
     for name in (MODEL_FILE, CONFIG_FILE, POSTPROCESS_FILE):
@@ -241,7 +241,7 @@ def load_model(model_dir: Path) -> LoadedModel:
     """Load a model folder for inference (CUDA when available, else CPU)."""
     import torch
 
-    from ..model import load_model_dir
+    from ..model.folder import load_model_dir
 
     return load_model_dir(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -262,11 +262,11 @@ def network_maps(
     ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
     ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
     """
-    from ..inference import predict_maps_scaled
+    from ..inference.tiling import predict_maps_scaled
 
     t0 = time.perf_counter()
     if scale == "auto":
-        from ..predict import segment_image
+        from ..inference.predict import segment_image
 
         res = segment_image(model, image, tta=tta, scale="auto")
         maps, zoom = res.maps, res.scale
@@ -297,7 +297,7 @@ def slider_range(spec: ParamSpec, value: float) -> tuple[float, float]:
 
 def params_with(base: PostprocessParams, values: dict[str, Any]) -> PostprocessParams:
     """A copy of ``base`` with ``values`` applied (types coerced to the field types)."""
-    from ..postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
 
     d = base.to_dict()
     d.update({k: v for k, v in values.items() if k in d})
@@ -306,7 +306,7 @@ def params_with(base: PostprocessParams, values: dict[str, Any]) -> PostprocessP
 
 def segment(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarray:
     """Instance labels (int32, 0 = background) from the maps: the part that re-runs on every slider move."""
-    from ..postprocess import instances_from_maps
+    from ..inference.postprocess import instances_from_maps
 
     return instances_from_maps(maps, head, params)
 
@@ -373,7 +373,7 @@ def read_ground_truth(name: str, data: bytes, shape: tuple[int, int]) -> np.ndar
 
 def scores_of(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
     """Per-cell confidence: mean foreground probability (as ``predict`` and the AP use it)."""
-    from ..postprocess import instance_scores
+    from ..inference.postprocess import instance_scores
 
     return instance_scores(labels, fg_prob)
 
@@ -381,7 +381,7 @@ def scores_of(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
 def score_against(gt: np.ndarray, labels: np.ndarray, scores: dict[int, float]) -> dict[str, float]:
     """Scores of ``labels`` against ground truth ``gt``: LIVECell-protocol mask ``AP``/``AP50``
     (percent; detections ranked by ``scores``) and ``F1``/``precision``/``recall`` at IoU 0.5."""
-    from ..metrics import coco_mask_ap, match_instances
+    from ..evaluation.metrics import coco_mask_ap, match_instances
 
     m = match_instances(gt, labels, 0.5)
     ap = coco_mask_ap([gt], [labels], [scores])
@@ -446,8 +446,8 @@ COLOR_CHOICES = {"one colour per cell": "label", "confidence (red → green)": "
 def overlay(
     image: np.ndarray, labels: np.ndarray, color_by: str = "label", scores: dict[int, float] | None = None
 ) -> np.ndarray:
-    """The instance overlay (``(H, W, 3)`` uint8) drawn by :mod:`livecell_seg.outputs`."""
-    from ..outputs import overlay_image
+    """The instance overlay (``(H, W, 3)`` uint8) drawn by :mod:`livecell_seg.inference.outputs`."""
+    from ..inference.outputs import overlay_image
 
     return np.asarray(overlay_image(image, labels, color_by=color_by, scores=scores), dtype=np.uint8)
 
@@ -455,8 +455,8 @@ def overlay(
 def measurements(
     labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
 ) -> dict[str, np.ndarray]:
-    """The per-cell measurements of :mod:`livecell_seg.outputs` as columns (one row per cell)."""
-    from ..outputs import measurements_table
+    """The per-cell measurements of :mod:`livecell_seg.inference.outputs` as columns (one row per cell)."""
+    from ..inference.outputs import measurements_table
 
     return measurements_table(labels, image, scores)
 
@@ -488,7 +488,7 @@ def measurements_csv_bytes(
     labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
 ) -> bytes:
     """The measurements CSV, written by the same function as ``livecell-seg predict`` uses."""
-    from ..outputs import write_measurements_csv
+    from ..inference.outputs import write_measurements_csv
 
     with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
         out = Path(d) / "measurements.csv"
@@ -498,14 +498,14 @@ def measurements_csv_bytes(
 
 def rois_zip(labels: np.ndarray) -> bytes:
     """ImageJ/Fiji ROI zip of the instances."""
-    from ..outputs import rois_zip_bytes
+    from ..inference.outputs import rois_zip_bytes
 
     return rois_zip_bytes(labels)
 
 
 def geojson(labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None) -> bytes:
     """The cells as QuPath detections (GeoJSON), the same file as ``predict --geojson``."""
-    from ..outputs import geojson_bytes
+    from ..inference.outputs import geojson_bytes
 
     return geojson_bytes(labels, image, scores)
 
@@ -540,7 +540,7 @@ MAX_TIMECOURSE_FRAMES = 300
 
 @dataclass
 class TimecourseView:
-    """What the time-course view shows: the tables of :mod:`livecell_seg.timecourse` and the
+    """What the time-course view shows: the tables of :mod:`livecell_seg.timecourse.analysis` and the
     frames (sorted by well and time) with one-line messages for the frames left out."""
 
     frames: list[Any]
@@ -574,7 +574,7 @@ def folder_frames(folder: str) -> list[Path]:
 def parse_frames(names: list[str], pattern: str | None = None) -> tuple[list[Any], list[str]]:
     """Frames parsed from file names (sorted by well and time) and one message for names that
     match nothing (empty when all match). Raises LivecellError for a bad pattern or no match."""
-    from ..timecourse import parse_names, unparsed_message
+    from ..timecourse.analysis import parse_names, unparsed_message
 
     frames, bad = parse_names([Path(n) for n in names], (pattern or "").strip() or None)
     if not bad:
@@ -590,7 +590,7 @@ def timecourse_view(
 ) -> TimecourseView:
     """Measure, aggregate and fit exactly as ``livecell-seg timecourse`` does; ``labels`` maps the
     frame's file name (``str(frame.path)``) to its instance labels (missing: the frame failed)."""
-    from ..timecourse import aggregate, fit_wells, measure_labels, tabulate
+    from ..timecourse.analysis import aggregate, fit_wells, measure_labels, tabulate
 
     measured = [
         (f, measure_labels(labels[str(f.path)], pixel_size_um), None) for f in frames if str(f.path) in labels
@@ -611,14 +611,14 @@ def timecourse_view(
 
 def timecourse_curves_png(view: TimecourseView) -> bytes:
     """The growth curves of ``livecell-seg timecourse``'s report (fold change, fits dashed)."""
-    from ..timecourse_report import growth_curves_png
+    from ..timecourse.report import growth_curves_png
 
     return growth_curves_png(view.per_well_time, view.growth)
 
 
 def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
     """``per_image``, ``per_well_time`` or ``growth`` as the command's CSV file."""
-    from ..timecourse import GROWTH_COLUMNS, PER_IMAGE_COLUMNS, PER_WELL_TIME_COLUMNS, csv_text
+    from ..timecourse.analysis import GROWTH_COLUMNS, PER_IMAGE_COLUMNS, PER_WELL_TIME_COLUMNS, csv_text
 
     rows, cols = {
         "per_image": (view.per_image, PER_IMAGE_COLUMNS),
@@ -630,7 +630,7 @@ def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
 
 def growth_table(view: TimecourseView) -> list[dict[str, Any]]:
     """The growth fits as display rows (doubling time with its CI, R², points used, verdict)."""
-    from ..timecourse_report import format_doubling_time, well_label
+    from ..timecourse.report import format_doubling_time, well_label
 
     return [
         {

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from livecell_seg.app import MODEL_ENV, logic
-from livecell_seg.heads import head_channels
+from livecell_seg.model.heads import head_channels
 from livecell_seg.progress import progress_bar
 
 st.set_page_config(page_title="livecell-seg", page_icon="🔬", layout="wide")

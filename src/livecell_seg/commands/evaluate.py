@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..evaluation import evaluate, print_summary, write_metrics_json, write_report
+    from ..evaluation.evaluate import evaluate, print_summary, write_metrics_json, write_report
 
     result = evaluate(
         args.gt,

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import LivecellError
-    from ..export import ONNX_OPSET, export_bioimageio, export_onnx
-    from ..predict import load_model_for_predict
+    from ..inference.predict import load_model_for_predict
+    from ..model.export import ONNX_OPSET, export_bioimageio, export_onnx
 
     out = Path(args.out)
     if args.format == "onnx" and out.suffix.lower() != ".onnx":

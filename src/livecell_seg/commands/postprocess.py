@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="post-processing parameters: a JSON file or a model folder (its postprocess.json); "
         "default: built-in defaults",
     )
-    from ..heads import HEADS
+    from ..model.heads import HEADS
 
     parser.add_argument(
         "--head",
@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_params(path: Path | None):  # noqa: ANN202
     from ..errors import InputFileError
-    from ..model import POSTPROCESS_FILE
-    from ..postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
+    from ..model.folder import POSTPROCESS_FILE
 
     if path is None:
         return PostprocessParams()
@@ -50,9 +50,9 @@ def _read_params(path: Path | None):  # noqa: ANN202
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from ..errors import InputFileError, LivecellError
-    from ..heads import HEADS
+    from ..inference.postprocess import instances_from_maps, list_maps, load_maps
     from ..io import sweep_stale_parts, write_labels
-    from ..postprocess import instances_from_maps, list_maps, load_maps
+    from ..model.heads import HEADS
 
     params = _read_params(args.params)
     files: list[Path] = []

@@ -7,12 +7,12 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..predict import PredictSettings
+    from ..inference.predict import PredictSettings
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and network options shared by every command that segments images (predict,
-    timecourse), with the Dask cluster options (:func:`livecell_seg.distributed.add_cluster_arguments`)."""
+    timecourse), with the Dask cluster options (:func:`livecell_seg.inference.distributed.add_cluster_arguments`)."""
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
@@ -63,7 +63,7 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
-    from ..distributed import add_cluster_arguments
+    from ..inference.distributed import add_cluster_arguments
 
     add_cluster_arguments(parser)
 
@@ -79,10 +79,10 @@ def _number(text: str, option: str) -> float:
 
 def network_settings(args: argparse.Namespace) -> PredictSettings:
     """Check the options of :func:`add_network_arguments` and return them as the
-    :class:`~livecell_seg.predict.PredictSettings` of a run (``--model`` excluded; ``cluster`` is
+    :class:`~livecell_seg.inference.predict.PredictSettings` of a run (``--model`` excluded; ``cluster`` is
     None without a cluster option: serial; outputs not chosen)."""
-    from ..distributed import cluster_options_from_args
     from ..errors import LivecellError
+    from ..inference.distributed import cluster_options_from_args
 
     if not 0.0 <= args.overlap < 1.0:
         raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
@@ -92,10 +92,10 @@ def network_settings(args: argparse.Namespace) -> PredictSettings:
         raise LivecellError(f"--tile must be at least 16, got {args.tile}")
     params = None
     if args.params:
-        from ..postprocess import PostprocessParams
+        from ..inference.postprocess import PostprocessParams
 
         params = PostprocessParams.read(args.params)
-    from ..predict import PredictSettings
+    from ..inference.predict import PredictSettings
 
     return PredictSettings(
         params=params,
@@ -149,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..predict import predict_paths
+    from ..inference.predict import predict_paths
 
     settings = network_settings(args).replace(
         save_maps=args.save_maps,
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
         print(line)
         if summary.workers:
-            from ..distributed import summary_line
+            from ..inference.distributed import summary_line
 
             print(summary_line(summary))
     if summary.failed:

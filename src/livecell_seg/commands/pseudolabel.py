@@ -8,7 +8,7 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..pseudolabel import PseudoLabelSettings
+    from ..inference.pseudolabel import PseudoLabelSettings
 
     d = PseudoLabelSettings()
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
     from ..errors import LivecellError
-    from ..predict import load_model_for_predict
-    from ..pseudolabel import PseudoLabelSettings, pseudo_label_paths
+    from ..inference.predict import load_model_for_predict
+    from ..inference.pseudolabel import PseudoLabelSettings, pseudo_label_paths
 
     for name in ("min_score", "min_agreement"):
         v = getattr(args, name)

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
     from ..errors import LivecellError
-    from ..timecourse import run_timecourse
+    from ..timecourse.analysis import run_timecourse
 
     if args.pixel_size < 0 or not math.isfinite(args.pixel_size):
         raise LivecellError(
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {name}: count doubling time not meaningful ({g['reason']})")
         seg = res.segmentation.predict if res.segmentation is not None else None
         if seg is not None and seg.workers:
-            from ..distributed import summary_line
+            from ..inference.distributed import summary_line
 
             print(summary_line(seg))
     if res.skipped:

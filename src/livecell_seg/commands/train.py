@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..config import config_to_dict, load_config
+    from ..model.config import config_to_dict, load_config
 
     overrides = list(args.overrides or [])
     for flag, key in (
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    from ..training import train
+    from ..model.training import train
 
     run_dir = train(cfg)
     print(f"run folder: {run_dir}  (model folder: {run_dir / 'model'})")

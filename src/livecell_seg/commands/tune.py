@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     import json
 
-    from ..model import default_model_dir
-    from ..tuning import tune_model_dir
+    from ..inference.tuning import tune_model_dir
+    from ..model.folder import default_model_dir
 
     model = args.model or default_model_dir()
     result = tune_model_dir(

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AugmentConfig, SourceConfig
 from ..errors import InputFileError, LivecellError
 from ..io import IMAGE_SUFFIXES, normalize_image, read_image, read_labels
-from ..targets import make_targets
+from ..model.config import AugmentConfig, SourceConfig
+from ..model.targets import make_targets
 
 LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask")
 

@@ -35,8 +35,8 @@ from ..app import logic
 from ..errors import LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model import LoadedModel
-    from ..postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
+    from ..model.folder import LoadedModel
 
 BUNDLED = "bundled model"
 FOLDER = "model folder"
@@ -183,7 +183,7 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ model and parameters
     def _on_model_changed(self, _value: Any = None) -> None:
         """Read the chosen model folder's head and ``postprocess.json`` (no torch) and rebuild the fields."""
-        from ..model import read_model_config, read_params, read_postprocess
+        from ..model.folder import read_model_config, read_params, read_postprocess
 
         self.model_dir.visible = self.model_kind.value == FOLDER
         folder = str(self.model_dir.value or "") if self.model_kind.value == FOLDER else None
@@ -377,7 +377,7 @@ class SegmentWidget(Container):
             )
 
     def _show_maps(self, layer: Any, maps: np.ndarray, lead: tuple[int, ...]) -> None:
-        from ..heads import head_channels
+        from ..model.heads import head_channels
 
         for c, ch in enumerate(head_channels(self._head)):
             data = maps[:, c].reshape((*lead, *maps.shape[-2:]))

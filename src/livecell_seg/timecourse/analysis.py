@@ -12,7 +12,7 @@ The pipeline, one function per step (each usable on its own):
    time with a t-based 95% confidence interval, R², and why a fit is not meaningful when it is not.
 
 :func:`run_timecourse` chains them and writes ``per_image.csv``, ``per_well_time.csv``,
-``growth.csv`` and ``timecourse.json``; :mod:`livecell_seg.timecourse_report` draws the plots and
+``growth.csv`` and ``timecourse.json``; :mod:`livecell_seg.timecourse.report` draws the plots and
 ``index.html``. Pure numpy/scipy here: torch is imported only when images are segmented, matplotlib
 only by the report.
 """
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputFileError, LivecellError
-from .progress import Progress
+from ..errors import InputFileError, LivecellError
+from ..progress import Progress
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LoadedModel
-    from .predict import PredictSettings, PredictSummary
+    from ..inference.predict import PredictSettings, PredictSummary
+    from ..model.folder import LoadedModel
 
 #: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
 DEFAULT_PIXEL_SIZE_UM = 0.5
@@ -132,7 +132,7 @@ def parse_frame_name(path: str | Path, pattern: str | re.Pattern[str] | None = N
     ``hours``, ``minutes``), optionally ``cell_type``, ``well``, ``field``, ``crop``; missing ones
     default to ``""`` (well ``"all"``).
     """
-    from .data.coco import parse_livecell_name
+    from ..data.coco import parse_livecell_name
 
     p = Path(path)
     name = p.name
@@ -180,7 +180,7 @@ def parse_names(paths: Iterable[str | Path], pattern: str | None = None) -> tupl
 @dataclass
 class SegmentationRun:
     """Label file per input image, the images that failed (path, one-line reason), timings (s);
-    ``predict``: :func:`~livecell_seg.predict.predict_paths`' summary when the network ran (on Dask:
+    ``predict``: :func:`~livecell_seg.inference.predict.predict_paths`' summary when the network ran (on Dask:
     images per worker and the run's wall time)."""
 
     labels: dict[Path, Path] = field(default_factory=dict)
@@ -200,15 +200,15 @@ def segment_frames(
     progress: Progress = True,
     **changes: Any,
 ) -> SegmentationRun:
-    """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.predict.predict_paths`.
+    """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.inference.predict.predict_paths`.
 
     This is the only place the time course runs the network: ``settings``
-    (:class:`~livecell_seg.predict.PredictSettings`, ``changes`` replacing single fields) and
+    (:class:`~livecell_seg.inference.predict.PredictSettings`, ``changes`` replacing single fields) and
     ``model`` go to ``predict_paths``, so the images are segmented exactly as
     ``livecell-seg predict`` would; with ``settings.cluster``
-    (:class:`livecell_seg.distributed.ClusterOptions`) on Dask workers, with the same label files.
+    (:class:`livecell_seg.inference.distributed.ClusterOptions`) on Dask workers, with the same label files.
     """
-    from .predict import _output_stems, predict_paths
+    from ..inference.predict import _output_stems, predict_paths
 
     out = Path(out_dir)
     paths = list(paths)
@@ -364,7 +364,7 @@ def measure_frames(
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Measure each frame's label image (``label_files[frame.path]``; frames without one are left
     out) and :func:`tabulate` them: ``(rows, failures)``; an unreadable label image is a failure."""
-    from .io import read_labels
+    from ..io import read_labels
 
     measured: list[tuple[Frame, FrameStats, Path | None]] = []
     failed: list[tuple[Path, str]] = []
@@ -670,7 +670,7 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Write :func:`csv_text` atomically."""
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(csv_text(rows, columns))
@@ -756,8 +756,8 @@ def run_timecourse(
     ``settings``, ``model`` and ``changes`` go to :func:`segment_frames` (the settings used are
     recorded in ``timecourse.json``).
     """
-    from .io import list_images, write_json_atomic
-    from .predict import PredictSettings
+    from ..inference.predict import PredictSettings
+    from ..io import list_images, write_json_atomic
 
     settings = (settings or PredictSettings()).replace(**changes)
     t0 = time.perf_counter()
@@ -838,7 +838,7 @@ def run_timecourse(
     write_csv(res.files["growth"], growth, GROWTH_COLUMNS)
     t_csv = time.perf_counter()
     if report:
-        from .timecourse_report import write_report
+        from .report import write_report
 
         res.files.update(write_report(res))
     t_end = time.perf_counter()

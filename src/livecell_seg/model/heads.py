@@ -2,7 +2,7 @@
 
 A head's entry (:class:`Head` in :data:`REGISTRY`) holds everything the rest of the package needs
 to know about it: its output channels (in order), the post-processing that turns its maps into
-instances, the :class:`~livecell_seg.postprocess.PostprocessParams` fields that post-processing
+instances, the :class:`~livecell_seg.inference.postprocess.PostprocessParams` fields that post-processing
 reads (with the ranges and help the app and the napari widget show, :data:`PARAM_SPECS`) and its
 tuning grids. Each channel (:data:`CHANNELS`) names its training target and whether it is binary.
 Targets, losses, the model, config validation, post-processing, tuning, the app, the napari widget
@@ -26,7 +26,7 @@ class Channel:
     #: binary target (BCE + Dice); otherwise a regression target defined inside cells only
     #: (its loss is masked by the foreground)
     binary: bool
-    #: name of the target function in :mod:`livecell_seg.targets`: ``f(labels, boundary_width, memo)``
+    #: name of the target function in :mod:`livecell_seg.model.targets`: ``f(labels, boundary_width, memo)``
     target: str
     #: short human-readable name (app captions, napari layer names)
     title: str
@@ -70,7 +70,7 @@ BINARY_CHANNELS = frozenset(c.name for c in CHANNELS.values() if c.binary)
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One :class:`~livecell_seg.postprocess.PostprocessParams` field as the app and napari show it.
+    """One :class:`~livecell_seg.inference.postprocess.PostprocessParams` field as the app and napari show it.
 
     ``lo``/``hi``/``step``: the slider's range (a checkbox for booleans); ``probability``: the value
     is a threshold on a map in [0, 1] (anything outside is refused).
@@ -119,7 +119,7 @@ class Head:
 
     name: str
     channels: tuple[str, ...]
-    #: name of the watershed in :mod:`livecell_seg.postprocess`:
+    #: name of the watershed in :mod:`livecell_seg.inference.postprocess`:
     #: ``f(*maps (one 2-D map per channel), params, finish=...) -> int32 labels``
     postprocess: str
     #: PostprocessParams fields only this head reads (on top of :data:`COMMON_PARAMS`)
@@ -140,7 +140,7 @@ class Head:
 
     def instances(self, maps: Any, params: Any, *, finish: bool = True) -> Any:
         """Run the head's watershed on ``(C, H, W)`` maps (already checked) -> int32 labels."""
-        from . import postprocess
+        from ..inference import postprocess
 
         return getattr(postprocess, self.postprocess)(*maps, params, finish=finish)
 

@@ -1,7 +1,7 @@
 """Probability maps -> cell instances: watersheds for every head (pure numpy/scipy/scikit-image).
 
 Input maps are ``(C, H, W)`` float arrays in [0, 1] in the channel order of
-:data:`livecell_seg.heads.HEADS`. Output is an ``int32`` label image, 0 = background, instances
+:data:`livecell_seg.model.heads.HEADS`. Output is an ``int32`` label image, 0 = background, instances
 numbered 1..n consecutively.
 
 - ``fg``: threshold -> Euclidean distance transform -> markers (local maxima at least
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputFileError, LivecellError
-from .heads import HEADS, PARAM_SPECS, get_head, head_channels
-from .settings import check_keys
+from ..errors import InputFileError, LivecellError
+from ..model.heads import HEADS, PARAM_SPECS, get_head, head_channels
+from ..settings import check_keys
 
 MAPS_META_FILE = "maps.json"
 #: keys of a ``postprocess.json`` that are records, not parameters (allowed, ignored when reading)
@@ -42,10 +42,10 @@ _STRUCT8 = np.ones((3, 3), dtype=bool)
 class PostprocessParams:
     """Parameters of instance extraction, one dataclass for all heads (JSON via to/from_dict).
 
-    Only the fields a head uses matter (``livecell_seg.heads.REGISTRY[head].param_names``): ``fg``
+    Only the fields a head uses matter (``livecell_seg.model.heads.REGISTRY[head].param_names``): ``fg``
     uses min_distance and h, ``fg+boundary`` boundary_threshold, ``fg+dist`` center_threshold and
     boundary_dist_threshold; all heads use fg_threshold, min_seed_size, min_size, smooth and
-    keep_unseeded. Ranges and help for each field: :data:`livecell_seg.heads.PARAM_SPECS`.
+    keep_unseeded. Ranges and help for each field: :data:`livecell_seg.model.heads.PARAM_SPECS`.
     """
 
     fg_threshold: float = 0.5
@@ -122,7 +122,7 @@ class PostprocessParams:
     @classmethod
     def read(cls, path: str | Path) -> PostprocessParams:
         """Read parameters from a JSON file (a bare params dict or a tuned ``postprocess.json``)."""
-        from .io import read_json
+        from ..io import read_json
 
         p = Path(path)
         return cls.checked(read_json(p), p)
@@ -426,7 +426,7 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     ``maps.json`` (next to the file) holds ``{"head": ..., "channels": [...], "dtype": "float16",
     "layout": "CHW"}``; one folder holds maps of one head. Returns the written path.
     """
-    from .io import atomic_path, read_json, write_json_atomic
+    from ..io import atomic_path, read_json, write_json_atomic
 
     channels = head_channels(head)
     maps = _check_maps(maps, head)
@@ -463,7 +463,7 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
-    from .io import check_image_size, read_json
+    from ..io import check_image_size, read_json
 
     try:
         if p.suffix.lower() == ".npy":

@@ -93,7 +93,7 @@ def boundary_dist_target(labels: np.ndarray, boundary_width: int, memo: dict) ->
 def make_targets(labels: np.ndarray, head: str, boundary_width: int = 1) -> np.ndarray:
     """Targets of ``head`` for one label image, shape (C, H, W) float32, channel order of HEADS.
 
-    Each channel's target function is named in :data:`livecell_seg.heads.CHANNELS`.
+    Each channel's target function is named in :data:`livecell_seg.model.heads.CHANNELS`.
     """
     labels = np.asarray(labels)
     memo: dict = {}

@@ -5,7 +5,7 @@
   The model folder's fingerprint is stored in the file's metadata, so ``predict --backend
   onnxruntime`` can tell whether a ``model.onnx`` belongs to the weights next to it.
 - :func:`export_bioimageio`: a zip with ``rdf.yaml`` (bioimage.io model spec 0.5) that holds the
-  weights three ways (``pytorch_state_dict`` built from :mod:`livecell_seg.unet`, which is copied
+  weights three ways (``pytorch_state_dict`` built from :mod:`livecell_seg.model.unet`, which is copied
   into the package; ``torchscript``; ``onnx``), the percentile normalization as a ``scale_range``
   preprocessing step, test input/output tensors computed with livecell-seg's own inference, a
   cover image, a README and the model folder's ``postprocess.json`` and ``config.json`` as
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LivecellError
+from ..errors import LivecellError
 from .heads import CHANNELS, head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LoadedModel
+    from .folder import LoadedModel
 
 #: ONNX opset of exported files (onnxruntime >= 1.14, deepImageJ's and ilastik's runtimes read it)
 ONNX_OPSET = 18
@@ -69,7 +69,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
     entry, less what is not part of the network: ``cell_diameter``, ``predict_scale``) and of the
     export format: two folders with the same network get the same fingerprint."""
-    from .model import MODEL_FILE, model_to_dict, read_model_config
+    from .folder import MODEL_FILE, model_to_dict, read_model_config
 
     d = Path(model_dir)
     _, mcfg = read_model_config(d)
@@ -86,7 +86,7 @@ def probability_network(model: LoadedModel) -> Any:
     BatchNorm folded into the convolutions (the same prepared copy ``predict`` runs on a CPU)."""
     import torch
 
-    from .inference import inference_net
+    from ..inference.tiling import inference_net
 
     class ProbabilityNet(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
@@ -114,7 +114,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, opset: int = ONNX_OPSET)
     except ImportError as e:
         raise _missing("onnx", e) from None
 
-    from .io import atomic_path
+    from ..io import atomic_path
 
     out = Path(out)
     net = probability_network(model)
@@ -180,7 +180,7 @@ def export_torchscript(model: LoadedModel, out: str | Path) -> Path:
 
     import torch
 
-    from .io import atomic_path
+    from ..io import atomic_path
 
     net = probability_network(model)
     stride = model.stride
@@ -261,8 +261,8 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
 
 def _first_sample() -> tuple[np.ndarray, str]:
     """The first bundled LIVECell sample image (704 x 520) and its file name."""
-    from .data import sample_paths
-    from .io import list_images, read_image
+    from ..data import sample_paths
+    from ..io import list_images, read_image
 
     path = list_images(sample_paths()[1])[0]
     return read_image(path), path.name
@@ -280,8 +280,8 @@ def _cover(model: LoadedModel, image: np.ndarray, out: Path, params: Any) -> Non
     """Cover (2:1): the image with the outlines of the cells livecell-seg finds | the maps as RGB."""
     from PIL import Image
 
-    from .outputs import overlay_image
-    from .predict import segment_image
+    from ..inference.outputs import overlay_image
+    from ..inference.predict import segment_image
 
     h, w = image.shape
     side = min(h, w)
@@ -357,7 +357,7 @@ def _readme(
         "livecell-seg predict --model MODEL_DIR --input images/ --out seg/",
         "```",
         "",
-        "In Python: `livecell_seg.postprocess.instances_from_maps(maps, "
+        "In Python: `livecell_seg.inference.postprocess.instances_from_maps(maps, "
         f"'{model.head}', PostprocessParams.read('postprocess.json'))` -> int32 labels.",
         "",
         "Watershed parameters:",
@@ -520,10 +520,10 @@ def export_bioimageio(
     except ImportError as e:
         raise _missing("bioimageio", e) from None
 
+    from ..inference.postprocess import PostprocessParams
+    from ..inference.tiling import predict_maps
     from . import unet as unet_module
-    from .inference import predict_maps
-    from .model import MODEL_FILE, model_to_dict, unet_kwargs
-    from .postprocess import PostprocessParams
+    from .folder import MODEL_FILE, model_to_dict, unet_kwargs
 
     mc = model.model_config
     if mc.arch != "unet" or model.path is None:

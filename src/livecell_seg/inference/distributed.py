@@ -7,7 +7,7 @@ serial path never imports it.
 - :class:`ClusterOptions` says where the workers come from; :func:`add_cluster_arguments` adds the
   matching command-line options and :func:`cluster_options_from_args` reads them back (None when
   none was given: run serially).
-- :func:`run_images` runs :func:`livecell_seg.predict.segment_file` (the per-image step of serial
+- :func:`run_images` runs :func:`livecell_seg.inference.predict.segment_file` (the per-image step of serial
   ``predict``) on the workers, so the files written are the same, bit for bit:
 
   * each worker process loads the model once and keeps it (one per process; reloaded only when
@@ -24,7 +24,7 @@ serial path never imports it.
 
 Another command adopts it in three lines::
 
-    from livecell_seg.distributed import add_cluster_arguments, cluster_options_from_args
+    from livecell_seg.inference.distributed import add_cluster_arguments, cluster_options_from_args
     add_cluster_arguments(parser)                       # in add_arguments(parser)
     cluster = cluster_options_from_args(args)           # in run(args): None without the options
     summary = predict_paths(inputs, out_dir, model_dir, ..., cluster=cluster)   # or run_images(...)
@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LivecellError
-from .progress import Progress, ProgressBar
+from ..errors import LivecellError
+from ..progress import Progress, ProgressBar
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LoadedModel
+    from ..model.folder import LoadedModel
     from .predict import ImageOutcome, PredictSettings, PredictSummary
 
 #: how users get the optional dependencies
@@ -346,7 +346,7 @@ def worker_model(
 ) -> LoadedModel:
     """The model for this worker process, loaded once and kept (reloaded when the weights change);
     ``backend="onnxruntime"``: an ONNX Runtime session with ``threads`` threads."""
-    from .model import MODEL_FILE, default_model_dir
+    from ..model.folder import MODEL_FILE, default_model_dir
     from .predict import load_model_for_predict
 
     folder = Path(model_dir) if model_dir is not None else default_model_dir()
@@ -381,7 +381,7 @@ def _done_in_this_run(targets: list[Path], since_ns: int) -> bool:
 def _count_cells(label_file: Path) -> int:
     import numpy as np
 
-    from .io import read_labels
+    from ..io import read_labels
 
     counts = np.bincount(read_labels(label_file).ravel().astype(np.int64))
     return int(np.count_nonzero(counts[1:]))
@@ -445,7 +445,7 @@ def remove_orphan_parts(targets: Iterable[Path]) -> int:
     ``targets``, called once every task of the run is over. Unlike ``io.sweep_stale_parts`` (run at
     the start: this host's dead processes only) it also removes those of workers on other hosts,
     but only for this run's own outputs. Returns how many."""
-    from .io import part_file_target
+    from ..io import part_file_target
 
     by_dir: dict[Path, set[str]] = {}
     for t in targets:
@@ -491,21 +491,21 @@ def run_images(
 
     ``model_dir`` (default: the bundled model), ``paths`` and ``out_dir`` must be reachable under
     the same names from every worker (a shared file system; relative paths are made absolute here).
-    ``settings`` (:class:`~livecell_seg.predict.PredictSettings`, with ``changes`` replacing single
+    ``settings`` (:class:`~livecell_seg.inference.predict.PredictSettings`, with ``changes`` replacing single
     fields, as in ``predict_paths``; its ``cluster`` is not read: ``cluster`` is):
     ``num_threads`` is torch (or onnxruntime, ``backend``) threads per worker (default 1: one worker
     per core); with ``backend="onnxruntime"`` the ONNX file is found or exported here, once, before
-    the workers start (:func:`livecell_seg.onnx_backend.onnx_session_for`). ``resume`` skips
+    the workers start (:func:`livecell_seg.inference.onnx_backend.onnx_session_for`). ``resume`` skips
     images whose outputs all exist. Failures are logged (``log.error``), one line each; ``command``
     names the progress bar and the Dask tasks.
     ``on_outcome(outcome, client)`` is called on the client after each image (progress hooks, tests).
-    ``stems``: the output names (:func:`~livecell_seg.predict.check_outputs`, which runs here when
+    ``stems``: the output names (:func:`~livecell_seg.inference.predict.check_outputs`, which runs here when
     they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
     refused before anything is written).
-    Returns the same :class:`~livecell_seg.predict.PredictSummary` as serial predict, plus images
+    Returns the same :class:`~livecell_seg.inference.predict.PredictSummary` as serial predict, plus images
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
-    from .model import read_model_config
+    from ..model.folder import read_model_config
     from .predict import (
         ImageOutcome,
         PredictSettings,
@@ -528,7 +528,7 @@ def run_images(
         read_model_config(folder)  # a one-line error here rather than on every worker
         model_dir = _absolute(folder)
     if opts.scale not in (None, 1.0) or opts.diameter is not None:  # fail before any work, as serially
-        from .model import LoadedModel, default_model_dir
+        from ..model.folder import LoadedModel, default_model_dir
         from .predict import resolve_scale
 
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
@@ -552,7 +552,7 @@ def run_images(
         summary.wall_s = 0.0
         return summary
     if opts.backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
-        from .model import default_model_dir
+        from ..model.folder import default_model_dir
         from .onnx_backend import onnx_session_for
 
         onnx_session_for(Path(model_dir) if model_dir is not None else default_model_dir(), num_threads=1)

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LivecellError
-from .heads import GRID_SIZES, get_head
+from ..errors import LivecellError
+from ..model.heads import GRID_SIZES, get_head
 from .postprocess import (
     FINISH_FIELDS,
     PostprocessParams,
@@ -42,7 +42,7 @@ ScoreFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[dict[in
 def default_grid(head: str, size: str = "small") -> dict[str, list]:
     """The named grid (``small`` or ``full``) for ``head``: parameter -> candidate values.
 
-    The grids live in the heads registry (:attr:`livecell_seg.heads.Head.grids`).
+    The grids live in the heads registry (:attr:`livecell_seg.model.heads.Head.grids`).
     """
     entry = get_head(head)
     if size not in GRID_SIZES:
@@ -54,7 +54,7 @@ def mask_ap_score(
     gt_list: Sequence[np.ndarray], pred_list: Sequence[np.ndarray], scores_list: Sequence[dict[int, float]]
 ) -> float:
     """COCO mask AP (LIVECell protocol, in percent) of predicted label images against ground truth."""
-    from .metrics import coco_mask_ap
+    from ..evaluation.metrics import coco_mask_ap
 
     res = coco_mask_ap(list(gt_list), list(pred_list), list(scores_list))
     if isinstance(res, dict):
@@ -197,15 +197,15 @@ def tune_model_dir(
 ) -> dict[str, Any]:
     """Tune a model folder's post-processing on a COCO validation set; write ``postprocess.json``.
 
-    Maps are computed once per image with :func:`livecell_seg.inference.predict_maps`. The written
+    Maps are computed once per image with :func:`livecell_seg.inference.tiling.predict_maps`. The written
     file holds the parameters (top level, readable by :meth:`PostprocessParams.from_dict`) and a
     ``tuning`` record: head, metric, score, default-parameter score, image count, grid, method,
     evaluations. Returns that dict. Progress (maps computed, best score so far) is logged.
     """
-    from .data.coco import annotations_to_labels, find_image, load_coco
-    from .inference import predict_maps
-    from .io import read_image, write_json_atomic
-    from .model import POSTPROCESS_FILE, load_model_dir
+    from ..data.coco import annotations_to_labels, find_image, load_coco
+    from ..io import read_image, write_json_atomic
+    from ..model.folder import POSTPROCESS_FILE, load_model_dir
+    from .tiling import predict_maps
 
     model_dir = Path(model_dir)
     loaded = load_model_dir(model_dir, device=device)

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LivecellError
-from .progress import Progress, progress_bar
+from ..errors import LivecellError
+from ..progress import Progress, progress_bar
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LoadedModel
+    from ..model.folder import LoadedModel
     from .postprocess import PostprocessParams
 
 
@@ -62,7 +62,7 @@ class PseudoLabel:
 
 def best_iou_per_cell(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For each label 1..max of ``a``: its best IoU with any cell of ``b`` (0 where none overlaps)."""
-    from .metrics import instance_overlap
+    from ..evaluation.metrics import instance_overlap
 
     out = np.zeros((int(a.max()) if a.size else 0) + 1)
     ov = instance_overlap(a, b)
@@ -145,7 +145,7 @@ def pseudo_label_paths(
     progress: Progress = True,
 ) -> PseudoLabelSummary:
     """Pseudo-label every image of ``inputs`` into ``OUT/labels`` and ``OUT/ignore`` (+ ``summary.json``)."""
-    from .io import list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
+    from ..io import list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
 
     out = Path(out_dir)
     paths = [p for p in list_images(inputs) if out.resolve() not in p.resolve().parents]
@@ -161,7 +161,7 @@ def pseudo_label_paths(
     summary = PseudoLabelSummary(out_dir=out)
     old = out / "summary.json"
     if resume and old.is_file():
-        from .io import read_json
+        from ..io import read_json
 
         summary.images.update(read_json(old).get("images", {}))
     for path in progress_bar(paths, progress, "pseudolabel"):

@@ -1,7 +1,7 @@
 """Network inference on whole images of any size: sliding-window tiles with Gaussian blending, TTA.
 
 :func:`predict_maps` turns a raw 2-D grey image into the model's ``(C, H, W)`` sigmoid
-probabilities (channel order of :data:`livecell_seg.heads.HEADS`):
+probabilities (channel order of :data:`livecell_seg.model.heads.HEADS`):
 
 - the image is normalized with :func:`livecell_seg.io.normalize_image`, exactly as in training;
 - an image whose area is at most ``max(tile area, whole_max_pixels)`` runs **whole** (one forward
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .io import normalize_image
+from ..io import normalize_image
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .model import LoadedModel
+    from ..model.folder import LoadedModel
 
 #: images up to this many pixels (after padding) run whole by default; larger ones are tiled.
 #: 1024 x 1024 keeps CPU activation memory of the default U-Net well under 2 GB.
@@ -63,7 +63,7 @@ def resolve_device(device: str | None, model: LoadedModel | None = None) -> str:
                 return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        from .errors import LivecellError
+        from ..errors import LivecellError
 
         raise LivecellError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
     return str(device)
@@ -267,7 +267,7 @@ def predict_maps_scaled(
     """:func:`predict_maps` of ``image`` zoomed by ``scale``, the maps resized back to the image's size.
 
     The image is normalized first (so the zoom does not change its intensity statistics), zoomed
-    with :func:`livecell_seg.scale.zoom_image` and the ``(C, h, w)`` maps linearly resized back.
+    with :func:`livecell_seg.inference.scale.zoom_image` and the ``(C, h, w)`` maps linearly resized back.
     """
     from .scale import zoom_image, zoom_maps
 

@@ -2,7 +2,7 @@
 
 - :func:`segment_image`: one image (array) -> :class:`SegmentationResult` (labels, maps, scores, timings).
 - :func:`segment_file`: one file -> its output files (:class:`ImageOutcome`); the per-image step that
-  serial :func:`predict_paths` and the Dask runner (:mod:`livecell_seg.distributed`) both run.
+  serial :func:`predict_paths` and the Dask runner (:mod:`livecell_seg.inference.distributed`) both run.
 - :func:`predict_paths`: files/folders -> ``OUT/<stem>.tif`` uint16 labels (+ maps, overlay PNG,
   measurements CSV, ImageJ ROI zip, QuPath GeoJSON on request), with a progress bar; unreadable files are named
   in one line and skipped, the rest processed. ``cluster=`` runs the same on Dask workers.
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputFileError, LivecellError
-from .progress import Progress, progress_bar
+from ..errors import InputFileError, LivecellError
+from ..progress import Progress, progress_bar
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..model.folder import LoadedModel
     from .distributed import ClusterOptions
-    from .model import LoadedModel
     from .postprocess import PostprocessParams
 
 
@@ -138,7 +138,7 @@ class PredictSettings(PredictOptions):
     ``params``: post-processing parameters (default: the model folder's ``postprocess.json``);
     ``device``/``backend`` (``"torch"`` or ``"onnxruntime"``, see :func:`load_model_for_predict`);
     ``num_threads``: CPU threads (default: all cores; per Dask worker: 1); ``resume``: skip images
-    whose outputs all exist; ``cluster`` (:class:`livecell_seg.distributed.ClusterOptions`): run the
+    whose outputs all exist; ``cluster`` (:class:`livecell_seg.inference.distributed.ClusterOptions`): run the
     images on Dask workers. Picklable: the Dask runner sends it to the workers.
     """
 
@@ -228,7 +228,7 @@ def segment_image(
     """Segment one raw 2-D grey image into cell instances.
 
     ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
-    ``predict_kwargs`` go to :func:`livecell_seg.inference.predict_maps` (tile, overlap, tta, device, ...).
+    ``predict_kwargs`` go to :func:`livecell_seg.inference.tiling.predict_maps` (tile, overlap, tta, device, ...).
     ``scale``: zoom the image by this factor for the network (maps and labels stay at the image's
     size); None (default): the model folder's ``predict_scale`` (``"auto"`` for the bundled model,
     else 1). ``"auto"`` segments at each zoom of :data:`AUTO_ZOOMS` (and :data:`AUTO_ZOOM_UP` when
@@ -240,9 +240,9 @@ def segment_image(
     time of one pass. ``diameter`` (pixels): the cells' typical diameter when known; sets the
     zoom without trying any.
     """
-    from .inference import predict_maps_scaled
     from .postprocess import instance_scores, instances_from_maps
     from .scale import estimate_diameter
+    from .tiling import predict_maps_scaled
 
     p = params if params is not None else model.params
     zoom = resolve_scale(model, scale, diameter)
@@ -250,7 +250,7 @@ def segment_image(
 
     def run(s: float) -> tuple[np.ndarray, np.ndarray]:
         nonlocal t_net, t_post
-        from .io import check_image_size
+        from ..io import check_image_size
         from .scale import scaled_shape
 
         # the zoomed image is held in memory too: it obeys the same size limit as a file
@@ -323,10 +323,10 @@ def load_model_for_predict(
     """Load ``model_dir`` (default: the bundled model) with a one-line error when it is missing.
 
     ``backend="onnxruntime"`` runs the network with ONNX Runtime on the CPU
-    (:mod:`livecell_seg.onnx_backend`, the ``[onnx]`` extra) with ``num_threads``.
+    (:mod:`livecell_seg.inference.onnx_backend`, the ``[onnx]`` extra) with ``num_threads``.
     """
-    from .inference import resolve_device
-    from .model import default_model_dir, load_model_dir
+    from ..model.folder import default_model_dir, load_model_dir
+    from .tiling import resolve_device
 
     check_backend(backend, device)
     if model_dir is None:
@@ -359,7 +359,7 @@ def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True)
     wrote ``x.tif`` for ``a/x.tif`` does not shift anything (``--resume`` stays right). ``save``
     records the names in that file.
     """
-    from .io import read_json, write_json_atomic
+    from ..io import read_json, write_json_atomic
 
     known: dict[str, str] = {}
     names_path = out / NAMES_FILE if out is not None else None
@@ -427,7 +427,7 @@ def check_outputs(paths: list[Path], out: Path, options: PredictOptions) -> list
 def open_outputs(paths: list[Path], out: Path) -> None:
     """The first writes of a run, once every check passed: create ``out``, delete the temporary
     files a killed earlier run left there and record the output names (``predict_names.json``)."""
-    from .io import sweep_stale_parts
+    from ..io import sweep_stale_parts
 
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_parts(out)
@@ -447,7 +447,7 @@ def segment_file(
     A file that cannot be read or segmented (also: out of memory) gives an outcome with a one-line
     ``error`` naming it (nothing is raised for it); the caller reports it and goes on.
     """
-    from .io import read_image, write_labels
+    from ..io import read_image, write_labels
     from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
     out = Path(out_dir)
@@ -517,12 +517,12 @@ def predict_paths(
     Writes ``<stem>.tif`` (uint16 instance labels) and, on request, ``maps/<stem>.npy``
     (``postprocess.save_maps``), ``overlays/<stem>.png``, ``measurements/<stem>.csv``,
     ``rois/<stem>.zip`` and ``<stem>.geojson`` beside the labels (QuPath detections,
-    :func:`livecell_seg.outputs.write_geojson`), each atomically. A file that cannot be read or
+    :func:`livecell_seg.inference.outputs.write_geojson`), each atomically. A file that cannot be read or
     segmented is logged in one line (``log.error``) and skipped. With ``settings.cluster`` the images
-    run on Dask workers instead (:func:`livecell_seg.distributed.run_images`: the same files under
+    run on Dask workers instead (:func:`livecell_seg.inference.distributed.run_images`: the same files under
     the same names); without it nothing imports Dask.
     """
-    from .io import list_images
+    from ..io import list_images
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -557,7 +557,7 @@ def predict_paths(
     summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
     if model is None:
         model = load_model_for_predict(model_dir, st.device, backend=st.backend, num_threads=st.num_threads)
-    from .inference import resolve_device
+    from .tiling import resolve_device
 
     dev = resolve_device(None, model)
     if dev == "cpu":

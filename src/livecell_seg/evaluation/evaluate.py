@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputFileError, LivecellError
+from ..progress import Progress, progress_bar
 from . import metrics as M
-from .errors import InputFileError, LivecellError
-from .progress import Progress, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _segmentation_rle(seg: Any, h: int, w: int) -> dict[str, Any] | None | str:
     """
     from pycocotools import mask as mask_utils
 
-    from .data.coco import checked_rle, polygon_parts
+    from ..data.coco import checked_rle, polygon_parts
 
     if isinstance(seg, dict):
         rle = checked_rle(seg, h, w)
@@ -145,7 +145,7 @@ def gt_coco_dict(ds: Any, image_ids: list[int]) -> tuple[dict[str, Any], int]:
     """
     from pycocotools import mask as mask_utils
 
-    from .data.coco import checked_rle, polygon_parts
+    from ..data.coco import checked_rle, polygon_parts
 
     d = ds.to_coco_dict(image_ids)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in d["images"]}
@@ -196,7 +196,7 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
 
     Detections of image ids that are not in the ground truth are an error (a wrong json pairing).
     """
-    from .io import read_json
+    from ..io import read_json
 
     p = Path(path)
     data = read_json(p)
@@ -307,8 +307,8 @@ class _Predictions:
         ``source``: ``results``, ``missing`` (no prediction file: empty), ``constant`` (labels, no
         maps) or ``maps`` (labels scored by the mean foreground probability of the saved maps).
         """
-        from .data.coco import annotations_to_labels
-        from .io import read_labels
+        from ..data.coco import annotations_to_labels
+        from ..io import read_labels
 
         im = self.ds.image_by_file(file_name)
         h, w = int(im["height"]), int(im["width"])
@@ -326,7 +326,7 @@ class _Predictions:
         mp = _maps_path(self.path, stem)
         if mp is None:
             return gt, lab, None, "constant"
-        from .postprocess import instance_scores, load_maps
+        from ..inference.postprocess import instance_scores, load_maps
 
         maps, _head = load_maps(mp)
         if maps.shape[1:] != (h, w):
@@ -391,7 +391,7 @@ def _match_images(
 
     Returns ``(per_image rows, COCO results, score sources seen, seconds spent matching)``.
     """
-    from .data.coco import cell_type_of
+    from ..data.coco import cell_type_of
 
     per_image: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -568,7 +568,7 @@ def evaluate(
     COCO AP (:func:`_coco_ap`), aggregation (:func:`_aggregate`), the paper comparison
     (:func:`paper_comparison`) and the precision-recall curves (:func:`_pr_curves`).
     """
-    from .data.coco import load_coco
+    from ..data.coco import load_coco
 
     t_start = time.perf_counter()
     warn_list: list[str] = []
@@ -627,7 +627,7 @@ def evaluate(
 
 def write_metrics_json(result: EvaluationResult, path: str | Path) -> None:
     """Write ``metrics.json`` atomically (NaN written as null)."""
-    from .io import write_json_atomic
+    from ..io import write_json_atomic
 
     write_json_atomic(path, result.metrics)
 
@@ -749,7 +749,7 @@ def error_overlay(
     missed ground-truth cells (FN, red) and false-positive predictions (yellow)."""
     from skimage.segmentation import find_boundaries
 
-    from .io import normalize_image
+    from ..io import normalize_image
 
     ov = M.instance_overlap(gt, pred)
     mg, mp, _ = M._optimal_pairs(ov, iou_threshold)
@@ -790,8 +790,8 @@ def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6
     """
     from matplotlib.figure import Figure
 
-    from .data.coco import find_image
-    from .io import atomic_path, read_image
+    from ..data.coco import find_image
+    from ..io import atomic_path, read_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Plots and the self-contained ``index.html`` of a time course (:mod:`livecell_seg.timecourse`).
+"""Plots and the self-contained ``index.html`` of a time course (:mod:`livecell_seg.timecourse.analysis`).
 
 matplotlib is imported inside the functions (``Figure`` objects, no pyplot state), so importing
 this module costs nothing.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .timecourse import Frame, TimecourseResult
+    from .analysis import Frame, TimecourseResult
 
 _WELL_RE = re.compile(r"^([A-Za-z]{1,2})(\d{1,2})$")
 #: at most this many wells get a frame strip in index.html
@@ -361,7 +361,7 @@ def frame_strip_png(
     title above each; ``items`` are ``(title, image, labels)``. Drawn with Pillow."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .outputs import overlay_image
+    from ..inference.outputs import overlay_image
 
     tiles = []
     for _title, image, labels in items:
@@ -395,8 +395,8 @@ def frame_strip_for(
 ) -> bytes | None:
     """:func:`frame_strip_png` of one well's frames (image read from disk, labels from the
     ``labels`` column of ``per_image``); None when none can be read."""
-    from .errors import LivecellError
-    from .io import read_image, read_labels
+    from ..errors import LivecellError
+    from ..io import read_image, read_labels
 
     rows = {r["file"]: r for r in per_image}
     items = []
@@ -438,7 +438,7 @@ def _num(v: Any, nd: int = 1) -> str:
 
 def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dict[str, bytes]) -> str:
     """The report page: settings, skipped files, growth table, plots, per-time table, frames."""
-    from .data.eda import _CSS, _img_tag, _table
+    from ..data.eda import _CSS, _img_tag, _table
 
     e = html.escape
     s = result.settings
@@ -558,7 +558,7 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
 
 def write_report(result: TimecourseResult) -> dict[str, Path]:
     """Write ``plots/*.png`` and ``index.html`` into ``result.out_dir``; returns ``{name: path}``."""
-    from .io import atomic_path
+    from ..io import atomic_path
 
     out = Path(result.out_dir)
     figures: dict[str, bytes] = {

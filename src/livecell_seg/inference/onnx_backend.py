@@ -1,6 +1,6 @@
 """``predict --backend onnxruntime``: the network run by ONNX Runtime on the CPU.
 
-:func:`load_onnx_model` returns a :class:`~livecell_seg.model.LoadedModel` whose ``net`` is an
+:func:`load_onnx_model` returns a :class:`~livecell_seg.model.folder.LoadedModel` whose ``net`` is an
 :class:`OnnxRuntimeNet`, so everything above the network (normalization, stride padding, tiles,
 TTA, the watershed, the outputs) is the same code as with PyTorch.
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import LivecellError
-from .export import FINGERPRINT_KEY, ONNX_FILE, _missing, export_onnx, model_fingerprint
-from .model import LoadedModel, load_model_dir, read_model_config, read_postprocess
+from ..errors import LivecellError
+from ..model.export import FINGERPRINT_KEY, ONNX_FILE, _missing, export_onnx, model_fingerprint
+from ..model.folder import LoadedModel, load_model_dir, read_model_config, read_postprocess
 
 log = logging.getLogger(__name__)
 

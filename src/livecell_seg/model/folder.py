@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputFileError, LivecellError
+from ..errors import InputFileError, LivecellError
+from ..settings import settings_from_dict
 from .heads import head_channels
-from .settings import settings_from_dict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -28,9 +28,9 @@ class ModelConfig:
 
     ``arch``: ``"unet"`` (ours: configurable ``depth`` and ``base_features``, channels double per
     level, bilinear upsampling) or ``"monai_basicunet"`` (MONAI's BasicUNet, depth 4, features
-    ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.heads`).
+    ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.model.heads`).
     ``cell_diameter``: the typical cell diameter (pixels) of the training data, measured by
-    ``train`` (:func:`livecell_seg.scale.training_diameter`); ``predict --scale auto`` rescales
+    ``train`` (:func:`livecell_seg.inference.scale.training_diameter`); ``predict --scale auto`` rescales
     images so their cells come to this size. ``predict_scale``: the zoom ``predict`` uses when
     none is given (a number, or ``"auto"``, which needs ``cell_diameter``). Neither is part of the
     architecture.
@@ -114,7 +114,7 @@ def build_model(cfg: ModelConfig):  # noqa: ANN201 - returns torch.nn.Module
 
 
 def unet_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    """Keyword arguments of :class:`livecell_seg.unet.UNet` for ``cfg`` (``arch: unet``)."""
+    """Keyword arguments of :class:`livecell_seg.model.unet.UNet` for ``cfg`` (``arch: unet``)."""
     return {
         "in_channels": int(cfg.in_channels),
         "out_channels": int(cfg.out_channels),
@@ -132,7 +132,7 @@ def _torch_unet(cfg: ModelConfig):  # noqa: ANN202
 
 
 class _LazyUNet:
-    """``UNet(cfg)`` builds our U-Net (:class:`livecell_seg.unet.UNet`); torch is imported only
+    """``UNet(cfg)`` builds our U-Net (:class:`livecell_seg.model.unet.UNet`); torch is imported only
     when it is first used."""
 
     def __call__(self, cfg: ModelConfig):  # noqa: ANN204
@@ -148,7 +148,7 @@ class LoadedModel:
     network, its architecture (:attr:`stride`) and its typed post-processing (:attr:`params`).
 
     It also holds the copy of its network prepared for inference
-    (:func:`livecell_seg.inference.inference_net`), one at a time.
+    (:func:`livecell_seg.inference.tiling.inference_net`), one at a time.
     """
 
     net: Any
@@ -156,7 +156,7 @@ class LoadedModel:
     config: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] | None = None
     path: Path | None = None
-    #: (key, network) of :func:`livecell_seg.inference.inference_net`'s prepared copy of ``net``
+    #: (key, network) of :func:`livecell_seg.inference.tiling.inference_net`'s prepared copy of ``net``
     _prepared: tuple[tuple[Any, ...], Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -189,7 +189,7 @@ def save_model_dir(
     """
     import torch
 
-    from .io import atomic_path, write_json_atomic
+    from ..io import atomic_path, write_json_atomic
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def save_model_dir(
 
 def default_model_dir() -> Path:
     """The model bundled with the package (used when no ``--model`` is given)."""
-    return Path(__file__).parent / "models" / "default"
+    return Path(__file__).resolve().parent.parent / "models" / "default"
 
 
 def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
@@ -214,7 +214,7 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         raise InputFileError(Path(path), f"not a model folder (no {CONFIG_FILE})")
-    from .io import read_json
+    from ..io import read_json
 
     try:
         config = read_json(p)
@@ -230,8 +230,8 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
 
 def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     """Read ``postprocess.json`` of a model folder (checked), or None when it has none."""
-    from .io import read_json
-    from .postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
+    from ..io import read_json
 
     p = Path(path) / POSTPROCESS_FILE
     if not p.is_file():
@@ -247,7 +247,7 @@ def typed_params(postprocess: dict[str, Any] | None, path: str | Path | None = N
     The one rule for it (defaults when absent; a one-line :class:`InputFileError` naming
     ``path/postprocess.json`` when invalid), used by :attr:`LoadedModel.params` and :func:`read_params`.
     """
-    from .postprocess import PostprocessParams
+    from ..inference.postprocess import PostprocessParams
 
     where = Path(path) / POSTPROCESS_FILE if path is not None else POSTPROCESS_FILE
     return PostprocessParams.checked(postprocess or {}, where)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path, normalize_image
+from ..io import atomic_path, normalize_image
 
 #: measurement columns, in CSV order (``score`` is appended when scores are given)
 MEASUREMENT_COLUMNS = (

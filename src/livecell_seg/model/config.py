@@ -2,7 +2,7 @@
 
 Pure Python (+ PyYAML); no torch. ``livecell-seg train --config cfg.yaml --set optim.lr=1e-3``
 builds a :class:`TrainConfig`; the run folder's ``config.json`` is :func:`config_to_dict` of it,
-whose ``model`` entry is the :class:`~livecell_seg.model.ModelConfig` a model folder needs.
+whose ``model`` entry is the :class:`~livecell_seg.model.folder.ModelConfig` a model folder needs.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError, LivecellError
+from ..errors import InputFileError, LivecellError
+from ..settings import settings_from_dict
+from .folder import ModelConfig
 from .heads import HEADS
-from .model import ModelConfig
-from .settings import settings_from_dict
 
 #: how completely a source's images are annotated (see SourceConfig.annotation)
 ANNOTATION_POLICIES = ("full", "partial")

@@ -27,13 +27,13 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from ..data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
+from ..errors import InputFileError, LivecellError
+from ..io import read_json, write_json_atomic
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
-from .errors import InputFileError, LivecellError
+from .folder import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
 from .heads import head_channels
-from .io import read_json, write_json_atomic
 from .losses import SegLoss
-from .model import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class SegModule(pl.LightningModule):
         return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Validation loss, and each image segmented by :func:`livecell_seg.predict.segment_image`
+        """Validation loss, and each image segmented by :func:`livecell_seg.inference.predict.segment_image`
         (what ``predict`` runs) scored against its ground truth (mSA, SA50).
 
         The segmentation runs at zoom 1 (the network at native scale, not the model's
@@ -99,12 +99,12 @@ class SegModule(pl.LightningModule):
         autocast of its own (``precision="fp32"``; Lightning's mixed-precision context, when one is
         set, applies as it does to the loss). The images are already normalized by the dataset,
         with the same :func:`~livecell_seg.io.normalize_image` ``predict`` applies. The network
-        runs on a prepared copy (:func:`~livecell_seg.inference.inference_net`): the training
+        runs on a prepared copy (:func:`~livecell_seg.inference.tiling.inference_net`): the training
         network itself is neither switched to eval mode nor modified.
         """
-        from .metrics import segmentation_accuracies
-        from .postprocess import PostprocessParams
-        from .predict import segment_image
+        from ..evaluation.metrics import segmentation_accuracies
+        from ..inference.postprocess import PostprocessParams
+        from ..inference.predict import segment_image
 
         logits = self._full_forward(batch["image"]).float()
         loss, _ = self.loss_fn(logits, batch["target"])
@@ -264,7 +264,7 @@ def export_checkpoint(
     ckpt: str | Path, run_dir: Path, config: dict[str, Any], summary: dict[str, Any]
 ) -> Path:
     """Write the checkpoint's network as ``run_dir/model.pt`` and as a model folder ``run_dir/model``."""
-    from .model import ModelConfig
+    from .folder import ModelConfig
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     net = build_model(ModelConfig.from_dict(config["model"]))
@@ -302,7 +302,7 @@ def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
 
 def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
     """Load ``cfg.init_from`` (a model folder) into ``net``; its architecture must match ``cfg.model``."""
-    from .model import read_model_config
+    from .folder import read_model_config
 
     src = Path(str(cfg.init_from))
     _, mcfg = read_model_config(src)  # InputFileError when it is not a model folder
@@ -324,8 +324,8 @@ def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
 def measure_cell_diameter(cfg: TrainConfig, refs: list[SampleRef]) -> float | None:
     """Typical cell diameter (pixels) of the training data: the median of per-image median
     diameters, each image weighted by how often training draws it (``scale.training_diameter``)."""
-    from .data.dataset import load_sample
-    from .scale import image_diameter, training_diameter
+    from ..data.dataset import load_sample
+    from ..inference.scale import image_diameter, training_diameter
 
     probs = sampling_probabilities(refs, [s.weight for s in cfg.data.train], cfg.data.balance)
     diameters = [image_diameter(load_sample(r)[1]) for r in refs]

@@ -1,6 +1,6 @@
 """Our U-Net as a self-contained PyTorch module: this file imports nothing but torch.
 
-It is the network that :func:`livecell_seg.model.build_model` builds for ``arch: unet``, and it is
+It is the network that :func:`livecell_seg.model.folder.build_model` builds for ``arch: unet``, and it is
 also the *architecture source* of the BioImage Model Zoo package written by
 ``livecell-seg export --format bioimageio``: the file is copied into the package unchanged and
 bioimage.io tools build the network from it (``UNet(**kwargs)``) before loading the state dict.

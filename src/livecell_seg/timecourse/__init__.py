@@ -1,0 +1,1 @@
+"""Time lapses: per-well confluence, counts and growth fits, and their HTML report."""
