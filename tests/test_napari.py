@@ -183,6 +183,38 @@ def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewe
     assert np.array_equal(cells.data, expected.labels) and widget.network_runs == runs + 1
 
 
+def test_widget_zoom_defaults_to_the_models_and_is_part_of_the_maps_cache(qtbot, viewer_and_widget):
+    """The zoom offered first is the model folder's ``predict_scale`` (``auto`` for the bundled
+    model, as ``predict`` and the app use); another zoom runs the network again and gives
+    ``network_maps`` at that zoom; going back uses the cached maps."""
+    from livecell_seg.app import logic
+    from livecell_seg.inference.postprocess import instances_from_maps
+    from livecell_seg.inference.predict import load_model_for_predict
+
+    viewer, widget = viewer_and_widget
+    assert widget.zoom.value == "auto (cell size)"  # the bundled model's predict_scale
+    image = _sample_data.load_sample("bt474_b3")[0][0][:192, :256]
+    viewer.add_image(image, name="b")
+    widget.run()
+    _wait(qtbot, widget)
+    auto_labels = viewer.layers["b cells"].data.copy()
+    runs = widget.network_runs
+    widget.zoom.value = "0.5"
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.network_runs == runs + 1 and widget.status.value.endswith("(zoom 0.50)")
+    model = load_model_for_predict(None, "cpu")
+    maps, _, zoom = logic.network_maps(model, image, scale=0.5)
+    assert zoom == 0.5
+    expected = instances_from_maps(maps, "fg+dist", widget.params())
+    assert np.array_equal(viewer.layers["b cells"].data, expected)
+    widget.zoom.value = "auto (cell size)"
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.network_runs == runs + 1  # cached
+    assert np.array_equal(viewer.layers["b cells"].data, auto_labels)
+
+
 def test_widget_stacks_rgb_and_bad_input(qtbot, viewer_and_widget, tmp_path):
     viewer, widget = viewer_and_widget
     assert widget.run() is None and "No Image layer" in widget.status.value

@@ -1,7 +1,7 @@
 """The web app's page logic as plain functions (no Streamlit here), so it is testable on its own.
 
 The page script (``streamlit_app.py``) only lays out widgets and caches: it decodes an image with
-:func:`decode_image`, runs the network once per image and model with :func:`compute_maps`, and
+:func:`decode_image`, runs the network once per image, model, TTA and zoom with :func:`network_maps`, and
 re-runs only :func:`segment` (the watershed) when a post-processing slider moves.
 """
 
@@ -274,12 +274,6 @@ def network_maps(
         zoom = float(scale)
         maps = predict_maps_scaled(model, image, zoom, tta=tta)
     return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
-
-
-def compute_maps(model: LoadedModel, image: np.ndarray, tta: bool | str = False) -> tuple[np.ndarray, float]:
-    """Run the network on ``image`` at its own size: ``((C, H, W) float32 maps, seconds)``."""
-    maps, seconds, _ = network_maps(model, image, tta)
-    return maps, seconds
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 It segments the chosen Image layer (by default the one selected in the layer list) with the bundled
 model or a model folder and adds a Labels layer ``<image> cells`` (plus the probability maps on
 request). The network runs in a worker thread (``napari.qt.threading.thread_worker``) with a
-progress bar, so the viewer stays responsive; its maps are cached per (image content, model, TTA),
-so changing a post-processing field re-runs only the watershed. A 2-D image is one plane; a stack
+progress bar, so the viewer stays responsive; its maps are cached per (image content, model, TTA,
+zoom), so changing a post-processing field re-runs only the watershed. A 2-D image is one plane; a stack
 (time, z: any leading axes) is segmented plane by plane; RGB is converted to grey.
 
-The work itself is :mod:`livecell_seg.app.logic` (the web app's functions): ``compute_maps``
-(network), ``segment`` (watershed), ``param_specs`` (which parameters a head uses).
+The zoom is the model's default (what ``predict`` uses: ``auto`` for the bundled model) unless
+chosen otherwise. The work itself is :mod:`livecell_seg.app.logic` (the web app's functions):
+``network_maps`` (network at a zoom), ``segment`` (watershed), ``param_specs`` (which parameters a head uses).
 """
 
 from __future__ import annotations
@@ -79,14 +80,19 @@ def data_key(planes: np.ndarray) -> str:
     return f"{planes.shape}|{planes.dtype}|{h.hexdigest()[:16]}"
 
 
-def compute_stack_maps(model: LoadedModel, planes: np.ndarray, tta: bool | str = False):  # noqa: ANN201
-    """Generator: yields after each plane's network run, returns ``(N, C, H, W)`` float32 maps."""
-    out = []
+def compute_stack_maps(
+    model: LoadedModel, planes: np.ndarray, tta: bool | str = False, scale: float | str = 1.0
+):  # noqa: ANN201
+    """Generator: yields after each plane's network run, returns ``((N, C, H, W) float32 maps,
+    [zoom per plane])``; ``scale`` as in :func:`livecell_seg.app.logic.network_maps` (``"auto"``:
+    the zoom ``predict`` picks, per plane)."""
+    out, zooms = [], []
     for p in planes:
-        maps, _seconds = logic.compute_maps(model, p, tta)
+        maps, _seconds, zoom = logic.network_maps(model, p, tta, scale)
         out.append(maps)
+        zooms.append(zoom)
         yield len(out)
-    return np.stack(out)
+    return np.stack(out), zooms
 
 
 def segment_stack(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarray:
@@ -101,7 +107,7 @@ class SegmentWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._models: dict[str, LoadedModel] = {}
-        self._maps_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+        self._maps_cache: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[float]]] = OrderedDict()
         self._worker: Any = None
         self._pending_watershed = False
         #: what the shown Labels layer was made from: image layer, maps key, lead shape
@@ -118,6 +124,8 @@ class SegmentWidget(Container):
         self.model_dir = FileEdit(label="Model folder", mode="d", visible=False)
         self.model_info = Label(value="")
         self.tta = ComboBox(label="Test-time augm.", choices=list(logic.TTA_CHOICES), value="none")
+        #: the zoom the network sees the image at; the model's default (``predict``'s) first
+        self.zoom = ComboBox(label="Zoom", choices=list(logic.ZOOM_CHOICES), value="1 (as is)")
         self.show_maps = CheckBox(text="Add probability maps", value=False)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
@@ -131,6 +139,7 @@ class SegmentWidget(Container):
                 self.model_dir,
                 self.model_info,
                 self.tta,
+                self.zoom,
                 self.show_maps,
                 self.run_button,
                 self.progress,
@@ -206,6 +215,11 @@ class SegmentWidget(Container):
             mcfg.head,
             base,
         )
+        from ..model.folder import LoadedModel
+
+        zooms = logic.zoom_choices(LoadedModel(net=None, model_config=mcfg, path=d))
+        self.zoom.choices = zooms
+        self.zoom.value = zooms[0]  # what `predict` uses for this model by default
         who = "bundled model" if folder is None else d.name
         tuned = "tuned post-processing" if read_postprocess(d) else "default post-processing"
         self.model_info.value = f"{who}: {mcfg.arch}, head {mcfg.head}, {tuned}"
@@ -304,30 +318,30 @@ class SegmentWidget(Container):
         except LivecellError as e:
             self._set_status(str(e))
             return None
-        tta = str(self.tta.value)
-        maps_key = (data_key(planes), self._model_key, tta)
+        tta, zoom = str(self.tta.value), str(self.zoom.value)
+        maps_key = (data_key(planes), self._model_key, tta, zoom)
         cached = self._maps_cache.get(maps_key)
         head, n = self._head, len(planes)
         get_model = self._get_model
 
         def job():  # noqa: ANN202 - generator: yields (done, total, message), returns (maps, labels)
             total = (0 if cached is not None else n + 1) + 1
-            maps = cached
+            maps, zooms = cached if cached is not None else (None, None)
             if maps is None:
                 yield 0, total, "loading the model…"
                 model = get_model()
-                gen = compute_stack_maps(model, planes, logic.TTA_CHOICES[tta])
+                gen = compute_stack_maps(model, planes, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom])
                 while True:
                     try:
                         done = next(gen)
                     except StopIteration as stop:
-                        maps = stop.value
+                        maps, zooms = stop.value
                         break
                     self.network_runs += 1
                     yield done, total, f"network: plane {done}/{n}" if n > 1 else "network done"
             yield total - 1, total, "watershed…"
             labels = segment_stack(maps, head, params)
-            return maps, labels
+            return maps, zooms, labels
 
         worker = thread_worker(job, start_thread=False)()
         worker.yielded.connect(self._on_progress)
@@ -346,9 +360,9 @@ class SegmentWidget(Container):
         self.progress.value = done
         self._set_status(message)
 
-    def _on_done(self, layer: Any, maps_key: tuple[str, str, str], lead: tuple[int, ...], res: Any) -> None:
-        maps, labels = res
-        self._maps_cache[maps_key] = maps
+    def _on_done(self, layer: Any, maps_key: tuple[str, ...], lead: tuple[int, ...], res: Any) -> None:
+        maps, zooms, labels = res
+        self._maps_cache[maps_key] = (maps, zooms)
         self._maps_cache.move_to_end(maps_key, last=False)
         while len(self._maps_cache) > MAPS_CACHE_SIZE:
             self._maps_cache.popitem(last=True)
@@ -360,7 +374,9 @@ class SegmentWidget(Container):
         cells = int(sum(len(np.unique(p[p > 0])) for p in labels))
         self.progress.value = self.progress.max
         where = f" in {len(labels)} planes" if len(labels) > 1 else ""
-        self._set_status(f"{cells} cells{where}")
+        lo, hi = min(zooms), max(zooms)
+        at = "" if lo == hi == 1.0 else f" (zoom {lo:.2f})" if lo == hi else f" (zoom {lo:.2f}-{hi:.2f})"
+        self._set_status(f"{cells} cells{where}{at}")
 
     @staticmethod
     def _layer_kwargs(layer: Any, ndim: int) -> dict[str, Any]:
