@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     sample = args.sample or samples[0]
     if sample not in samples:
         sys.exit(f"make_screenshot: unknown sample {sample!r}; choose one of {', '.join(samples)}")
-    proc, url = start_server(0, model_dir, quiet=True)
+    # no --model: the page's own default ("Bundled default"), as a user starting `livecell-seg app` sees it
+    proc, url = start_server(0, args.model, quiet=True)
     try:
         if not wait_healthy(url, timeout=120, proc=proc):
             sys.exit("make_screenshot: the app did not start")
