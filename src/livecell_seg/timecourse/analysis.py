@@ -759,7 +759,7 @@ def run_timecourse(
     from ..inference.predict import PredictSettings
     from ..io import list_images, write_json_atomic
 
-    settings = (settings or PredictSettings()).replace(**changes)
+    predict_settings = (settings or PredictSettings()).replace(**changes)
     t0 = time.perf_counter()
     out = Path(out_dir)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -787,7 +787,7 @@ def run_timecourse(
             [f.path for f in frames],
             out / "segmentation",
             model_dir,
-            settings,
+            predict_settings,
             model=model,
             progress=progress,
         )
@@ -803,7 +803,7 @@ def run_timecourse(
     growth = fit_wells(per_well_time, min_r2=min_r2, fit_range=fit_range)
     t_fit = time.perf_counter()
 
-    settings = {
+    run_settings = {
         "inputs": [str(p) for p in items],
         "pattern": pattern,
         "labels_dir": str(labels_dir) if labels_dir is not None else None,
@@ -814,7 +814,7 @@ def run_timecourse(
             "fit_range_h": list(fit_range) if fit_range is not None else None,
             "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
         },
-        "predict": _jsonable_settings(settings) if labels_dir is None else None,
+        "predict": _jsonable_settings(predict_settings) if labels_dir is None else None,
     }
     measured = {r["file"] for r in rows}
     frames_used = [f for f in frames if str(f.path) in measured]
@@ -825,7 +825,7 @@ def run_timecourse(
         per_well_time=per_well_time,
         growth=growth,
         skipped=skipped,
-        settings=settings,
+        settings=run_settings,
         timings={},
         segmentation=seg,
     )
@@ -855,7 +855,7 @@ def run_timecourse(
     write_json_atomic(
         res.files["json"],
         {
-            "settings": settings,
+            "settings": run_settings,
             "n_inputs": len(paths),
             "n_measured": len(rows),
             "skipped": [{"file": str(p), "reason": m} for p, m in skipped],
