@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench mutants clean
+.PHONY: venv demo test lint format bench mutants clean gpu-pack train-gpu
 
 venv: $(STAMP)
 
@@ -21,16 +21,16 @@ demo: $(STAMP)
 	$(BIN)/livecell-seg demo --out demo_output
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
@@ -42,6 +42,17 @@ mutants: $(STAMP)
 	$(BIN)/python -m pip install -q mutmut==3.8.1
 	nice -n 10 $(BIN)/python benchmarks/mutation_score.py run --sample $(SAMPLE)
 	$(BIN)/python benchmarks/mutation_score.py report --survivors
+
+# The GPU recipe of the bundled model (issue 23). Here: build the data pack (needs ../shared);
+# on a machine with one CUDA GPU and PyTorch + Lightning (no venv: its torch is the CPU wheel):
+# train inside MINUTES of wall time -> runs/gpu/model. See README, "Train on a GPU".
+gpu-pack: $(STAMP)
+	$(BIN)/python scripts/build_gpu_pack.py
+
+GPU_PYTHON ?= python3
+MINUTES ?= 9
+train-gpu:
+	$(GPU_PYTHON) scripts/train_gpu.py --minutes $(MINUTES)
 
 clean:
 	rm -rf demo_output .pytest_cache mutants

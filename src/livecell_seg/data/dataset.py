@@ -334,7 +334,9 @@ def random_window(
 
     y0, x0 = start(H) - m, start(W) - m
     size = inner + 2 * m
-    win_img = extract_window(img, y0, x0, size, size, float(np.median(img)))
+    inside = y0 >= 0 and x0 >= 0 and y0 + size <= H and x0 + size <= W
+    fill = 0.0 if inside else float(np.median(img))  # the median (a full sort) only when padding
+    win_img = extract_window(img, y0, x0, size, size, fill)
     win_lab = extract_window(labels, y0, x0, size, size, 0)
     out = crop + 2 * margin
     if mask is None:
