@@ -79,8 +79,9 @@ def oracle_maps(labels: np.ndarray) -> np.ndarray:
 
 def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch):
     """An 'over-splitting network': at zoom s it sees cells of diameter s*40; above 30 px it cuts
-    each cell in two. auto must find the zoom that brings cells to the training 20 px and then
-    return whole cells."""
+    each cell in two. auto runs zoom 1, measures the halves (about 28 px, far above the model's
+    20), and runs once more at the zoom that brings them to 20 px, where the cells come out whole:
+    two passes, not a scan."""
     from livecell_seg.inference import predict
     from livecell_seg.inference import tiling as inference
 
@@ -98,10 +99,10 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
 
     monkeypatch.setattr(inference, "predict_maps_scaled", fake)
     res = predict.segment_image(_Model(20.0), np.zeros_like(truth, np.float32), scale="auto")
-    assert calls[0] == 1.0 and len(calls) >= 2
-    assert res.scale == pytest.approx(0.5, rel=0.12)
+    assert len(calls) == 2 and calls[0] == 1.0
+    assert res.scale == calls[1] == pytest.approx(20 / res.diameter)
+    assert 0.6 < res.scale < 0.8  # the halves measure about 28 px
     assert res.n_cells == int(truth.max())  # whole cells at the chosen zoom
-    assert res.diameter is not None
     # a fixed scale runs once; diameter= sets the zoom without a first pass
     calls.clear()
     res = predict.segment_image(_Model(20.0), np.zeros_like(truth, np.float32), diameter=40.0)
@@ -109,6 +110,39 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
     calls.clear()
     predict.segment_image(_Model(20.0), np.zeros_like(truth, np.float32), scale=0.7)
     assert calls == [0.7]
+
+
+def test_auto_keeps_dense_small_cells_at_zoom_one_or_zooms_in(monkeypatch):
+    """Dense small cells are never zoomed *out* (that merges them): cells near the model's size keep
+    the single pass at zoom 1; cells much smaller get one pass zoomed in (at most AUTO_LIMITS[1])."""
+    from livecell_seg.inference import predict
+    from livecell_seg.inference import tiling as inference
+
+    truth = disk_labels(200, 200, 8, 20)  # diameter 16, touching neighbours 20 px apart
+    calls = []
+    monkeypatch.setattr(
+        inference, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
+    )
+    res = predict.segment_image(_Model(18.0), np.zeros_like(truth, np.float32), scale="auto")
+    assert calls == [1.0] and res.scale == 1.0 and res.n_cells == int(truth.max())
+    calls.clear()
+    res = predict.segment_image(_Model(40.0), np.zeros_like(truth, np.float32), scale="auto")
+    assert calls == [1.0, predict.AUTO_LIMITS[1]] and res.scale == predict.AUTO_LIMITS[1]
+
+
+def test_auto_zoom_for_tolerances_and_limits():
+    from livecell_seg.inference.predict import AUTO_LIMITS, AUTO_TOLERANCE, auto_zoom_for
+
+    assert auto_zoom_for(None, 20.0) == 1.0
+    assert auto_zoom_for(float("nan"), 20.0) == 1.0
+    assert auto_zoom_for(0.0, 20.0) == 1.0
+    assert auto_zoom_for(20.0, 20.0) == 1.0
+    assert auto_zoom_for(20.0 * AUTO_TOLERANCE * 0.99, 20.0) == 1.0  # a little large: one pass
+    assert auto_zoom_for(20.0 * AUTO_TOLERANCE * 1.01, 20.0) == pytest.approx(1 / (AUTO_TOLERANCE * 1.01))
+    assert auto_zoom_for(20.0 / AUTO_TOLERANCE * 1.01, 20.0) == 1.0  # a little small: one pass
+    assert auto_zoom_for(20.0 / AUTO_TOLERANCE / 1.01, 20.0) == pytest.approx(AUTO_TOLERANCE * 1.01)
+    assert auto_zoom_for(400.0, 20.0) == AUTO_LIMITS[0]
+    assert auto_zoom_for(2.0, 20.0) == AUTO_LIMITS[1]
 
 
 def test_resolve_scale_errors():
@@ -185,7 +219,9 @@ def test_default_zoom_is_the_model_folders_predict_scale(monkeypatch):
         inference, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
     )
     predict.segment_image(auto, np.zeros_like(truth, np.float32))
-    assert len(calls) >= 3 and {1.0, 0.7, 0.5} <= set(calls)  # cells 2x the training size: scan
+    assert calls[0] == 1.0 and calls[1:] == [
+        pytest.approx(0.5, rel=0.02)
+    ]  # cells 2x the model's size: one more pass
     auto.model_config.cell_diameter = 21.0
     assert predict.segment_image(auto, np.zeros_like(truth, np.float32)).scale == 1.0  # as is
     no_size = _Model(None)

@@ -183,8 +183,9 @@ with st.sidebar:
         zooms,
         index=zooms.index("auto (cell size)") if "auto (cell size)" in zooms else 0,
         key="zoom",
-        help="auto: segment at zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells "
-        "look the size the model was trained on (predict --scale auto). Labels keep the image's size.",
+        help="auto: segment at zoom 1 and, when the cells found are far from the size the model "
+        "segments best, once more at the zoom that brings them there (predict --scale auto). "
+        "Labels keep the image's size.",
     )
     st.caption(logic.describe_model(model))
     st.header("Post-processing")

@@ -36,15 +36,15 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="S|auto",
         help="zoom images by S for the network (labels keep the image's size); 'auto': segment at "
-        "zooms 1, 0.7, 0.5 (1.4 for small cells) and keep the one whose cells look the model's "
-        "training cell size; default: the model folder's predict_scale (auto for the bundled "
-        "model, 1 for models that record none)",
+        "zoom 1 and, when the cells found are far from the model's cell diameter, once more at the "
+        "zoom that brings them there (1-1.5 passes on LIVECell); default: the model folder's "
+        "predict_scale (auto for the bundled model, 1 for models that record none)",
     )
     parser.add_argument(
         "--diameter",
         type=float,
         metavar="PX",
-        help="typical cell diameter in pixels, if known: zoom so cells match the model's training size",
+        help="typical cell diameter in pixels, if known: zoom so cells match the model's cell diameter",
     )
     parser.add_argument(
         "--tile",

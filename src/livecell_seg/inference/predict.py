@@ -173,9 +173,13 @@ class ImageOutcome:
     scale: float | None = None
 
 
-#: ``scale="auto"``: zooms always tried, and the zoom tried too when cells at 1x look small
-AUTO_ZOOMS = (1.0, 0.7, 0.5)
-AUTO_ZOOM_UP = 1.4
+#: ``scale="auto"``: a second pass only when the median diameter of the cells found at 1x is more
+#: than this factor away from the model's cell diameter. Wide enough that dense small cells a
+#: little larger than the model's size (BT474 in LIVECell, 23-25 px) keep zoom 1: zooming out
+#: merges them, and zooming out a little gains little on large cells
+AUTO_TOLERANCE = 1.25
+#: ``scale="auto"``: the zoom range of the second pass
+AUTO_LIMITS = (0.25, 1.5)
 
 
 def model_cell_diameter(model: LoadedModel) -> float:
@@ -216,6 +220,31 @@ def resolve_scale(
     return s
 
 
+def auto_zoom_for(diameter: float | None, target: float) -> float:
+    """The zoom ``--scale auto`` runs its second pass at, given the median diameter (pixels) of the
+    cells found at zoom 1: ``target / diameter`` clipped to :data:`AUTO_LIMITS`, or 1 (no second
+    pass) when that is within a factor :data:`AUTO_TOLERANCE` of 1, or when no size could be measured."""
+    if diameter is None or not (math.isfinite(diameter) and diameter > 0):
+        return 1.0
+    z = target / diameter
+    if 1 / AUTO_TOLERANCE < z < AUTO_TOLERANCE:
+        return 1.0
+    return float(min(max(z, AUTO_LIMITS[0]), AUTO_LIMITS[1]))
+
+
+def _auto_zoom(model: LoadedModel, run: Any) -> tuple[float, np.ndarray, np.ndarray, float | None]:
+    """``scale="auto"``: one pass at zoom 1, then one at :func:`auto_zoom_for` when the cells found
+    are far from the model's cell diameter; (zoom, maps, labels, diameter measured at 1x)."""
+    from .scale import estimate_diameter
+
+    maps, labels = run(1.0)
+    measured = estimate_diameter(labels)
+    z = auto_zoom_for(measured, model_cell_diameter(model))
+    if z != 1.0:
+        maps, labels = run(z)
+    return z, maps, labels, measured
+
+
 def segment_image(
     model: LoadedModel,
     image: np.ndarray,
@@ -230,18 +259,14 @@ def segment_image(
     ``params`` defaults to the model folder's ``postprocess.json`` (else ``PostprocessParams()``);
     ``predict_kwargs`` go to :func:`livecell_seg.inference.tiling.predict_maps` (tile, overlap, tta, device, ...).
     ``scale``: zoom the image by this factor for the network (maps and labels stay at the image's
-    size); None (default): the model folder's ``predict_scale`` (``"auto"`` for the bundled model,
-    else 1). ``"auto"`` segments at each zoom of :data:`AUTO_ZOOMS` (and :data:`AUTO_ZOOM_UP` when
-    the cells found at 1x are small) and keeps the zoom at which the cells found *look* the size
-    the model was trained on (zoom x median diameter closest to the training diameter, ties to
-    the zoom nearest 1). Checking each zoom's own result, rather than extrapolating from one pass,
-    is robust to a network that over-splits large cells: their fragments look small at 1x, but
-    at the right zoom whole cells of the training size are found. Costs about 2.7x the network
-    time of one pass. ``diameter`` (pixels): the cells' typical diameter when known; sets the
-    zoom without trying any.
+    size); None (default): the model folder's ``predict_scale`` (1 unless it records one).
+    ``"auto"`` segments at zoom 1, measures the median diameter of the cells found, and when it is
+    far from the model's ``cell_diameter`` (the size the network segments best) runs one more
+    pass at the zoom that brings them there (:func:`auto_zoom_for`): 1 network pass for most
+    images, 1 + zoom² when the cells are much larger or smaller. ``diameter`` (pixels): the cells'
+    typical diameter when known; sets the zoom without trying any.
     """
     from .postprocess import instance_scores, instances_from_maps
-    from .scale import estimate_diameter
     from .tiling import predict_maps_scaled
 
     p = params if params is not None else model.params
@@ -265,23 +290,7 @@ def segment_image(
 
     measured: float | None = None
     if zoom == "auto":
-        target = model_cell_diameter(model)
-        views: dict[float, tuple[np.ndarray, np.ndarray, float | None]] = {}
-
-        def view(z: float) -> float:
-            if z not in views:
-                m, lab = run(z)
-                views[z] = (m, lab, estimate_diameter(lab))
-            d = views[z][2]
-            return float("inf") if d is None else abs(math.log(z * d / target))
-
-        errs = {z: view(z) for z in AUTO_ZOOMS}
-        if views[1.0][2] is not None and views[1.0][2] < target / AUTO_ZOOM_UP:
-            errs[AUTO_ZOOM_UP] = view(AUTO_ZOOM_UP)
-        s = min(errs, key=lambda z: (errs[z], abs(math.log(z))))
-        if math.isinf(errs[s]):
-            s = 1.0
-        maps, labels, measured = views[s]
+        s, maps, labels, measured = _auto_zoom(model, run)
     else:
         s = float(zoom)
         maps, labels = run(s)

@@ -3,8 +3,9 @@
 A network trained on cells of one size over-splits much larger cells (a large flat cell's texture
 looks like several small cells) and merges much smaller ones. As Cellpose does with its cell
 diameter, a model folder records the typical cell diameter of its training data
-(``ModelConfig.cell_diameter``, in pixels), and ``predict --scale auto`` measures the cells of a
-first pass, rescales the image so its cells come to the training size, and runs again:
+(``ModelConfig.cell_diameter``, in pixels: the size the network segments best), and ``predict
+--scale auto`` measures the cells of a first pass and, when they are far from that size, rescales
+the image so its cells come to it and runs again (``inference.predict.auto_zoom_for``):
 
 - :func:`cell_diameters`: equivalent diameters ``2·sqrt(area/π)`` of the cells of a label image;
 - :func:`estimate_diameter`: their median (cells touching the image border left out when enough

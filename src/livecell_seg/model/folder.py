@@ -29,8 +29,10 @@ class ModelConfig:
     ``arch``: ``"unet"`` (ours: configurable ``depth`` and ``base_features``, channels double per
     level, bilinear upsampling) or ``"monai_basicunet"`` (MONAI's BasicUNet, depth 4, features
     ``(f, f, 2f, 4f, 8f, f)``). ``head`` picks the output channels (see :mod:`livecell_seg.model.heads`).
-    ``cell_diameter``: the typical cell diameter (pixels) of the training data, measured by
-    ``train`` (:func:`livecell_seg.inference.scale.training_diameter`); ``predict --scale auto`` rescales
+    ``cell_diameter``: the cell diameter (pixels) the network segments best; ``train`` records the
+    typical diameter of its training data (:func:`livecell_seg.inference.scale.training_diameter`),
+    which may be calibrated afterwards on images the model never trained on (the bundled model's
+    was: its ``provenance.json`` says how); ``predict --scale auto`` and ``--diameter`` rescale
     images so their cells come to this size. ``predict_scale``: the zoom ``predict`` uses when
     none is given (a number, or ``"auto"``, which needs ``cell_diameter``). Neither is part of the
     architecture.
