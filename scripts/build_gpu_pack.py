@@ -94,7 +94,9 @@ def build_kaggle(src: Path, dst: Path, per_partial_type: int) -> dict[str, str]:
     keep: dict[str, str] = {}
     for t in sorted(set(all_types.values())):
         ids = sorted(i for i, v in all_types.items() if v == t and i not in SHSY5Y_HELDOUT)
-        if t != "shsy5y" and len(ids) > per_partial_type:
+        if t != "shsy5y" and per_partial_type <= 0:
+            ids = []
+        elif t != "shsy5y" and len(ids) > per_partial_type:
             step = len(ids) / per_partial_type
             ids = [ids[int(k * step)] for k in range(per_partial_type)]
         keep.update({i: t for i in ids})
@@ -129,6 +131,25 @@ def build_livecell_sample(dst: Path) -> dict[str, str]:
     return types
 
 
+def build_pseudo(pseudo: Path, images: Path, dst: Path) -> dict[str, str]:
+    """Pseudo-labels (``livecell-seg pseudolabel --out PSEUDO``: labels/, ignore/) of unannotated
+    LIVECell images, with their images, as a ``folder`` source (its ``ignore/`` masks are read)."""
+    from livecell_seg.data.coco import cell_type_of
+    from livecell_seg.io import read_image, read_labels
+
+    types = {}
+    for lab_path in sorted((pseudo / "labels").glob("*.tif")):
+        stem = lab_path.stem
+        img = read_image(images / f"{stem}.tif")
+        _save_png(dst / "images" / f"{stem}.png", img.astype(np.uint8))
+        _save_png(dst / "labels" / f"{stem}.png", _relabel_uint16(read_labels(lab_path)))
+        ign = (read_labels(pseudo / "ignore" / f"{stem}.tif") > 0).astype(np.uint8) * 255
+        _save_png(dst / "ignore" / f"{stem}.png", ign)
+        types[stem] = cell_type_of(f"{stem}.tif")
+    (dst / "cell_types.json").write_text(json.dumps(types, indent=0, sort_keys=True) + "\n")
+    return types
+
+
 def manifest(out: Path) -> dict:
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
     return {str(p.relative_to(out)): _sha(p) for p in files}
@@ -142,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         "--partial-per-type", type=int, default=45, help="astrocyte / cortical-neuron images kept"
     )
     ap.add_argument("--check", action="store_true", help="only verify an existing pack against its manifest")
+    ap.add_argument(
+        "--pseudo",
+        default=None,
+        metavar="DIR",
+        help="also pack pseudo-labels (livecell-seg pseudolabel --out DIR) of ../shared/livecell-unlabeled",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.check:
@@ -154,14 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         if not (shared / d).is_dir():
             print(f"build_gpu_pack: {shared / d} not found", file=sys.stderr)
             return 2
+    import shutil
+
+    final, out = out, out.with_name(out.name + ".part")  # built aside, then swapped in: no stale files
+    shutil.rmtree(out, ignore_errors=True)
     zoom = USIIGACI_UM / LIVECELL_UM
     n_u = build_usiigaci(shared / "usiigaci", out / "usiigaci", zoom)
     n_k = build_kaggle(shared / "kaggle-sartorius", out / "kaggle", args.partial_per_type)
     n_l = build_livecell_sample(out / "livecell")
+    n_p = build_pseudo(Path(args.pseudo), shared / "livecell-unlabeled", out / "pseudo") if args.pseudo else {}
     files = manifest(out)
     size = sum((out / f).stat().st_size for f in files) / 2**20
     counts: dict[str, int] = {}
-    for t in [*n_u.values(), *n_k.values(), *n_l.values()]:
+    for t in [*n_u.values(), *n_k.values(), *n_l.values(), *(f"pseudo {v}" for v in n_p.values())]:
         counts[t] = counts.get(t, 0) + 1
     info = {
         "images": counts,
@@ -175,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         "files": files,
     }
     (out / "MANIFEST.json").write_text(json.dumps(info, indent=1) + "\n")
+    if final.exists():
+        if final.is_dir() and not (final / "MANIFEST.json").is_file() and any(final.iterdir()):
+            print(f"build_gpu_pack: {final} exists and is not a data pack; not replacing it", file=sys.stderr)
+            return 2
+        shutil.rmtree(final)
+    out.rename(final)
+    out = final
     print(f"{out}: {counts}, {size:.1f} MiB")
     if size > LIMIT_MIB:
         print(f"build_gpu_pack: {size:.1f} MiB is over the {LIMIT_MIB:g} MiB limit", file=sys.stderr)
