@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     n_u = build_usiigaci(shared / "usiigaci", out / "usiigaci", zoom)
     n_k = build_kaggle(shared / "kaggle-sartorius", out / "kaggle", args.partial_per_type)
     n_l = build_livecell_sample(out / "livecell")
-    n_p = build_pseudo(Path(args.pseudo), shared / "livecell-unlabeled", out / "pseudo") if args.pseudo else {}
+    n_p = (
+        build_pseudo(Path(args.pseudo), shared / "livecell-unlabeled", out / "pseudo") if args.pseudo else {}
+    )
     files = manifest(out)
     size = sum((out / f).stat().st_size for f in files) / 2**20
     counts: dict[str, int] = {}
