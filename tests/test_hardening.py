@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import HANG_S
 from livecell_seg.cli import main
 from livecell_seg.errors import InputFileError, LivecellError
 
@@ -45,7 +46,7 @@ def _gt(path: Path, anns: list[dict] | None = None, h: int = H, w: int = W) -> P
     return path
 
 
-def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict | None = None, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     """The CLI in a child process: a segfault shows as a negative return code instead of killing pytest."""
     e = {**os.environ, **(env or {})}
     return subprocess.run(

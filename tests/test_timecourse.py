@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
 from livecell_seg.cli import main
 from livecell_seg.errors import LivecellError
 from livecell_seg.io import write_labels
@@ -151,7 +152,7 @@ def test_labels_mode_never_loads_torch(tmp_path):
         f"'--out', {str(tmp_path / 'o')!r}, '-q']); "
         "print(rc, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert out.stdout.split() == ["0", "False", "True"], out.stderr  # the report uses matplotlib
     assert (tmp_path / "o" / "index.html").is_file()
     probe = "import sys, livecell_seg.timecourse.analysis, livecell_seg.timecourse.report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
@@ -524,7 +525,7 @@ def test_app_time_course_view_uploads_and_folder(tmp_path, monkeypatch):
         for n, b in frames.items()
     }
 
-    at = AppTest.from_file(str(SCRIPT), default_timeout=180)
+    at = AppTest.from_file(str(SCRIPT), default_timeout=HANG_S)
     at.session_state["view"] = "Time course"
     at.session_state["tc_source"] = "Upload"
     at.run()
