@@ -11,6 +11,7 @@ from .predict import add_network_arguments, network_settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..data import LIVECELL_PIXEL_SIZE_UM
     parser.add_argument(
         "--input",
         "-i",
@@ -37,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pixel-size",
         type=float,
-        default=0.5,
+        default=LIVECELL_PIXEL_SIZE_UM,
         metavar="UM",
-        help="µm per pixel, for areas in µm² and cells per mm² (default 0.5, LIVECell's; 0 = unknown)",
+        help=f"µm per pixel, for areas in µm² and cells per mm² (default {LIVECELL_PIXEL_SIZE_UM:g}: "
+        "LIVECell's Incucyte S3 at 10x; give your instrument's; 0 = unknown)",
     )
     parser.add_argument(
         "--fit-range",

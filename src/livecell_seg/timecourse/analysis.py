@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data import LIVECELL_PIXEL_SIZE_UM
 from ..errors import InputFileError, LivecellError
 from ..progress import Progress
 
@@ -42,8 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inference.predict import PredictSettings, PredictSummary
     from ..model.folder import LoadedModel
 
-#: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
-DEFAULT_PIXEL_SIZE_UM = 0.5
 #: a growth fit with a lower R² is reported as not meaningful (see :func:`fit_growth`)
 DEFAULT_MIN_R2 = 0.8
 #: how the exponential phase is chosen (written into timecourse.json and index.html)
@@ -262,12 +261,13 @@ class FrameStats:
     cells_per_mm2: float
 
 
-def measure_labels(labels: np.ndarray, pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM) -> FrameStats:
+def measure_labels(labels: np.ndarray, pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM) -> FrameStats:
     """Count, confluence and cell sizes of an instance label image (0 = background).
 
     ``count`` is the number of distinct labels (every cell, also those cut by the image border);
-    ``confluence`` = 100 × (pixels inside any cell) / (all pixels). ``pixel_size_um`` (µm per pixel,
-    LIVECell: 0.5) converts areas to µm² and the count to cells per mm².
+    ``confluence`` = 100 × (pixels inside any cell) / (all pixels). ``pixel_size_um`` (µm per pixel;
+    default LIVECell's 1.24, :data:`livecell_seg.data.LIVECELL_PIXEL_SIZE_UM`) converts areas to µm²
+    and the count to cells per mm².
     """
     lab = np.asarray(labels)
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
@@ -360,7 +360,7 @@ def tabulate(
 def measure_frames(
     frames: Sequence[Frame],
     label_files: dict[Path, Path],
-    pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM,
+    pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Measure each frame's label image (``label_files[frame.path]``; frames without one are left
     out) and :func:`tabulate` them: ``(rows, failures)``; an unreadable label image is a failure."""
@@ -737,7 +737,7 @@ def run_timecourse(
     *,
     pattern: str | None = None,
     labels_dir: str | Path | None = None,
-    pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM,
+    pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM,
     min_r2: float = DEFAULT_MIN_R2,
     fit_range: tuple[float, float] | None = None,
     report: bool = True,
