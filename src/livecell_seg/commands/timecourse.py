@@ -12,6 +12,7 @@ from .predict import add_network_arguments, network_settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from ..data import LIVECELL_PIXEL_SIZE_UM
+
     parser.add_argument(
         "--input",
         "-i",
