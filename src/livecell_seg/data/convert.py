@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..progress import Progress, progress_bar
-from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images
+from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images, parse_id
 
 _CHUNK = 8 << 20
 _WS = " \t\n\r"
@@ -169,6 +169,8 @@ def scan_coco(path: str | os.PathLike[str], chunk: int | None = None) -> ScanRes
     r = _Reader(p, chunk)
     try:
         return _scan(r)
+    except RecursionError:
+        raise InputFileError(p, "JSON nested too deeply (not a COCO annotation file)") from None
     finally:
         r.close()
 
@@ -268,12 +270,7 @@ def _scan_annotations(r: _Reader, dict_form: bool, run_img: array, run_start: ar
             ann, elem_start, elem_end = r.value()
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise InputFileError(p, f"annotation #{n + 1} (byte {elem_start:,}) has no image_id")
-        try:
-            iid = int(ann["image_id"])
-        except (TypeError, ValueError, OverflowError):
-            raise InputFileError(
-                p, f"annotation #{n + 1} has a non-integer image_id {ann['image_id']!r}"
-            ) from None
+        iid = parse_id(ann["image_id"], p, f"annotation #{n + 1}'s image_id")
         if iid == cur_img:
             cur_end = elem_end
         else:

@@ -149,6 +149,8 @@ class ClusterOptions:
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--scheduler``, ``--local-workers``, ``--cluster`` (+ ``--jobs --cores --memory
     --walltime``) and ``--images-per-task`` to a command's parser, in their own group."""
+    from ..options import integer
+
     g = parser.add_argument_group(
         "parallel run on Dask workers (needs " + INSTALL_HINT + "; without these options: serial)"
     )
@@ -159,7 +161,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--local-workers",
-        type=int,
+        type=integer(1, 1024),
         metavar="N",
         help="start N single-threaded Dask worker processes on this machine",
     )
@@ -169,15 +171,23 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="start Dask workers as batch jobs through dask-jobqueue (unset values come from its "
         "config, e.g. ~/.config/dask/jobqueue.yaml: queue, account, job_extra_directives, ...)",
     )
-    g.add_argument("--jobs", type=int, metavar="N", help="with --cluster: batch jobs to submit (default 1)")
     g.add_argument(
-        "--cores", type=int, metavar="N", help="with --cluster: cores per job (one 1-thread worker per core)"
+        "--jobs",
+        type=integer(1, 10_000),
+        metavar="N",
+        help="with --cluster: batch jobs to submit (default 1)",
+    )
+    g.add_argument(
+        "--cores",
+        type=integer(1, 4096),
+        metavar="N",
+        help="with --cluster: cores per job (one 1-thread worker per core)",
     )
     g.add_argument("--memory", metavar="SIZE", help="with --cluster: memory per job, e.g. 16GB")
     g.add_argument("--walltime", metavar="TIME", help="with --cluster: time limit per job, e.g. 02:00:00")
     g.add_argument(
         "--images-per-task",
-        type=int,
+        type=integer(1, 10_000),
         metavar="N",
         help=f"images per Dask task (default: enough tasks for {TASKS_PER_WORKER} per worker, 1 to {MAX_IMAGES_PER_TASK})",
     )
@@ -445,17 +455,17 @@ def remove_orphan_parts(targets: Iterable[Path]) -> int:
     ``targets``, called once every task of the run is over. Unlike ``io.sweep_stale_parts`` (run at
     the start: this host's dead processes only) it also removes those of workers on other hosts,
     but only for this run's own outputs. Returns how many."""
-    from ..io import part_file_target
+    from ..io import part_file_target, part_key
 
     by_dir: dict[Path, set[str]] = {}
     for t in targets:
-        by_dir.setdefault(t.parent, set()).add(t.name)
+        by_dir.setdefault(t.parent, set()).add(part_key(t.name))
     removed = 0
     for d, names in by_dir.items():
         if not d.is_dir():
             continue
         for f in d.glob(".*.part"):
-            if part_file_target(f.name) in names:
+            if part_file_target(f.name) in names:  # names: part_key of each target
                 with contextlib.suppress(OSError):
                     f.unlink()
                     removed += 1
