@@ -326,14 +326,14 @@ def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, caps
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--local-workers", "0"], "--local-workers must be at least 1"),
+        (["--local-workers", "0"], "argument --local-workers: the value must be in [1, 1024], got 0"),
         (["--local-workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exactly one of"),
         (["--jobs", "4"], "--jobs only go with --cluster slurm"),
         (["--cluster", "slurm", "--cores", "4"], "needs --cores and --memory"),
         (["--cluster", "slurm", "--cores", "4", "--memory", "lots"], "--memory: not a size"),
         (["--cluster", "slurm", "--cores", "4", "--memory", "8GB", "--walltime", "2h"], "--walltime"),
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
-        (["--local-workers", "1", "--images-per-task", "0"], "--images-per-task must be at least 1"),
+        (["--local-workers", "1", "--images-per-task", "0"], "argument --images-per-task: the value must be in [1,"),
     ],
 )
 def test_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys, extra, message):

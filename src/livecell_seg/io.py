@@ -151,6 +151,8 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "livecell-seg") -> I
     import fcntl
 
     d = Path(folder)
+    if d.exists() and not d.is_dir():
+        raise OutputFileError(d, "exists and is not a folder")
     try:
         d.mkdir(parents=True, exist_ok=True)
         fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -304,26 +306,55 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
         tmp.write_text(json.dumps(obj, indent=indent) + "\n")
 
 
+#: private TIFF tag of a label image written by ``predict``: the settings that made it (JSON), so
+#: that ``--resume`` redoes an image made with other settings instead of keeping it silently
+LABELS_RECORD_TAG = 65421
+
+
 def write_tiff_atomic(
-    path: str | os.PathLike[str], array: np.ndarray, compression: str = "zlib", software: str | None = None
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    compression: str = "zlib",
+    software: str | None = None,
+    record: dict[str, Any] | None = None,
 ) -> None:
-    """Write a 2-D array as a (compressed) TIFF atomically (``software``: the TIFF Software tag)."""
+    """Write a 2-D array as a (compressed) TIFF atomically (``software``: the TIFF Software tag;
+    ``record``: JSON kept in the private tag :data:`LABELS_RECORD_TAG`)."""
     import tifffile
 
+    extratags = []
+    if record is not None:
+        extratags.append((LABELS_RECORD_TAG, "s", 0, json.dumps(record, sort_keys=True), True))
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, compression=compression, software=software)
+        tifffile.imwrite(tmp, array, compression=compression, software=software, extratags=extratags)
 
 
-def write_labels(path: str | os.PathLike[str], labels: np.ndarray) -> None:
+def write_labels(
+    path: str | os.PathLike[str], labels: np.ndarray, record: dict[str, Any] | None = None
+) -> None:
     """Write an instance label image as uint16 TIFF (0 = background), atomically.
 
-    Its TIFF Software tag is :data:`LABELS_SOFTWARE` (:func:`is_labels_tiff`). Raises ValueError
+    Its TIFF Software tag is :data:`LABELS_SOFTWARE` (:func:`is_labels_tiff`); ``record`` (the
+    settings that made it, :func:`read_labels_record`) goes into a private tag. Raises ValueError
     when there are more than 65,535 instances.
     """
     labels = np.asarray(labels)
     if labels.size and int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{path}: too many instances for uint16 ({int(labels.max())})")
-    write_tiff_atomic(path, labels.astype(np.uint16, copy=False), software=LABELS_SOFTWARE)
+    write_tiff_atomic(path, labels.astype(np.uint16, copy=False), software=LABELS_SOFTWARE, record=record)
+
+
+def read_labels_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings record :func:`write_labels` kept in a label TIFF (None: none, or unreadable)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(LABELS_RECORD_TAG)
+            d = json.loads(tag.value) if tag is not None else None
+    except Exception:  # noqa: BLE001 - no record: the caller redoes the image
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def is_labels_tiff(path: str | os.PathLike[str]) -> bool:

@@ -334,19 +334,22 @@ def make_synthetic_dataset(
         raise LivecellError(f"size must be at least 16x16, got {h}x{w}")
     check_image_size("size", h, w, what="the image")  # the limit of every command (predict, ...)
     out = Path(out)
-    rng = np.random.default_rng(seed)
-    images, anns = [], []
-    next_ann = n_images + 1
-    for i, (ct, name) in enumerate(_image_names(rng, n_images)):
-        iid = i + 1
-        polys = synthetic_annotations(rng, ct, h, w, density_scale)
-        new = _coco_entries(polys, iid, next_ann)
-        next_ann += len(new)
-        labels = annotations_to_labels(new, h, w, min_fragment=1)
-        img = render_phase_contrast(rng, labels, contrast=STYLES[ct].contrast)
-        write_tiff_atomic(out / IMAGES_SUBDIR / ct / name, img, compression="lzw")
-        images.append(_image_entry(iid, name, h, w))
-        anns.extend(new)
-    json_path = out / JSON_NAME
-    write_json_atomic(json_path, _coco_dict(images, anns), indent=None)
-    return json_path, out / "images"
+    from ..io import folder_lock
+
+    with folder_lock(out, "synth"):  # a second run into the same folder at once is refused
+        rng = np.random.default_rng(seed)
+        images, anns = [], []
+        next_ann = n_images + 1
+        for i, (ct, name) in enumerate(_image_names(rng, n_images)):
+            iid = i + 1
+            polys = synthetic_annotations(rng, ct, h, w, density_scale)
+            new = _coco_entries(polys, iid, next_ann)
+            next_ann += len(new)
+            labels = annotations_to_labels(new, h, w, min_fragment=1)
+            img = render_phase_contrast(rng, labels, contrast=STYLES[ct].contrast)
+            write_tiff_atomic(out / IMAGES_SUBDIR / ct / name, img, compression="lzw")
+            images.append(_image_entry(iid, name, h, w))
+            anns.extend(new)
+        json_path = out / JSON_NAME
+        write_json_atomic(json_path, _coco_dict(images, anns), indent=None)
+        return json_path, out / "images"

@@ -343,6 +343,8 @@ class _Job:
     settings: PredictSettings
     threads: int
     run_start_ns: int
+    #: the settings record written into each label image (``predict.run_record``)
+    record: dict[str, Any] | None = None
 
 
 #: this worker process's model: {(folder, device, weights mtime, backend): LoadedModel}, one at a time
@@ -423,7 +425,7 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
                 continue
             except LivecellError:
                 pass  # unreadable: segment it again
-        outcome = segment_file(model, path, stem, out, params, job.settings)
+        outcome = segment_file(model, path, stem, out, params, job.settings, job.record)
         outcome.worker = name
         outcomes.append(outcome)
     return outcomes
@@ -495,6 +497,7 @@ def run_images(
     command: str = "predict",
     on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
     stems: list[str] | None = None,
+    lock: bool = True,
     **changes: Any,
 ) -> PredictSummary:
     """Segment ``paths`` into ``out_dir`` on Dask workers; the files equal serial ``predict_paths``'.
@@ -512,9 +515,33 @@ def run_images(
     ``stems``: the output names (:func:`~livecell_seg.inference.predict.check_outputs`, which runs here when
     they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
     refused before anything is written).
+    ``lock``: hold the output folder's lock (``io.folder_lock``) for the run; False when the
+    caller holds it (``predict_paths``).
     Returns the same :class:`~livecell_seg.inference.predict.PredictSummary` as serial predict, plus images
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
+    if lock:
+        from ..io import folder_lock
+
+        if stems is None:
+            from .predict import PredictSettings, check_outputs
+
+            # refused before anything is written (the lock creates the folder)
+            check_outputs([Path(q) for q in paths], Path(out_dir), settings or PredictSettings())
+        with folder_lock(out_dir, command):
+            return run_images(
+                paths,
+                out_dir,
+                cluster,
+                model_dir=model_dir,
+                settings=settings,
+                progress=progress,
+                command=command,
+                on_outcome=on_outcome,
+                stems=stems,
+                lock=False,
+                **changes,
+            )
     from ..model.folder import read_model_config
     from .predict import (
         ImageOutcome,
@@ -550,13 +577,24 @@ def run_images(
         stems = check_outputs(paths, out, opts)
     elif len(stems) != len(paths):
         raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
+    from ..model.folder import default_model_dir, read_params
+    from .predict import finished, model_fingerprint, report_redone, run_record
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    params = opts.params if opts.params is not None else read_params(folder)
+    record = run_record(opts, params, model_fingerprint(folder), read_model_config(folder)[1].predict_scale)
     summary = PredictSummary(out_dir=out, n_inputs=len(paths))
     todo: list[tuple[Path, str]] = []
+    redone: list[str] = []
     for path, stem in zip(paths, stems):
-        if opts.resume and all(t.is_file() for t in opts.targets(out, stem)):
+        state = finished(opts, out, stem, record) if opts.resume else "missing"
+        if state == "done":
             summary.skipped_existing.append(path)
         else:
             todo.append((path, stem))
+            if state == "other":
+                redone.append(stem)
+    report_redone(out, redone, record, opts)
     if not todo:
         open_outputs(paths, out)
         summary.wall_s = 0.0
@@ -578,6 +616,7 @@ def run_images(
             settings=opts,
             threads=threads,
             run_start_ns=_filesystem_now_ns(out_abs),
+            record=record,
         )
         bar = ProgressBar(progress, command, total=len(paths), initial=len(summary.skipped_existing))
         stack.callback(bar.close)

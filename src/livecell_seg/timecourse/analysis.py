@@ -757,7 +757,7 @@ def run_timecourse(
     recorded in ``timecourse.json``).
     """
     from ..inference.predict import PredictSettings
-    from ..io import list_images, write_json_atomic
+    from ..io import list_images
 
     predict_settings = (settings or PredictSettings()).replace(**changes)
     t0 = time.perf_counter()
@@ -829,7 +829,28 @@ def run_timecourse(
         timings={},
         segmentation=seg,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    from ..io import folder_lock
+
+    with folder_lock(out, "timecourse"):  # a second run writing the same tables at once is refused
+        _write_outputs(res, paths, skipped, run_settings, seg, report, (t0, t_parse, t_seg, t_fit))
+    return res
+
+
+def _write_outputs(
+    res: TimecourseResult,
+    paths: list[Path],
+    skipped: list[tuple[Path, str]],
+    run_settings: dict[str, Any],
+    seg: SegmentationRun,
+    report: bool,
+    times: tuple[float, float, float, float],
+) -> None:
+    """The CSV tables, the report and ``timecourse.json`` of :func:`run_timecourse`."""
+    from ..io import write_json_atomic
+
+    t0, t_parse, t_seg, t_fit = times
+    out = res.out_dir
+    rows, per_well_time, growth = res.per_image, res.per_well_time, res.growth
     res.files["per_image"] = out / "per_image.csv"
     res.files["per_well_time"] = out / "per_well_time.csv"
     res.files["growth"] = out / "growth.csv"
@@ -865,4 +886,3 @@ def run_timecourse(
             **({"dask_workers": seg.predict.workers} if seg.predict and seg.predict.workers else {}),
         },
     )
-    return res
