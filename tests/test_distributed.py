@@ -333,7 +333,10 @@ def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, caps
         (["--cluster", "slurm", "--cores", "4", "--memory", "lots"], "--memory: not a size"),
         (["--cluster", "slurm", "--cores", "4", "--memory", "8GB", "--walltime", "2h"], "--walltime"),
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
-        (["--local-workers", "1", "--images-per-task", "0"], "argument --images-per-task: the value must be in [1,"),
+        (
+            ["--local-workers", "1", "--images-per-task", "0"],
+            "argument --images-per-task: the value must be in [1,",
+        ),
     ],
 )
 def test_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys, extra, message):
