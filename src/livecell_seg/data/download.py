@@ -450,7 +450,9 @@ def download(
     user_sums = read_sha256_file(sums_path) if sums_path else {}
     cap = max_unzipped if max_unzipped is not None else max_unzipped_bytes()
 
-    def verify(part: Path, item: Item, dest: Path) -> None:
+    def verify(part: Path, item: Item, dest: Path) -> str:
+        """Check the digest (when one is known); return it. It is recorded in SHA256SUMS only once
+        the file passed every check (a refused download's digest must never be pinned)."""
         digest = sha256_of(part)
         expected = expected_sha256(item, user_sums)
         if expected is not None and digest != expected:
@@ -463,7 +465,7 @@ def download(
             )
         if expected is None:
             log.info(f"{item.rel}: no known SHA-256 to check against; got {digest}")
-        _record_sha256(out, item, digest)
+        return digest
 
     results: list[DownloadResult] = []
     for item in items:
@@ -475,16 +477,19 @@ def download(
                 results.append(DownloadResult(item, out, "skipped"))
                 log.info(f"skipped {item.rel} (already downloaded and extracted)")
                 continue
+            digest: str | None = None
             if dest.is_file():  # downloaded and validated earlier (kept zip), not extracted yet
                 n, first = 0, 0
             else:
                 n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
                 part = Path(str(dest) + ".part")
-                verify(part, item, dest)
+                digest = verify(part, item, dest)
                 _validate_or_discard(part, lambda q: validate_zip(q, cap))
                 os.replace(part, dest)
             log.info(f"extracting {item.rel} ...")
             extract_zip(dest, out, cap)
+            if digest is not None:  # valid and unpacked: now it may be pinned
+                _record_sha256(out, item, digest)
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
             if not keep_zip:
@@ -498,9 +503,10 @@ def download(
                 continue
             n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
             part = Path(str(dest) + ".part")
-            verify(part, item, dest)
+            digest = verify(part, item, dest)
             _validate_or_discard(part, validate_json)
             os.replace(part, dest)
+            _record_sha256(out, item, digest)
             results.append(DownloadResult(item, dest, "downloaded", n, first))
             log.info(f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
     return results

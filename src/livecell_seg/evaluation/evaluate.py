@@ -378,7 +378,10 @@ def _open_predictions(
     else:
         preds.results_by_image = load_results(pred, ds)
     if max_images is not None:
-        images = images[: int(max_images)]
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+            # a negative slice would score all but the last images (exit 0, a wrong answer)
+            raise LivecellError(f"max_images must be a positive integer, got {max_images!r}")
+        images = images[:max_images]
     if not images:
         raise LivecellError(f"{gt_json}: no images to evaluate")
     return preds, images

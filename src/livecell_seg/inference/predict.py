@@ -207,12 +207,15 @@ def resolve_scale(
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"
+    from ..options import SCALE_RANGE
+
     try:
         s = float(scale)
-    except (TypeError, ValueError):
-        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}") from None
-    if not (np.isfinite(s) and s > 0):
-        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise LivecellError(f"scale must be 'auto' or a zoom in [0.05, 20], got {scale!r}") from None
+    if isinstance(scale, bool) or not (np.isfinite(s) and SCALE_RANGE[0] <= s <= SCALE_RANGE[1]):
+        # a zoom of 1e-9 leaves no pixel to segment (0 cells, exit 0); 1e9 no memory
+        raise LivecellError(f"scale must be 'auto' or a zoom in [0.05, 20], got {scale!r}")
     return s
 
 

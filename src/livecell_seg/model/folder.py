@@ -282,6 +282,14 @@ def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> Loade
     net = build_model(mcfg)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
+    problem = weights_mismatch(net.state_dict(), state)
+    if problem is not None:
+        raise InputFileError(
+            weights, f"does not fit {path / CONFIG_FILE} ({problem}); the folder mixes two models?"
+        )
+    try:
         net.load_state_dict(state)
     except Exception as e:  # noqa: BLE001
         raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
@@ -289,6 +297,30 @@ def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> Loade
     return LoadedModel(
         net=net, model_config=mcfg, config=config, postprocess=read_postprocess(path), path=path
     )
+
+
+def weights_mismatch(expected: dict[str, Any], state: Any) -> str | None:
+    """How a loaded state dict differs from the one the config's network has: the first layer
+    whose shape differs (both shapes), else the missing and unexpected layers; None if they fit."""
+    if not isinstance(state, dict):
+        return f"the weights file holds a {type(state).__name__}, not a state dict"
+
+    def shape(v: Any) -> str:
+        return "x".join(str(int(n)) for n in getattr(v, "shape", ())) or "scalar"
+
+    for k, v in expected.items():
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape):
+            return f"layer {k}: the weights have shape {shape(state[k])}, the config's network {shape(v)}"
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} layer(s) of the config's network missing, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} layer(s) the config's network does not have, e.g. {extra[0]}")
+        return "; ".join(parts)
+    return None
 
 
 def model_to_dict(cfg: ModelConfig) -> dict[str, Any]:
