@@ -178,9 +178,10 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, OSError):
         from .io import describe_os_error
 
-        name = e.filename if e.filename is not None else None
         what = describe_os_error(e)
-        return _one_line(f"{name}: {what}" if name else f"{what} ({type(e).__name__})")
+        if e.filename is not None:
+            return _one_line(f"{e.filename}: {what}")
+        return _one_line(f"{what} (while reading the inputs or writing the outputs; check the output folder)")
     if isinstance(e, MemoryError):
         return "out of memory: an input or an option asks for more memory than this machine has"
     if isinstance(e, RecursionError):

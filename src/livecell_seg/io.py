@@ -89,7 +89,14 @@ def part_key(final_name: str) -> str:
 
 
 def _output_error(final: Path, e: OSError) -> OutputFileError:
-    return OutputFileError(final, f"cannot be written ({describe_os_error(e)})")
+    what = describe_os_error(e)
+    if e.errno is None:  # e.g. numpy's "N requested and M written": a short write, a full disk?
+        import shutil
+
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(final.parent).free < (1 << 20):
+                what = f"no space left on device: {what}"
+    return OutputFileError(final, f"cannot be written ({what})")
 
 
 @contextlib.contextmanager
@@ -298,6 +305,12 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InputFileError(p, "JSON nested too deeply (not a settings or annotation file)") from None
     except (UnicodeDecodeError, OSError) as e:
         raise InputFileError(p, f"cannot be read as JSON ({type(e).__name__})") from None
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a failure names ``path``: :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:

@@ -90,7 +90,7 @@ def _record(params, head: str | None, maps_file: Path) -> dict:  # noqa: ANN001
 
 
 def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # noqa: ANN001
-    from ..errors import InputFileError, LivecellError
+    from ..errors import InputFileError, LivecellError, OutputFileError
     from ..inference.postprocess import instances_from_maps, load_maps
     from ..inference.predict import settings_change
     from ..io import read_labels_record, sweep_stale_parts, write_labels
@@ -117,6 +117,8 @@ def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # 
                 head = args.head
             labels = instances_from_maps(maps, head, params)
             write_labels(out, labels, record=record)
+        except OutputFileError:
+            raise  # a full or read-only file system: every other file would fail too
         except LivecellError as e:
             failed += 1
             print(f"livecell-seg postprocess: skipped: {e}", file=sys.stderr)

@@ -374,15 +374,21 @@ def extract_zip(zip_path: Path, out: Path, max_bytes: int | None = None) -> list
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as dst:
-                    while buf := src.read(1 << 20):
-                        total += len(buf)
-                        if total > cap:
-                            raise InputFileError(
-                                zip_path,
-                                f"unpacks to more than {cap:,} bytes (set ${ENV_MAX_UNZIPPED} to raise the limit)",
-                            )
-                        dst.write(buf)
+                try:
+                    with z.open(info) as src, open(target, "wb") as dst:
+                        while buf := src.read(1 << 20):
+                            total += len(buf)
+                            if total > cap:
+                                raise InputFileError(
+                                    zip_path,
+                                    f"unpacks to more than {cap:,} bytes (set ${ENV_MAX_UNZIPPED} to raise the limit)",
+                                )
+                            dst.write(buf)
+                except OSError as e:  # a full disk while unpacking: named, and nothing moved into place
+                    from ..errors import OutputFileError
+                    from ..io import describe_os_error
+
+                    raise OutputFileError(target, f"cannot be written ({describe_os_error(e)})") from None
         entries = [e for e in sorted(tmp.iterdir()) if e.name != "__MACOSX"]
         for entry in entries:
             _check_merge(zip_path, entry, out / entry.name, entry.name)
@@ -440,6 +446,8 @@ def download(
     ``max_unzipped`` caps what ``images.zip`` may unpack to.
     Raises :class:`LivecellError` / :class:`InputFileError` with one-line messages.
     """
+    from ..io import write_text_atomic
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(out, "output path exists and is not a folder")
@@ -490,8 +498,7 @@ def download(
             extract_zip(dest, out, cap)
             if digest is not None:  # valid and unpacked: now it may be pinned
                 _record_sha256(out, item, digest)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
+            write_text_atomic(marker, json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
             if not keep_zip:
                 dest.unlink()
             results.append(DownloadResult(item, out, "downloaded", n, first))

@@ -726,5 +726,12 @@ def export_bioimageio(
             raise LivecellError(f"{out}: bioimage.io validation failed ({first}); nothing written")
         os.replace(pkg, out)
         return check
+    except OSError as e:  # a full or read-only file system while the package is built next to out
+        from ..errors import OutputFileError
+        from ..io import describe_os_error
+
+        if e.filename is not None and not str(e.filename).startswith(str(work)):
+            raise  # about another file (an input): named by the command line's last line of defence
+        raise OutputFileError(out, f"cannot be written ({describe_os_error(e)})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
