@@ -265,6 +265,9 @@ def test_nan_pixels_and_stacks_are_refused_but_rgb_is_read(tmp_path):
         ({"min_size": -5}, "min_size must not be negative"),
         ({"h": float("inf")}, "h must be a finite number"),
         ({"min_distance": 1e400}, "invalid parameter value"),
+        ({"fg_threshold": True}, "fg_threshold: expected a number, got True"),  # issue 22: was 1.0
+        ({"smooth": 200}, "smooth must be at most 20"),  # issue 22: asked for 58 TiB
+        ({"keep_unseeded": 0.5}, "keep_unseeded: not a boolean"),
     ],
 )
 def test_invalid_postprocess_parameters_are_one_line(tmp_path, capsys, params, problem):

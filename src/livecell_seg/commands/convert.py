@@ -19,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder: OUT/<image stem>.tif")
     parser.add_argument(
-        "--workers", type=integer(1, 256), default=None, help="parallel processes (default: CPUs, max 8)"
+        "--workers",
+        type=integer(1, 64),
+        default=None,
+        help="parallel processes (default: CPUs, max 8; at most 64)",
     )
     parser.add_argument(
         "--semantic",

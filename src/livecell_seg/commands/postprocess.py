@@ -98,7 +98,7 @@ def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # 
 
     sweep_stale_parts(args.out, recursive=False)
     failed = done = skipped = 0
-    redone: list[tuple[Path, dict]] = []
+    redone: list[tuple[dict | None, dict]] = []
     for i, f in enumerate(files, 1):
         out = args.out / f"{f.stem}.tif"
         record = _record(params, args.head, f)
@@ -106,7 +106,7 @@ def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # 
             if read_labels_record(out) == record:
                 skipped += 1
                 continue
-            redone.append((out, record))  # made from other maps or with other parameters
+            redone.append((read_labels_record(out), record))  # from other maps or other parameters
         try:
             maps, head = load_maps(f)
             if args.head and args.head != head:
@@ -129,7 +129,7 @@ def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # 
         logging.getLogger(__name__).warning(
             "%d existing label file(s) were made from other maps or with other parameters (%s): written again",
             len(redone),
-            settings_change(read_labels_record(redone[0][0]), redone[0][1]),
+            settings_change(*redone[0]),
         )
     print(f"{done} written, {skipped} already done, {failed} failed -> {args.out}")
     return 1 if failed else 0

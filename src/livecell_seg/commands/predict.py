@@ -52,10 +52,10 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tile",
-        type=integer(16, 8192),
+        type=integer(16, 2048),
         default=512,
         metavar="N",
-        help="tile side for images above ~1 megapixel (smaller ones run whole), 16-8192; default 512",
+        help="tile side for images above ~1 megapixel (smaller ones run whole), 16-2048; default 512",
     )
     parser.add_argument(
         "--overlap",
@@ -66,7 +66,7 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=integer(1, 4096),
+        type=integer(1, 1024),
         metavar="N",
         help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )

@@ -116,6 +116,13 @@ class ClusterOptions:
             )
         if self.local_workers is not None and self.local_workers < 1:
             raise LivecellError(f"--local-workers must be at least 1, got {self.local_workers}")
+        most = MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
+        if self.local_workers is not None and self.local_workers > most:
+            # each worker process loads torch and the model (~0.3-1 GB): bounded by the cores here
+            raise LivecellError(
+                f"--local-workers {self.local_workers}: at most {most} on this machine "
+                f"({MAX_LOCAL_WORKERS_PER_CORE} per core; each worker holds its own copy of the model)"
+            )
         if self.scheduler is not None and not re.match(
             r"^([a-z][a-z0-9+]*://)?[^\s/]+$", self.scheduler, re.I
         ):
@@ -144,6 +151,10 @@ class ClusterOptions:
         if self.scheduler is None:
             return None
         return self.scheduler if _SCHEME.match(self.scheduler) else f"tcp://{self.scheduler}"
+
+
+#: ``--local-workers`` at most this many per core of the machine
+MAX_LOCAL_WORKERS_PER_CORE = 4
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
