@@ -8,8 +8,10 @@ lost data; wrong or misleading messages. Generated inputs for the same classes a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
+import io
 import json
 import os
 import subprocess
@@ -183,6 +185,7 @@ def test_every_numeric_setting_of_a_training_config_has_a_range():
         ("data.crop_size=100000", "data.crop_size must be in [16, 8192]"),
         ("data.augment.blur=1e9", "data.augment.blur must be in [0, 20]"),
         ("model.depth=10", "channels at the deepest level"),
+        ("trainer.devices=abc", "trainer.devices: expected auto, a number"),  # was a TypeError in Lightning
     ):
         with pytest.raises(Exception, match=None) as e:
             load_config(None, [override])
@@ -621,6 +624,14 @@ def test_a_fifo_and_a_link_to_dev_zero_are_named_as_such(tmp_path):
             reader(tmp_path / "zero.tif")
     with pytest.raises(InputFileError, match="is a broken link"):
         read_json(tmp_path / "broken.json")
+    for argv in (  # were "file not found" / "no such file or folder"
+        ["postprocess", "--maps", str(tmp_path / "pipe.tif"), "--out", str(tmp_path / "o")],
+        ["convert", "--json", str(tmp_path / "zero.tif"), "--out", str(tmp_path / "o")],
+    ):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(argv) == 2
+        _one_line(err.getvalue(), "not a regular")
 
 
 def test_a_255_byte_file_name(tmp_path, tiny_model):

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from ..errors import InputFileError, LivecellError
     from ..inference.postprocess import list_maps
-    from ..io import folder_lock
+    from ..io import check_input_file, folder_lock
 
     params = _read_params(args.params)
     files: list[Path] = []
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         p = Path(item)
         if p.is_dir():
             files.extend(list_maps(p))
-        elif p.is_file():
-            files.append(p)
+        elif p.exists() or p.is_symlink():
+            files.append(check_input_file(p, "maps file"))  # a FIFO, a device: said so
         else:
             raise InputFileError(p, "no such file or folder")
     if not files:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,11 @@ class TrainConfig:
         for lg in self.trainer.loggers:
             if lg not in ("csv", "tensorboard", "wandb"):
                 raise LivecellError(f"trainer.loggers: unknown logger {lg!r} (csv, tensorboard, wandb)")
+        dev = self.trainer.devices
+        if isinstance(dev, str) and not re.fullmatch(r"\s*(auto|-1|\d+|\[?\d+(\s*,\s*\d+)*\s*,?\]?)\s*", dev):
+            raise LivecellError(
+                f"trainer.devices: expected auto, a number of devices or a list such as 0,1; got {dev!r}"
+            )
         if self.trainer.max_minutes is not None and self.trainer.max_minutes <= 0:
             raise LivecellError("trainer.max_minutes must be positive")
         if str(self.resume) not in ("auto", "True", "False"):
