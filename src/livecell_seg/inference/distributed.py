@@ -436,7 +436,10 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
                 continue
             except LivecellError:
                 pass  # unreadable: segment it again
-        outcome = segment_file(model, path, stem, out, params, job.settings, job.record)
+        try:
+            outcome = segment_file(model, path, stem, out, params, job.settings, job.record)
+        except LivecellError as e:  # an unwritable output stops the run: one plain, picklable line
+            raise LivecellError(str(e)) from None
         outcome.worker = name
         outcomes.append(outcome)
     return outcomes
