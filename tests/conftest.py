@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+#: seconds a test waits for a subprocess, a server or a widget before calling it hung. Only a guard
+#: against a hang, never a measure of speed: generous enough for a 2-core machine shared with
+#: other CPU-heavy jobs (a test must not fail because the machine is busy; issue 22).
+HANG_S = 1800.0
+
 
 @pytest.fixture(scope="module")
 def keep_torch_threads() -> Iterator[None]:

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import HANG_S
 from livecell_seg.app import MODEL_ENV, SCRIPT, free_port, logic
 from livecell_seg.errors import InputFileError
 from livecell_seg.io import LABELS_SOFTWARE
@@ -84,7 +85,7 @@ def _apptest(model_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv(MODEL_ENV, str(model_dir))
-    return AppTest.from_file(str(SCRIPT), default_timeout=120)
+    return AppTest.from_file(str(SCRIPT), default_timeout=HANG_S)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,7 +341,7 @@ def test_server_answers_health_and_stops_cleanly(tiny_model):
         env={k: v for k, v in os.environ.items() if k != MODEL_ENV},
     )
     try:
-        body, deadline = "", time.monotonic() + 90
+        body, deadline = "", time.monotonic() + HANG_S
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
@@ -353,7 +354,7 @@ def test_server_answers_health_and_stops_cleanly(tiny_model):
             assert r.status == 200 and b"<html" in r.read().lower()
     finally:
         proc.terminate()
-        code = proc.wait(30)
+        code = proc.wait(HANG_S)
     out = proc.stdout.read()
     assert code == 0, out
     assert f"http://127.0.0.1:{port}" in out and "Traceback" not in out
@@ -367,14 +368,14 @@ def test_cli_busy_port_and_bad_model_are_one_line_errors(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         r = subprocess.run(
-            _cli("--port", str(port), "--no-browser"), capture_output=True, text=True, timeout=60
+            _cli("--port", str(port), "--no-browser"), capture_output=True, text=True, timeout=HANG_S
         )
     assert r.returncode == 2 and "already in use" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run(
         _cli("--port", "0", "--model", str(tmp_path), "--no-browser"),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_S,
     )
     assert r.returncode == 2 and "not a model folder" in r.stderr and "Traceback" not in r.stderr
 

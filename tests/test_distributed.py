@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
+
 pytest.importorskip("torch")
 distributed = pytest.importorskip("distributed")
 
@@ -52,7 +54,7 @@ def dask_cluster(tmp_path_factory):
         )
     ]
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_S
         while not sched_file.is_file():
             assert time.monotonic() < deadline, "the Dask scheduler did not start"
             time.sleep(0.1)
@@ -68,7 +70,7 @@ def dask_cluster(tmp_path_factory):
                 )
             )
         with distributed.Client(scheduler_file=str(sched_file)) as client:
-            client.wait_for_workers(2, timeout=300)  # generous: the CPU may be shared
+            client.wait_for_workers(2, timeout=HANG_S)  # generous: the CPU may be shared
             address = client.scheduler.address
         assert address.startswith("tcp://127.0.0.1:")
         yield address
@@ -84,8 +86,8 @@ def dask_cluster(tmp_path_factory):
 
 
 def _client(address: str, n_workers: int = 2):
-    client = distributed.Client(address, timeout="120s")
-    client.wait_for_workers(n_workers, timeout=300)  # a killed worker's nanny restarts it
+    client = distributed.Client(address, timeout=f"{HANG_S}s")
+    client.wait_for_workers(n_workers, timeout=HANG_S)  # a killed worker's nanny restarts it
     return client
 
 
@@ -170,7 +172,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes_leftovers(
         images ``2i`` and ``2i + 1``) and is segmenting the second."""
         if killed:
             return
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             for worker, keys in client.processing().items():
                 for key in keys:
@@ -324,14 +326,17 @@ def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, caps
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--local-workers", "0"], "--local-workers must be at least 1"),
+        (["--local-workers", "0"], "argument --local-workers: the value must be in [1, 1024], got 0"),
         (["--local-workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exactly one of"),
         (["--jobs", "4"], "--jobs only go with --cluster slurm"),
         (["--cluster", "slurm", "--cores", "4"], "needs --cores and --memory"),
         (["--cluster", "slurm", "--cores", "4", "--memory", "lots"], "--memory: not a size"),
         (["--cluster", "slurm", "--cores", "4", "--memory", "8GB", "--walltime", "2h"], "--walltime"),
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
-        (["--local-workers", "1", "--images-per-task", "0"], "--images-per-task must be at least 1"),
+        (
+            ["--local-workers", "1", "--images-per-task", "0"],
+            "argument --images-per-task: the value must be in [1,",
+        ),
     ],
 )
 def test_bad_cluster_options_are_one_line(tmp_path, sample_images, capsys, extra, message):
@@ -384,7 +389,7 @@ def test_without_cluster_options_nothing_imports_dask(tmp_path, sample_images):
         f"rc = main(['predict', '-i', {str(sample_images[0])!r}, '--out', {str(tmp_path / 'o')!r}, '-q']); "
         f"print(rc, sorted(m for m in sys.modules if m.split('.')[0] in {DASK_MODULES!r}))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=HANG_S)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "[]"]
     assert (tmp_path / "o" / f"{sample_images[0].stem}.tif").is_file()
@@ -518,7 +523,7 @@ def test_an_image_that_kills_its_worker_is_isolated_and_reported(
 def test_benchmark_quick_runs():
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_dask.py"
     out = subprocess.run(
-        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=1200
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=HANG_S
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| Dask, 2 local workers |" in out.stdout and "overhead per image" in out.stdout

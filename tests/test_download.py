@@ -247,3 +247,12 @@ def test_sha256_is_verified_recorded_and_the_unzipped_size_capped(
     err = capsys.readouterr().err
     assert rc == 2 and "unpacks to" in err and "above the limit of 1,000" in err
     assert not (tmp_path / "c" / "images").exists()
+    # ... and the digest of a zip it refused is never recorded as one to pin (issue 22)
+    assert not (tmp_path / "c" / ".livecell_download" / "SHA256SUMS").exists()
+    # nor that of a json that is not valid COCO
+    server.files["/LIVECell_dataset_2021/annotations/LIVECell/livecell_coco_train.json"] = b'{"images": 1}'
+    rc = main(["download", "--out", str(tmp_path / "d"), "--what", "annotations", "--base-url", server.url,
+               "--retries", "0"])  # fmt: skip
+    assert rc == 2 and "download is invalid" in capsys.readouterr().err
+    sums_d = tmp_path / "d" / ".livecell_download" / "SHA256SUMS"
+    assert "livecell_coco_train.json" not in (sums_d.read_text() if sums_d.exists() else "")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
+
 torch = pytest.importorskip("torch")
 
 from livecell_seg.cli import main  # noqa: E402
@@ -69,7 +71,7 @@ def _start(model: Path, inp: Path, out: Path, resume: bool) -> subprocess.Popen:
 def _kill_at_random_point(proc: subprocess.Popen, out: Path, sig: int, rng: random.Random) -> tuple[int, str]:
     """Wait until ``k`` label images exist (k random), wait a random few ms more, send ``sig``."""
     k = rng.randint(1, N_IMAGES - 2)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list(out.glob("img*.tif"))) >= k:
             break
@@ -77,7 +79,7 @@ def _kill_at_random_point(proc: subprocess.Popen, out: Path, sig: int, rng: rand
     time.sleep(rng.uniform(0, 0.05))
     if proc.poll() is None:
         proc.send_signal(sig)
-    _stdout, err = proc.communicate(timeout=120)
+    _stdout, err = proc.communicate(timeout=HANG_S)
     return proc.returncode, err
 
 
@@ -105,7 +107,7 @@ def test_predict_killed_then_resumed_gives_identical_outputs(setup, tmp_path, si
         note
     )
     resumed = _start(model, inp, out, resume=True)
-    _stdout, err = resumed.communicate(timeout=300)
+    _stdout, err = resumed.communicate(timeout=HANG_S)
     assert resumed.returncode == 0, (note, err)
     assert not list(out.rglob("*.part")), note  # SIGKILL's leftovers swept
     got, want = _files(out), _files(ref)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,20 +17,25 @@ from livecell_seg.model.targets import make_targets
 PRODUCT_COMMANDS = "download convert split eda train predict timecourse tune evaluate demo app".split()
 
 
-def test_help_is_fast_and_lists_every_subcommand():
-    t = time.perf_counter()
+def test_help_is_light_and_lists_every_subcommand():
+    """``--help`` is instant because it imports nothing heavy; checked by what it imports, not by a
+    stopwatch (a timed assertion fails on a busy machine; issue 22)."""
     out = subprocess.run([sys.executable, "-m", "livecell_seg", "--help"], capture_output=True, text=True)
-    elapsed = time.perf_counter() - t
     assert out.returncode == 0
     for name in PRODUCT_COMMANDS:
         assert name in COMMANDS and f"    {name}" in out.stdout
-    assert elapsed < 2.0
-    # nothing heavy imported by --help
-    probe = "import sys, livecell_seg.cli as c; c.build_parser(); print(*(m in sys.modules for m in ('torch', 'streamlit', 'napari', 'qtpy')))"
-    assert (
-        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split()
-        == ["False"] * 4
+    # nothing heavy imported by the parser, by --help, nor by a subcommand's --help
+    heavy = ("torch", "streamlit", "napari", "qtpy", "matplotlib", "lightning", "dask", "scipy", "skimage")
+    probe = (
+        "import sys, contextlib, io, livecell_seg.cli as c\n"
+        "c.build_parser()\n"
+        "for argv in (['--help'], ['predict', '--help'], ['timecourse', '--help'], ['train', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        c.main(argv)\n"
+        f"print(*(m in sys.modules for m in {heavy!r}))"
     )
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert got.stdout.split() == ["False"] * len(heavy), (heavy, got.stdout, got.stderr[-2000:])
 
 
 def test_read_image_rgb_16bit_and_errors(tmp_path):

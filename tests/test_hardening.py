@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import HANG_S
 from livecell_seg.cli import main
 from livecell_seg.errors import InputFileError, LivecellError
 
@@ -45,7 +46,7 @@ def _gt(path: Path, anns: list[dict] | None = None, h: int = H, w: int = W) -> P
     return path
 
 
-def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict | None = None, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     """The CLI in a child process: a segfault shows as a negative return code instead of killing pytest."""
     e = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -264,6 +265,9 @@ def test_nan_pixels_and_stacks_are_refused_but_rgb_is_read(tmp_path):
         ({"min_size": -5}, "min_size must not be negative"),
         ({"h": float("inf")}, "h must be a finite number"),
         ({"min_distance": 1e400}, "invalid parameter value"),
+        ({"fg_threshold": True}, "fg_threshold: expected a number, got True"),  # issue 22: was 1.0
+        ({"smooth": 200}, "smooth must be at most 20"),  # issue 22: asked for 58 TiB
+        ({"keep_unseeded": 0.5}, "keep_unseeded: not a boolean"),
     ],
 )
 def test_invalid_postprocess_parameters_are_one_line(tmp_path, capsys, params, problem):

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt creates the QApplication
 # napari reads (and may write) its settings file: a throw-away one, never the user's
 os.environ.setdefault("NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="napari-test-"), "settings.yaml"))
@@ -65,7 +67,7 @@ def _cells() -> np.ndarray:
 def test_npe2_validate_and_napari_finds_the_plugin():
     npe2_cli = Path(sys.executable).parent / "npe2"
     out = subprocess.run(
-        [str(npe2_cli), "validate", PLUGIN, "--imports"], capture_output=True, text=True, timeout=120
+        [str(npe2_cli), "validate", PLUGIN, "--imports"], capture_output=True, text=True, timeout=HANG_S
     )
     assert out.returncode == 0, out.stdout + out.stderr
     from napari.plugins import _npe2
@@ -139,7 +141,7 @@ def viewer_and_widget(qtbot):
     return viewer, widget
 
 
-def _wait(qtbot, widget, timeout_ms: int = 120_000) -> None:
+def _wait(qtbot, widget, timeout_ms: int = int(HANG_S * 1000)) -> None:
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout_ms)
 
 
@@ -266,7 +268,7 @@ def test_full_viewer_screenshot(tmp_path):
     env = {**os.environ, "NAPARI_CONFIG": str(tmp_path / "napari.yaml"), "QT_QPA_PLATFORM": "xcb"}
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable]
     cmd += [str(ROOT / "docs" / "make_napari_screenshot.py"), "--out", str(out), "--threads", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "cells" in res.stdout
     from PIL import Image as PILImage

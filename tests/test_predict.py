@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
+
 torch = pytest.importorskip("torch")
 
 from livecell_seg.cli import main  # noqa: E402
@@ -287,7 +289,9 @@ def test_benchmark_quick_runs():
     import sys
 
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_predict.py"
-    out = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=HANG_S
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (
         "stock MONAI BasicUNet" in out.stdout

@@ -218,18 +218,37 @@ def dimension(draw: st.DrawFn) -> object:
     return draw(st.integers(1, 40))
 
 
+#: ids beyond 64 bits (issue 22: OverflowError, a 520 KB dump), booleans, strings, floats
+odd_id = st.sampled_from([2**63, 2**70, -(2**70), 2**63 - 1, True, "7", 1.0, 1.5, "x", None])
+
+
+@st.composite
+def image_id(draw: st.DrawFn, default: int) -> object:
+    """An image id: usually ``default``, rarely an odd one or the id of the first image (two images
+    sharing one id got each other's cells; issue 22)."""
+    kind = draw(st.sampled_from(["default", "default", "default", "default", "shared", "odd"]))
+    return 1 if kind == "shared" else draw(odd_id) if kind == "odd" else default
+
+
 @st.composite
 def coco_json(draw: st.DrawFn) -> str:
     n_images = draw(st.integers(1, 2))
     images = []
     for i in range(n_images):
-        im = {"id": i + 1, "file_name": NAMES[i], "height": draw(dimension()), "width": draw(dimension())}
+        im = {"id": draw(image_id(i + 1)), "file_name": NAMES[i], "height": draw(dimension()),
+              "width": draw(dimension())}  # fmt: skip
+        if draw(rarely) and draw(rarely):
+            im["file_name"] = draw(st.sampled_from(["a\x00b.tif", "a\nb.tif", "", "x" * 300 + ".tif"]))
         if draw(rarely) and draw(rarely):
             del im[draw(st.sampled_from(sorted(im)))]
         images.append(im)
     anns = []
     for k in range(draw(st.integers(0, 6))):
-        iid = draw(st.sampled_from([99, "x", None, 1.5])) if draw(rarely) else draw(st.integers(1, n_images))
+        iid = (
+            draw(st.one_of(st.sampled_from([99, "x", None, 1.5]), odd_id))
+            if draw(rarely)
+            else draw(st.integers(1, n_images))
+        )
         im = images[0]
         h = im.get("height") if isinstance(im.get("height"), int) and 0 < im.get("height") < 100 else 30
         w = im.get("width") if isinstance(im.get("width"), int) and 0 < im.get("width") < 100 else 30
@@ -276,6 +295,20 @@ def _gt_doc(segs: list | None = None, h: int = 30, w: int = 30) -> str:
     )
 
 
+def _shares_an_id(doc: str) -> bool:
+    """Whether a generated json lists two images with different names under one id."""
+    try:
+        images = json.loads(doc)["images"]
+        seen: dict = {}
+        for im in images:
+            key = (type(im["id"]).__name__, im["id"])
+            if seen.setdefault(key, im["file_name"]) != im["file_name"]:
+                return True
+    except Exception:  # noqa: BLE001 - not even a COCO json
+        return False
+    return False
+
+
 @given(doc=coco_json(), semantic=st.booleans())
 @example(doc=_gt_doc(KNOWN_BAD_SEGMENTATIONS), semantic=True)
 @example(doc=_gt_doc([[[[], 0.0, 0.0, 0.0, 0.0, 0.0]]] * 2), semantic=False)  # found by this suite
@@ -289,6 +322,8 @@ def test_convert_any_coco_json(doc: str, semantic: bool) -> None:
                 "--quiet"] + (["--semantic"] if semantic else [])  # fmt: skip
         rc, err = _run_forked(argv)
         _check(rc, err, root, root / "in", before, argv)
+        if _shares_an_id(doc):  # they would get each other's cells: never a success
+            assert rc == 2, (argv, err[-2000:])
         if rc == 0:
             _labels_readable(root / "out")
         elif (root / "out").exists():  # a failed run leaves nothing that looks finished
@@ -300,9 +335,9 @@ def detections(draw: st.DrawFn) -> str:
     dets = []
     for _ in range(draw(st.integers(0, 5))):
         det = {
-            "image_id": draw(st.one_of(st.just(1), st.just(1), st.sampled_from([2, 99, "1", None]))),
+            "image_id": draw(st.one_of(st.just(1), st.just(1), st.sampled_from([2, 99, "1", None]), odd_id)),
             "segmentation": draw(segmentation(30, 30)),
-            "score": draw(st.one_of(st.floats(0, 1), st.sampled_from([NAN, INF, -1, "high", None]))),
+            "score": draw(st.one_of(st.floats(0, 1), st.sampled_from([NAN, INF, -1, "high", None, True]))),
         }
         if draw(rarely) and draw(rarely):
             del det[draw(st.sampled_from(sorted(det)))]
@@ -353,6 +388,10 @@ def test_evaluate_any_ground_truth_and_predictions(gt: str | None, pred, backend
                 str(root / "out" / "metrics.json"), "--backend", backend, "--quiet"]  # fmt: skip
         rc, err = _run_forked(argv)
         _check(rc, err, root, root / "in", before, argv)
+        if gt is not None and _shares_an_id(gt):  # a wrong AP, silently: never a success
+            assert rc == 2, (argv, err[-2000:])
+        if rc == 2:
+            assert len(err.strip().splitlines()[-1]) < 1000  # names the problem, never dumps the input
         if rc == 0:
             m = json.loads((root / "out" / "metrics.json").read_text())
             assert m["AP"] is None or 0 <= m["AP"] <= 100
@@ -528,6 +567,238 @@ def test_postprocess_any_maps_and_parameters(maps, meta, params, head, same_fold
         _check(rc, err, root, inp, before, argv, new_ok=same_folder)
         if rc != 2:
             _labels_readable(out)
+
+
+@given(
+    ids=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    command=st.sampled_from(["convert", "evaluate", "split", "eda"]),
+)
+def test_one_id_for_two_images_is_always_refused(ids, command) -> None:
+    """Valid jsons whose only fault may be one id for two images (they got each other's cells in
+    convert, a wrong AP in evaluate; issue 22): refused exactly when an id repeats, naming it."""
+    names = [f"A172_Phase_C{k}_1_00d00h00m_1.tif" for k in range(len(ids))]
+    doc = {
+        "images": [{"id": i, "file_name": n, "height": 30, "width": 30} for i, n in zip(ids, names)],
+        "annotations": [
+            {"id": k + 1, "image_id": i, "category_id": 1, "segmentation": [SQUARE]}
+            for k, i in enumerate(ids)
+        ],
+        "categories": [{"id": 1, "name": "cell"}],
+    }
+    shared = [i for j, i in enumerate(ids) if i in ids[:j]]  # the first repeat is named
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        gt = root / "gt.json"
+        gt.write_text(json.dumps(doc))
+        (root / "pred").mkdir()
+        lab = np.zeros((30, 30), np.uint16)
+        lab[4:14, 4:14] = 1
+        __import__("tifffile").imwrite(root / "pred" / names[0], lab)
+        argv = {
+            "convert": ["convert", "--json", str(gt), "--out", str(root / "o"), "--workers", "1", "--quiet"],
+            "evaluate": ["evaluate", "--gt", str(gt), "--pred", str(root / "pred"), "--json-out",
+                         str(root / "m.json"), "--quiet"],
+            "split": ["split", "--json", str(gt), "--out", str(root / "s")],
+            "eda": ["eda", "--json", str(gt), "--out", str(root / "e"), "--no-progress"],
+        }[command]  # fmt: skip
+        rc, err = _run_inprocess(argv)
+        if shared:
+            assert rc == 2 and f"image id {shared[0]} is used by two images" in err, (ids, rc, err[-2000:])
+        else:
+            assert rc == 0, (ids, err[-2000:])
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 22: numbers where they are parsed, settings, units, time stamps, patterns, deep JSON
+# ------------------------------------------------------------------------------------------------
+def _numeric_options() -> list[tuple[str, str, object]]:
+    """(command, option, argparse type) of every numeric option of every command."""
+    import argparse
+
+    from livecell_seg.cli import COMMANDS, build_parser
+
+    out = []
+    for name in COMMANDS:
+        parser = build_parser(only=name)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for a in sub.choices[name]._actions:
+            if hasattr(a.type, "bounds") and a.option_strings:
+                out.append((name, a.option_strings[-1], a.type))
+    return out
+
+
+NUMERIC_OPTIONS = _numeric_options()
+number_text = st.one_of(
+    st.sampled_from(["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e309", "-1e309", "1e9", "-2", "0",
+                     "1e-9", "0.5", "2**70", "", " ", "12abc", str(2**70), "-0"]),
+    st.floats().map(repr),
+    st.integers(-(2**80), 2**80).map(str),
+)  # fmt: skip
+
+
+@given(option=st.sampled_from(NUMERIC_OPTIONS), text=number_text)
+def test_every_numeric_option_accepts_only_finite_values_in_its_range(option, text) -> None:
+    """Whatever text a numeric option gets: a value it accepts is finite and within the option's
+    range; anything else ends the command with one line naming the option, exit 2, before any work."""
+    import argparse
+
+    command, flag, parse = option
+    lo, hi = parse.bounds
+    try:
+        v = parse(text)
+    except argparse.ArgumentTypeError:
+        v = None
+    if v is not None and not isinstance(v, str):  # "auto" is a word some options take
+        assert math.isfinite(v), (flag, text, v)
+        assert (lo is None or v >= lo) and (hi is None or v <= hi), (flag, text, v)
+        return
+    if v is None:
+        rc, err = _run_inprocess([command, flag, text])
+        assert rc == 2, (flag, text, rc, err)
+        assert len(err.strip().splitlines()) == 1 and f"argument {flag}" in err and "Traceback" not in err, (
+            err
+        )
+
+
+def _bounded_settings() -> list[tuple[str, tuple, type]]:
+    """(dotted key, range, int or float) of every bounded numeric field of a training config."""
+    import dataclasses
+    import typing
+
+    from livecell_seg.model.config import TrainConfig
+    from livecell_seg.settings import field_range
+
+    out = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            args = typing.get_args(tp) or (tp,)
+            inner = [a for a in args if dataclasses.is_dataclass(a)]
+            if inner:
+                walk(inner[0], f"{prefix}{f.name}.")
+            elif typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+                if f.name == "train":  # the default config has one training source to address
+                    walk(typing.get_args(tp)[0], f"{prefix}{f.name}.0.")
+            elif field_range(f) is not None and (int in args or float in args):
+                out.append(
+                    (prefix + f.name, field_range(f), int if int in args and float not in args else float)
+                )
+
+    walk(TrainConfig, "")
+    return out
+
+
+BOUNDED_SETTINGS = _bounded_settings()
+
+
+@given(
+    setting=st.sampled_from(BOUNDED_SETTINGS),
+    value=st.one_of(
+        st.sampled_from([".nan", "nan", ".inf", "-.inf", "inf", "true", "false", "1e400", str(2**70), "[1]"]),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.integers(-(2**40), 2**40).map(str),
+    ),
+)
+def test_a_setting_outside_its_range_is_refused_in_one_line(setting, value) -> None:
+    from livecell_seg.errors import LivecellError
+    from livecell_seg.model.config import config_to_dict, load_config
+
+    key, (lo, hi), _kind = setting
+    try:
+        cfg = load_config(None, [f"{key}={value}"])
+    except LivecellError as e:
+        assert "\n" not in str(e) and len(str(e)) < 600, str(e)
+        return
+    node: object = config_to_dict(cfg)
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        assert math.isfinite(node) and (lo is None or node >= lo) and (hi is None or node <= hi), (
+            key,
+            value,
+            node,
+        )
+
+
+@given(
+    image=st.lists(st.floats(0, 1000, allow_nan=False), min_size=4, max_size=64),
+    exponent=st.integers(-290, 290),
+    dtype=st.sampled_from(["float64", "float32"]),
+)
+def test_normalization_does_not_depend_on_the_units(image, exponent, dtype) -> None:
+    """A float image in other units (x 1e-9, x 1e300) normalizes to the same values (it gave all
+    zeros, hence 0 cells; issue 22)."""
+    from livecell_seg.io import normalize_image
+
+    a = np.asarray(image, np.float64).reshape(-1, 2 if len(image) % 2 == 0 else 1)
+    if dtype == "float32":
+        exponent = max(-30, min(30, exponent))
+    k = 10.0**exponent
+    ref = normalize_image(a.astype(dtype))
+    got = normalize_image((a * k).astype(dtype))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, atol=2e-3 if dtype == "float32" else 1e-6)
+
+
+@given(days=st.integers(0, 10**8), hours=st.integers(0, 150), minutes=st.integers(0, 150))
+@example(days=0, hours=99, minutes=99)
+@example(days=3652, hours=23, minutes=59)
+def test_time_stamps_are_read_or_refused_never_bent(days, hours, minutes) -> None:
+    from livecell_seg.timecourse.analysis import MAX_HOURS, TimeStampError, parse_frame_name
+
+    name = f"SkBr3_Phase_H3_2_{days:02d}d{hours:02d}h{minutes:02d}m_1.tif"
+    t = 24 * days + hours + minutes / 60
+    possible = hours < 24 and minutes < 60 and t <= MAX_HOURS
+    try:
+        frame = parse_frame_name(name)
+    except TimeStampError:
+        assert not possible, name
+        return
+    assert possible and frame is not None and frame.time_h == pytest.approx(t), name
+
+
+atom = st.sampled_from([r"\d", "1", "[0-9]", ".", r"\w", "(?:1)"])
+quantifier = st.sampled_from(["+", "*", "{2,}", "{1,9}", "?", "{3}", ""])
+
+
+@given(a=atom, inner=quantifier, outer=quantifier)
+def test_patterns_that_can_backtrack_exponentially_are_refused(a, inner, outer) -> None:
+    from livecell_seg.errors import LivecellError
+    from livecell_seg.timecourse.analysis import compile_pattern
+
+    pattern = f"(?P<hours>({a}{inner}){outer})h"
+    many = ("+", "*", "{2,}", "{1,9}", "{3}")  # repeated more than once: nested, even when bounded
+    try:
+        compile_pattern(pattern)
+    except LivecellError as e:
+        assert inner in many and outer in many and "repeats a group" in str(e), pattern
+        return
+    assert not (inner in many and outer in many), pattern
+
+
+@given(depth=st.integers(1_000, 100_000), kind=st.sampled_from(["[", '{"a":']), where=st.sampled_from(
+    ["params", "gt", "config", "results"]))  # fmt: skip
+def test_json_nested_too_deeply_is_one_line(tiny_model, depth, kind, where) -> None:
+    close = "]" if kind == "[" else "}"
+    deep = kind * depth + "1" + close * depth
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        f = root / "deep.json"
+        f.write_text(deep)
+        img = root / "x.tif"
+        __import__("tifffile").imwrite(img, np.zeros((16, 16), np.uint8))
+        argv = {
+            "params": ["predict", "--model", str(tiny_model), "-i", str(img), "-o", str(root / "o"), "--params", str(f)],
+            "gt": ["evaluate", "--gt", str(f), "--pred", str(root)],
+            "config": ["train", "--config", str(f)],
+            "results": ["evaluate", "--gt", str(root / "gt.json"), "--pred", str(f)],
+        }[where]  # fmt: skip
+        (root / "gt.json").write_text(_gt_doc())
+        rc, err = _run_inprocess(argv)
+        assert rc == 2 and "Traceback" not in err, (argv[0], err[-2000:])
+        assert len(err.strip().splitlines()) == 1 and len(err) < 1000, err[-2000:]
 
 
 def test_profile_is_loaded() -> None:

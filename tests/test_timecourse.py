@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_S
 from livecell_seg.cli import main
 from livecell_seg.errors import LivecellError
 from livecell_seg.io import write_labels
@@ -90,18 +91,38 @@ def test_measure_labels_on_a_hand_made_image():
     lab[0:10, 0:10] = 1  # 100 px
     lab[50:70, 50:60] = 7  # 200 px (labels need not be consecutive)
     lab[90:100, 190:200] = 3  # 100 px, touching the border: counted
-    s = measure_labels(lab, pixel_size_um=0.5)
+    s = measure_labels(lab, pixel_size_um=0.5)  # another instrument's pixel size
     assert (s.height, s.width, s.count) == (100, 200, 3)
     assert s.confluence == pytest.approx(100 * 400 / 20000)
     assert s.mean_area_px == pytest.approx(400 / 3) and s.median_area_px == 100
     assert s.mean_area_um2 == pytest.approx(400 / 3 * 0.25) and s.median_area_um2 == 25
     # 3 cells on 100 x 200 px of 0.25 µm² = 5000 µm² = 0.005 mm²
     assert s.cells_per_mm2 == pytest.approx(600.0)
+    # the default is LIVECell's 1.24 µm (Incucyte S3, 10x): 3 cells on 100 x 200 x 1.5376 µm²
+    d = measure_labels(lab)
+    assert d.median_area_um2 == pytest.approx(100 * 1.24**2)
+    assert d.cells_per_mm2 == pytest.approx(3 / (20000 * 1.24**2 * 1e-6))
     empty = measure_labels(np.zeros((8, 8), np.uint16), None)
     assert empty.count == 0 and empty.confluence == 0 and math.isnan(empty.mean_area_px)
     assert math.isnan(empty.cells_per_mm2)
     with pytest.raises(ValueError):
         measure_labels(np.zeros((4, 4), np.float32))
+
+
+def test_the_default_pixel_size_is_livecells_everywhere():
+    """LIVECell: Incucyte S3, 10x objective, 1.24 µm per pixel (not 0.5; issue 22): the command's
+    default, the Python API's and the one constant they read."""
+    import inspect
+
+    from livecell_seg.cli import build_parser
+    from livecell_seg.data import LIVECELL_PIXEL_SIZE_UM
+    from livecell_seg.timecourse import analysis
+
+    assert LIVECELL_PIXEL_SIZE_UM == 1.24
+    args = build_parser(only="timecourse").parse_args(["timecourse", "-i", "x", "-o", "y"])
+    assert args.pixel_size == 1.24
+    for fn in (analysis.measure_labels, analysis.measure_frames, analysis.run_timecourse):
+        assert inspect.signature(fn).parameters["pixel_size_um"].default == 1.24, fn.__name__
 
 
 def test_ground_truth_count_and_confluence_are_exact_on_the_bundled_sample(tmp_path):
@@ -136,7 +157,8 @@ def test_ground_truth_count_and_confluence_are_exact_on_the_bundled_sample(tmp_p
         assert int(r["count"]) == n
         assert float(r["confluence"]) == pytest.approx(conf, rel=1e-9)
         assert abs(float(r["confluence"]) - polygon_conf) < 0.05  # percentage points
-        assert float(r["cells_per_mm2"]) == pytest.approx(n / (704 * 520 * 0.25e-6), rel=1e-9)
+        # the default pixel size is LIVECell's 1.24 µm: a 704 x 520 crop covers 0.563 mm²
+        assert float(r["cells_per_mm2"]) == pytest.approx(n / (704 * 520 * 1.24**2 * 1e-6), rel=1e-9)
     growth = _read_csv(tmp_path / "o" / "growth.csv")
     assert len(growth) == 10 and all(g["meaningful"] == "no" for g in growth)  # one time point per well
     assert all(g["reason"] == "fewer than 3 time points with cells (1)" for g in growth)
@@ -151,7 +173,7 @@ def test_labels_mode_never_loads_torch(tmp_path):
         f"'--out', {str(tmp_path / 'o')!r}, '-q']); "
         "print(rc, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert out.stdout.split() == ["0", "False", "True"], out.stderr  # the report uses matplotlib
     assert (tmp_path / "o" / "index.html").is_file()
     probe = "import sys, livecell_seg.timecourse.analysis, livecell_seg.timecourse.report; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
@@ -524,11 +546,12 @@ def test_app_time_course_view_uploads_and_folder(tmp_path, monkeypatch):
         for n, b in frames.items()
     }
 
-    at = AppTest.from_file(str(SCRIPT), default_timeout=180)
+    at = AppTest.from_file(str(SCRIPT), default_timeout=HANG_S)
     at.session_state["view"] = "Time course"
     at.session_state["tc_source"] = "Upload"
     at.run()
     assert not at.exception and "Choose a folder or upload" in at.info[0].value
+    assert at.number_input(key="tc_pixel").value == pytest.approx(1.24)  # LIVECell's, as the command
     uploads = [(n, b, "image/tiff") for n, b in frames.items()] + [
         ("holiday.tif", frames[next(iter(frames))], "image/tiff")
     ]

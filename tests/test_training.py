@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HANG_S
 from livecell_seg.errors import InputFileError, LivecellError
 from livecell_seg.model.config import TrainConfig, apply_overrides, config_to_dict, load_config
 
@@ -227,7 +228,7 @@ def test_ddp_two_cpu_processes(tmp_path, data_dir):
     cmd += tiny_overrides(data_dir, out) + ["optim.epochs=1", "optim.max_steps=2", "trainer.loggers=[csv]"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("MASTER_PORT", None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170, env=env, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 2

@@ -44,9 +44,18 @@ def _load(name: str):  # noqa: ANN202
     return importlib.import_module(f"livecell_seg.commands.{COMMANDS[name][0]}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block): ``livecell-seg CMD: error: argument
+    --x: ...``, exit code 2, like every other error of the command line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        text = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the argument parser; with ``only`` set, import just that subcommand's module."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="livecell-seg",
         description="Label-free live-cell segmentation on LIVECell: U-Net + watershed.",
     )
@@ -132,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     # it once, when torch loads; a user's own setting wins. Python API users set it themselves.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(only=chosen)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a bad option (2, one line printed)
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -140,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_as_interrupt(), _cli_logging(args.command):
             return int(_load(args.command).run(args) or 0)
     except LivecellError as e:
-        print(f"livecell-seg {args.command}: error: {e}", file=sys.stderr)
+        print(f"livecell-seg {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as e:
+        # the last line of defence: an input or a file system that no check above foresaw still
+        # gets one line naming what went wrong, never a traceback (issue 22)
+        print(f"livecell-seg {args.command}: error: {_describe(e)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"livecell-seg {args.command}: terminated (SIGTERM)", file=sys.stderr)
@@ -148,6 +165,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"livecell-seg {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    """``text`` on one line, at most ``limit`` characters (an error must never dump its input)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 20] + f" ... ({len(line):,} characters)"
+
+
+def _describe(e: BaseException) -> str:
+    """One line for an exception that no check turned into a :class:`LivecellError`."""
+    if isinstance(e, OSError):
+        from .io import describe_os_error
+
+        what = describe_os_error(e)
+        if e.filename is not None:
+            return _one_line(f"{e.filename}: {what}")
+        return _one_line(f"{what} (while reading the inputs or writing the outputs; check the output folder)")
+    if isinstance(e, MemoryError):
+        return "out of memory: an input or an option asks for more memory than this machine has"
+    if isinstance(e, RecursionError):
+        return "an input is nested too deeply to be read (RecursionError)"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return _one_line(f"invalid input ({type(e).__name__}{': ' + first if first else ''})", 300)
 
 
 if __name__ == "__main__":  # pragma: no cover

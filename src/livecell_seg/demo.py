@@ -208,7 +208,11 @@ def prepare_output(out: Path, fresh: bool) -> None:
     if out.is_dir() and not (out / MARKER).exists() and any(out.iterdir()):
         raise InputFileError(out, "is not empty and is not a demo output folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by livecell-seg demo; re-running it here overwrites these outputs\n")
+    from .io import write_text_atomic
+
+    write_text_atomic(
+        out / MARKER, "written by livecell-seg demo; re-running it here overwrites these outputs\n"
+    )
     if fresh:
         for name in OWNED:
             _rm(out / name)

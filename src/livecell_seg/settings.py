@@ -9,6 +9,7 @@ key, values are converted to the field's type or refused with the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -63,19 +64,60 @@ def convert_value(tp: Any, value: Any, where: str) -> Any:
             return int(value)
         raise LivecellError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        x: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                x = float(value)
+            except OverflowError:
+                x = math.inf
+        elif isinstance(value, str):
+            try:
+                x = float(value)
             except ValueError:
                 pass
-        raise LivecellError(f"{where}: expected a number, got {value!r}")
+        if x is None:
+            raise LivecellError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(x):  # NaN or infinite: never a meaningful setting (issue 22)
+            raise LivecellError(f"{where}: expected a finite number, got {value!r}")
+        return x
     if tp is str:
         if isinstance(value, str):
             return value
         raise LivecellError(f"{where}: expected a string, got {value!r}")
     return value
+
+
+def bounded(default: Any, lo: float | None, hi: float | None) -> Any:
+    """A dataclass field with a default and the range ``[lo, hi]`` its value must lie in (None: no
+    bound that side), checked by :func:`settings_from_dict` and :func:`check_ranges`. Every size,
+    count, kernel and rate of a settings file has one: the work one value can ask for is bounded
+    before any work starts (issue 22)."""
+    return dataclasses.field(default=default, metadata={"range": (lo, hi)})
+
+
+def field_range(f: dataclasses.Field) -> tuple[float | None, float | None] | None:
+    """The ``[lo, hi]`` of a field made by :func:`bounded` (None when it has none)."""
+    return f.metadata.get("range")
+
+
+def check_ranges(obj: Any, where: str = "config") -> None:
+    """Refuse (one-line :class:`LivecellError` naming the dotted key) a value of a :func:`bounded`
+    field of the dataclass ``obj`` outside its range (for a mapping: each of its values)."""
+    for f in dataclasses.fields(obj):
+        rng = field_range(f)
+        v = getattr(obj, f.name)
+        if rng is None or v is None:
+            continue
+        key = f"{where}.{f.name}" if where != "config" else f.name
+        values = list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, list) else [v]
+        for x in values:
+            if isinstance(x, str) or x is None:
+                continue  # e.g. "auto" where a union type allows it
+            lo, hi = rng
+            if (lo is not None and x < lo) or (hi is not None and x > hi):
+                lo_s = "-inf" if lo is None else f"{lo:g}"
+                hi_s = "inf" if hi is None else f"{hi:g}"
+                raise LivecellError(f"{key} must be in [{lo_s}, {hi_s}], got {x!r}")
 
 
 def check_keys(cls: type, d: dict[str, Any], where: str, extra: tuple[str, ...] = ()) -> None:
@@ -111,4 +153,6 @@ def settings_from_dict(
         for k, v in d.items()
         if k not in extra
     }
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check_ranges(obj, where)
+    return obj

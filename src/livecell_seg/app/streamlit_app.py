@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from livecell_seg.app import MODEL_ENV, logic
+from livecell_seg.data import LIVECELL_PIXEL_SIZE_UM
 from livecell_seg.model.heads import head_channels
 from livecell_seg.progress import progress_bar
 
@@ -127,7 +128,9 @@ with st.sidebar:
             help="named groups time (02d04h00m, 12h30m or hours) or days/hours/minutes; optionally "
             "cell_type, well, field, crop. Empty: LIVECell/Incucyte names.",
         )
-        tc_pixel = st.number_input("Pixel size (µm, 0 = unknown)", 0.0, 100.0, 0.5, 0.05, key="tc_pixel")
+        tc_pixel = st.number_input(
+            "Pixel size (µm, 0 = unknown)", 0.0, 100.0, LIVECELL_PIXEL_SIZE_UM, 0.01, key="tc_pixel"
+        )
     else:
         source = st.radio("Source", ["Sample image", "Upload"], horizontal=True, key="source")
         if source == "Sample image":

@@ -7,8 +7,13 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..options import integer
+
     parser.add_argument(
-        "--port", type=int, default=8501, help="port on 127.0.0.1 (default 8501; 0 = any free port)"
+        "--port",
+        type=integer(0, 65535),
+        default=8501,
+        help="port on 127.0.0.1 (default 8501; 0 = any free port)",
     )
     parser.add_argument(
         "--model", metavar="DIR", default=None, help="model folder to preselect (default: the bundled model)"

@@ -8,6 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from ..data.coco import DEFAULT_MIN_FRAGMENT
+    from ..options import integer
 
     parser.add_argument("--json", required=True, help="COCO annotation json (LIVECell's, list or dict form)")
     parser.add_argument(
@@ -17,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "every image must exist, be readable and have the json's size",
     )
     parser.add_argument("--out", required=True, help="output folder: OUT/<image stem>.tif")
-    parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPUs, max 8)")
+    parser.add_argument(
+        "--workers",
+        type=integer(1, 64),
+        default=None,
+        help="parallel processes (default: CPUs, max 8; at most 64)",
+    )
     parser.add_argument(
         "--semantic",
         action="store_true",
@@ -25,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--min-fragment",
-        type=int,
+        type=integer(1, 1_000_000_000),
         default=DEFAULT_MIN_FRAGMENT,
         help=f"drop a cell left with fewer visible pixels after overlaps (default {DEFAULT_MIN_FRAGMENT})",
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..options import number, seed
+
     parser.add_argument(
         "--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)"
     )
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--minutes",
-        type=float,
+        type=number(0, 7 * 24 * 60, lo_open=True),
         metavar="M",
         help="training time box in minutes (default 4; --quick 0.5); the step count is fitted to it",
     )
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fresh", action="store_true", help="redo everything (default: reuse a finished identical training)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the split and the training (0)")
     parser.add_argument(
         "--config", type=Path, help="training config (default: the packaged livecell_seg/configs/demo.yaml)"
     )

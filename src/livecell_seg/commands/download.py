@@ -8,6 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from ..data.download import BASE_URL, DEFAULT_GROUPS, ENV_BASE_URL, ENV_MAX_UNZIPPED, ENV_SHA256, GROUPS
+    from ..options import integer, number
 
     parser.add_argument("--out", default="data/livecell", help="target folder (default data/livecell)")
     parser.add_argument(
@@ -30,15 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-unzipped-gb",
-        type=float,
+        type=number(0, 1e6, lo_open=True),
         default=None,
         help=f"refuse a zip that unpacks to more than this (default 16, or ${ENV_MAX_UNZIPPED} in bytes)",
     )
     parser.add_argument("--keep-zip", action="store_true", help="keep images.zip after extracting it")
     parser.add_argument(
-        "--retries", type=int, default=5, help="resume attempts per file after a broken transfer"
+        "--retries",
+        type=integer(0, 1000),
+        default=5,
+        help="resume attempts per file after a broken transfer",
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    parser.add_argument(
+        "--timeout",
+        type=number(0, 86400, lo_open=True),
+        default=60.0,
+        help="network timeout in seconds (default 60, at most a day)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -7,6 +7,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..options import integer
+
     parser.add_argument(
         "--json",
         action="append",
@@ -19,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="report folder (index.html, stats.json)")
     parser.add_argument(
-        "--examples", type=int, default=8, help="at most this many example images, one per cell type (8)"
+        "--examples",
+        type=integer(0, 100),
+        default=8,
+        help="at most this many example images, one per cell type (8)",
     )
     parser.add_argument(
         "--png", action="store_true", help="also write each figure as a PNG file next to index.html"

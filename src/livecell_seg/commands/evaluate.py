@@ -8,6 +8,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..options import integer, number
+
     parser.add_argument("--gt", required=True, type=Path, help="COCO annotation json (ground truth)")
     parser.add_argument(
         "--pred",
@@ -26,10 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate only the images that have a prediction file (default: missing = empty prediction)",
     )
-    parser.add_argument("--max-images", type=int, help="evaluate the first N images of the json only")
+    parser.add_argument(
+        "--max-images", type=integer(1, 100_000_000), help="evaluate the first N images of the json only"
+    )
     parser.add_argument(
         "--score-threshold",
-        type=float,
+        type=number(0, 1),
         default=0.5,
         help="results json only: detections kept for the matching metrics (AP uses all; default 0.5)",
     )
@@ -39,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="faster",
         help="COCOeval implementation (identical numbers; faster-coco-eval is C++)",
     )
-    parser.add_argument("--worst", type=int, default=6, help="number of worst images in the report")
+    parser.add_argument(
+        "--worst", type=integer(0, 100), default=6, help="number of worst images in the report"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         raise LivecellError(f"{out}: an ONNX file needs the .onnx suffix")
     if args.format == "bioimageio" and out.suffix.lower() != ".zip":
         raise LivecellError(f"{out}: a bioimage.io package is a .zip file")
+    if out.is_dir():
+        raise LivecellError(f"{out}: is a folder; give the name of the file to write")
+    if args.format == "bioimageio":
+        from ..model.export import check_package_name
+
+        check_package_name(args.name)
     model = load_model_for_predict(args.model, device="cpu")
     t0 = time.perf_counter()
     if args.format == "onnx":

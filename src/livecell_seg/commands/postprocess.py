@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -50,9 +51,8 @@ def _read_params(path: Path | None):  # noqa: ANN202
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from ..errors import InputFileError, LivecellError
-    from ..inference.postprocess import instances_from_maps, list_maps, load_maps
-    from ..io import sweep_stale_parts, write_labels
-    from ..model.heads import HEADS
+    from ..inference.postprocess import list_maps
+    from ..io import check_input_file, folder_lock
 
     params = _read_params(args.params)
     files: list[Path] = []
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         p = Path(item)
         if p.is_dir():
             files.extend(list_maps(p))
-        elif p.is_file():
-            files.append(p)
+        elif p.exists() or p.is_symlink():
+            files.append(check_input_file(p, "maps file"))  # a FIFO, a device: said so
         else:
             raise InputFileError(p, "no such file or folder")
     if not files:
@@ -79,14 +79,34 @@ def run(args: argparse.Namespace) -> int:
         if target in writers and writers[target] != f:
             raise InputFileError(f, f"and {writers[target]} would both write {args.out / target.name}")
         writers[target] = f
-    args.out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(args.out, "postprocess"):  # a second run into the same folder at once is refused
+        return _run_locked(args, files, params)
+
+
+def _record(params, head: str | None, maps_file: Path) -> dict:  # noqa: ANN001
+    """What decides a label file of ``postprocess`` (kept in it: ``io.write_labels``'s record)."""
+    st = maps_file.stat()
+    return {"params": params.to_dict(), "head": head, "maps": [maps_file.name, st.st_size, st.st_mtime_ns]}
+
+
+def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # noqa: ANN001
+    from ..errors import InputFileError, LivecellError, OutputFileError
+    from ..inference.postprocess import instances_from_maps, load_maps
+    from ..inference.predict import settings_change
+    from ..io import read_labels_record, sweep_stale_parts, write_labels
+    from ..model.heads import HEADS
+
     sweep_stale_parts(args.out, recursive=False)
     failed = done = skipped = 0
+    redone: list[tuple[dict | None, dict]] = []
     for i, f in enumerate(files, 1):
         out = args.out / f"{f.stem}.tif"
+        record = _record(params, args.head, f)
         if out.exists() and not args.overwrite:
-            skipped += 1
-            continue
+            if read_labels_record(out) == record:
+                skipped += 1
+                continue
+            redone.append((read_labels_record(out), record))  # from other maps or other parameters
         try:
             maps, head = load_maps(f)
             if args.head and args.head != head:
@@ -96,12 +116,20 @@ def run(args: argparse.Namespace) -> int:
                     )
                 head = args.head
             labels = instances_from_maps(maps, head, params)
-            write_labels(out, labels)
+            write_labels(out, labels, record=record)
+        except OutputFileError:
+            raise  # a full or read-only file system: every other file would fail too
         except LivecellError as e:
             failed += 1
             print(f"livecell-seg postprocess: skipped: {e}", file=sys.stderr)
             continue
         done += 1
         print(f"[{i}/{len(files)}] {f.name} -> {out.name}: {int(labels.max())} cells", flush=True)
+    if redone:
+        logging.getLogger(__name__).warning(
+            "%d existing label file(s) were made from other maps or with other parameters (%s): written again",
+            len(redone),
+            settings_change(*redone[0]),
+        )
     print(f"{done} written, {skipped} already done, {failed} failed -> {args.out}")
     return 1 if failed else 0

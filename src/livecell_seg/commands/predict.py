@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and network options shared by every command that segments images (predict,
     timecourse), with the Dask cluster options (:func:`livecell_seg.inference.distributed.add_cluster_arguments`)."""
+    from ..options import SCALE_RANGE, integer, number, scale_or_auto
+
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
@@ -33,32 +35,38 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
     parser.add_argument(
         "--scale",
+        type=scale_or_auto,
         default=None,
         metavar="S|auto",
-        help="zoom images by S for the network (labels keep the image's size); 'auto': segment at "
-        "zoom 1 and, when the cells found are far from the model's cell diameter, once more at the "
-        "zoom that brings them there (1-1.5 passes on LIVECell); default: the model folder's "
-        "predict_scale (auto for the bundled model, 1 for models that record none)",
+        help=f"zoom images by S ({SCALE_RANGE[0]:g}-{SCALE_RANGE[1]:g}) for the network (labels keep "
+        "the image's size); 'auto': segment at zoom 1 and, when the cells found are far from the "
+        "model's cell diameter, once more at the zoom that brings them there (1-1.5 passes on "
+        "LIVECell); default: the model folder's predict_scale (auto for the bundled model, 1 for "
+        "models that record none)",
     )
     parser.add_argument(
         "--diameter",
-        type=float,
+        type=number(0, 100_000, lo_open=True),
         metavar="PX",
         help="typical cell diameter in pixels, if known: zoom so cells match the model's cell diameter",
     )
     parser.add_argument(
         "--tile",
-        type=int,
+        type=integer(16, 2048),
         default=512,
         metavar="N",
-        help="tile side for images above ~1 megapixel (smaller ones run whole); default 512",
+        help="tile side for images above ~1 megapixel (smaller ones run whole), 16-2048; default 512",
     )
     parser.add_argument(
-        "--overlap", type=float, default=0.25, metavar="F", help="tile overlap fraction; default 0.25"
+        "--overlap",
+        type=number(0, MAX_OVERLAP),
+        default=0.25,
+        metavar="F",
+        help=f"tile overlap fraction, 0-{MAX_OVERLAP:g}; default 0.25",
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=integer(1, 1024),
         metavar="N",
         help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )
@@ -68,28 +76,17 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
-def _number(text: str, option: str) -> float:
-    from ..errors import LivecellError
-
-    try:
-        return float(text)
-    except ValueError:
-        raise LivecellError(f"{option}: expected a number or 'auto', got {text!r}") from None
+#: ``--overlap`` at most: each tile then advances by a quarter of its side (16 passes per area);
+#: an overlap near 1 would advance by a pixel (one network pass per pixel)
+MAX_OVERLAP = 0.75
 
 
 def network_settings(args: argparse.Namespace) -> PredictSettings:
     """Check the options of :func:`add_network_arguments` and return them as the
     :class:`~livecell_seg.inference.predict.PredictSettings` of a run (``--model`` excluded; ``cluster`` is
     None without a cluster option: serial; outputs not chosen)."""
-    from ..errors import LivecellError
     from ..inference.distributed import cluster_options_from_args
 
-    if not 0.0 <= args.overlap < 1.0:
-        raise LivecellError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.threads is not None and args.threads < 1:
-        raise LivecellError(f"--threads must be at least 1, got {args.threads}")
-    if args.tile < 16:
-        raise LivecellError(f"--tile must be at least 16, got {args.tile}")
     params = None
     if args.params:
         from ..inference.postprocess import PostprocessParams
@@ -103,7 +100,7 @@ def network_settings(args: argparse.Namespace) -> PredictSettings:
         backend=args.backend,
         tta=args.tta,
         precision=args.precision,
-        scale=args.scale if args.scale in (None, "auto") else _number(args.scale, "--scale"),
+        scale=args.scale,
         diameter=args.diameter,
         tile=args.tile,
         overlap=args.overlap,

@@ -9,6 +9,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from ..inference.pseudolabel import PseudoLabelSettings
+    from ..options import number, scale_or_auto
 
     d = PseudoLabelSettings()
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
@@ -22,17 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-tta", action="store_true", help="first view without 8x test-time augmentation")
     parser.add_argument(
-        "--scale", default="auto", metavar="S|auto", help="zoom of the first view (default: auto)"
+        "--scale",
+        type=scale_or_auto,
+        default="auto",
+        metavar="S|auto",
+        help="zoom of the first view, auto or 0.05-20 (default: auto)",
     )
     parser.add_argument(
         "--min-score",
-        type=float,
+        type=number(0, 1),
         default=d.min_score,
         help=f"least mean foreground probability (default {d.min_score})",
     )
     parser.add_argument(
         "--min-agreement",
-        type=float,
+        type=number(0, 1),
         default=d.min_agreement,
         help=f"least IoU with the second view's cell (default {d.min_agreement})",
     )
@@ -43,20 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..errors import LivecellError
     from ..inference.predict import load_model_for_predict
     from ..inference.pseudolabel import PseudoLabelSettings, pseudo_label_paths
 
-    for name in ("min_score", "min_agreement"):
-        v = getattr(args, name)
-        if not 0.0 <= v <= 1.0:
-            raise LivecellError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
-    scale: float | str = "auto"
-    if args.scale != "auto":
-        try:
-            scale = float(args.scale)
-        except ValueError:
-            raise LivecellError(f"--scale: expected a number or 'auto', got {args.scale!r}") from None
+    scale: float | str = args.scale
     settings = PseudoLabelSettings(
         tta=not args.no_tta, scale=scale, min_score=args.min_score, min_agreement=args.min_agreement
     )

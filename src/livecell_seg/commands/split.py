@@ -15,10 +15,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LIVECell COCO json (list or dict form); repeat to merge several (e.g. train, val, test)",
     )
     parser.add_argument("--out", required=True, help="output folder for train.json, val.json, test.json")
-    parser.add_argument("--val", type=float, default=0.2, help="fraction of all images for validation (0.2)")
-    parser.add_argument("--test", type=float, default=0.0, help="fraction of all images for a test split (0)")
+    from ..options import number, seed
+
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives the same split (0)"
+        "--val",
+        type=number(0, 1, hi_open=True),
+        default=0.2,
+        help="fraction of all images for validation (0.2)",
+    )
+    parser.add_argument(
+        "--test",
+        type=number(0, 1, hi_open=True),
+        default=0.0,
+        help="fraction of all images for a test split (0)",
+    )
+    parser.add_argument(
+        "--seed", type=seed, default=0, help="random seed; the same seed gives the same split (0)"
     )
 
 

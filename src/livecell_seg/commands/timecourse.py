@@ -11,6 +11,9 @@ from .predict import add_network_arguments, network_settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..data import LIVECELL_PIXEL_SIZE_UM
+    from ..options import number
+
     parser.add_argument(
         "--input",
         "-i",
@@ -36,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pixel-size",
-        type=float,
-        default=0.5,
+        type=number(0, 1000),
+        default=LIVECELL_PIXEL_SIZE_UM,
         metavar="UM",
-        help="µm per pixel, for areas in µm² and cells per mm² (default 0.5, LIVECell's; 0 = unknown)",
+        help=f"µm per pixel, for areas in µm² and cells per mm² (default {LIVECELL_PIXEL_SIZE_UM:g}: "
+        "LIVECell's Incucyte S3 at 10x; give your instrument's; 0 = unknown)",
     )
     parser.add_argument(
         "--fit-range",
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--min-r2",
-        type=float,
+        type=number(0, 1),
         default=0.8,
         metavar="R2",
         help="a fit below this R² is reported as not meaningful (default 0.8)",
@@ -67,16 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LivecellError
     from ..timecourse.analysis import run_timecourse
 
-    if args.pixel_size < 0 or not math.isfinite(args.pixel_size):
-        raise LivecellError(
-            f"--pixel-size must be a positive number of µm (0 = unknown), got {args.pixel_size}"
-        )
     fit_range = None
     if args.fit_range:
         try:
             a, b = (float(x) for x in args.fit_range.split(":"))
         except ValueError:
             raise LivecellError(f"--fit-range must be START:END in hours, got {args.fit_range!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise LivecellError(f"--fit-range must be finite hours, got {args.fit_range!r}")
         if not a < b:
             raise LivecellError(f"--fit-range: START must be below END, got {args.fit_range!r}")
         fit_range = (a, b)

@@ -7,6 +7,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
+    from ..options import integer, seed
+
     parser.add_argument(
         "--config",
         "-c",
@@ -28,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     res.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     parser.add_argument("--devices", help="Lightning devices (number, list or 'auto')")
-    parser.add_argument("--num-nodes", type=int, help="number of nodes (multi-node DDP, e.g. SLURM)")
+    parser.add_argument(
+        "--num-nodes", type=integer(1, 100_000), help="number of nodes (multi-node DDP, e.g. SLURM)"
+    )
     parser.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ...")
     parser.add_argument("--accelerator", help="auto, cpu, gpu, ...")
-    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--seed", type=seed, help="random seed")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )

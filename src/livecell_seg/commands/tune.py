@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="coordinate",
         help="coordinate ascent (default) or the exhaustive grid",
     )
-    parser.add_argument("--max-images", type=int, help="tune on the first N annotated images only")
+    from ..options import integer
+
+    parser.add_argument(
+        "--max-images", type=integer(1, 10_000_000), help="tune on the first N annotated images only"
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the network (default cpu)")
     parser.add_argument("--tta", action="store_true", help="flip test-time augmentation for the maps")
     parser.add_argument(

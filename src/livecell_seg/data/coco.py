@@ -107,10 +107,11 @@ class CocoDataset:
 # --------------------------------------------------------------------------------------------------
 def _check_json_file(p: Path) -> None:
     """Raise InputFileError for a missing/empty file or an HTML page saved as json."""
-    if not p.exists():
-        raise InputFileError(p, "file not found")
+    from ..io import check_input_file
+
     if p.is_dir():
         raise InputFileError(p, "is a folder, expected a COCO .json file")
+    check_input_file(p)
     size = p.stat().st_size
     if size == 0:
         raise InputFileError(p, "file is empty")
@@ -159,14 +160,54 @@ def load_coco(path: str | os.PathLike[str]) -> CocoDataset:
         raise InputFileError(p, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except MemoryError:
         raise InputFileError(p, "too large to load in memory") from None
+    except RecursionError:
+        raise InputFileError(p, "JSON nested too deeply (not a COCO annotation file)") from None
     return coco_from_dict(d, path=p)
 
 
+#: ids are 64-bit signed integers (pycocotools, faster-coco-eval and numpy store them so)
+ID_RANGE = (-(2**63), 2**63 - 1)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message names a bad value, never dumps it."""
+    r = repr(value)
+    return r if len(r) <= limit else f"{r[: limit - 15]}... ({len(r):,} chars)"
+
+
+def parse_id(value: Any, p: object, what: str) -> int:
+    """A COCO id (an integer, a whole float or a string of digits) as an int within
+    :data:`ID_RANGE`; else a one-line :class:`InputFileError` naming ``what``."""
+    v: int | None = None
+    if isinstance(value, bool):
+        v = None
+    elif isinstance(value, int):
+        v = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        v = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,25}\s*", value):
+        v = int(value)
+    if v is None:
+        raise InputFileError(p, f"{what} has a non-integer id {short_repr(value)}")
+    if not ID_RANGE[0] <= v <= ID_RANGE[1]:
+        raise InputFileError(p, f"{what} has the id {short_repr(value)}, outside the 64-bit range of ids")
+    return v
+
+
 def _as_int_id(value: Any, p: object, what: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputFileError(p, f"{what} has a non-integer id {value!r}") from None
+    return parse_id(value, p, what)
+
+
+def check_file_name(name: Any, p: object, what: str) -> str:
+    """A COCO ``file_name``: a non-empty string without NUL or other control characters (no file
+    system takes them; a NUL used to end in a traceback); else a one-line InputFileError."""
+    if not isinstance(name, str) or not name:
+        raise InputFileError(p, f"{what} has an invalid file_name {short_repr(name)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InputFileError(p, f"{what} has a file_name with a control character: {short_repr(name)}")
+    if len(os.fsencode(name)) > 4096:
+        raise InputFileError(p, f"{what} has a file_name of {len(name):,} characters")
+    return name
 
 
 def _is_whole_number(v: Any) -> bool:
@@ -183,19 +224,25 @@ def check_images(images: Any, p: object) -> list[dict]:
     """
     if not isinstance(images, list):
         raise InputFileError(p, "not a COCO annotation file ('images' is not a list)")
+    names_by_id: dict[int, str] = {}
     for i, im in enumerate(images):
         if not isinstance(im, dict):
             raise InputFileError(p, f"images[{i}] is not an object")
         for key in ("id", "file_name", "width", "height"):
             if key not in im:
                 raise InputFileError(p, f"images[{i}] has no '{key}'")
-        _as_int_id(im["id"], p, f"images[{i}]")
-        if not isinstance(im["file_name"], str) or not im["file_name"]:
-            raise InputFileError(p, f"images[{i}] has an invalid file_name {im['file_name']!r}")
+        iid = parse_id(im["id"], p, f"images[{i}]")
+        name = check_file_name(im["file_name"], p, f"images[{i}]")
+        other = names_by_id.setdefault(iid, name)
+        if other != name:  # their annotations could not be told apart: each would get the other's cells
+            raise InputFileError(
+                p, f"image id {iid} is used by two images, {short_repr(other)} and {short_repr(name)}"
+            )
         w, h = im["width"], im["height"]
         if not all(_is_whole_number(v) for v in (w, h)):
             raise InputFileError(
-                p, f"images[{i}] ({im['file_name']}) has an invalid width/height {w!r}x{h!r}"
+                p,
+                f"images[{i}] ({im['file_name']}) has an invalid width/height {short_repr(w)}x{short_repr(h)}",
             )
         w, h = int(w), int(h)
         if w <= 0 or h <= 0:
@@ -250,10 +297,9 @@ def coco_from_dict(d: dict, path: str | os.PathLike[str] | None = None) -> CocoD
             raise InputFileError(
                 p, f"annotation {key if key is not None else ''} has no image_id".replace("  ", " ")
             )
-        try:
-            iid = int(a["image_id"])
-        except (TypeError, ValueError, OverflowError):
-            raise InputFileError(p, f"annotation has a non-integer image_id {a['image_id']!r}") from None
+        iid = parse_id(a["image_id"], p, "an annotation's image_id")
+        if "id" in a:
+            parse_id(a["id"], p, "an annotation")
         k = remap.get(iid)
         if k is None:
             orphans += 1

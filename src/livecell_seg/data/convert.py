@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..progress import Progress, progress_bar
-from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images
+from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images, parse_id
 
 _CHUNK = 8 << 20
 _WS = " \t\n\r"
@@ -169,6 +169,8 @@ def scan_coco(path: str | os.PathLike[str], chunk: int | None = None) -> ScanRes
     r = _Reader(p, chunk)
     try:
         return _scan(r)
+    except RecursionError:
+        raise InputFileError(p, "JSON nested too deeply (not a COCO annotation file)") from None
     finally:
         r.close()
 
@@ -268,12 +270,7 @@ def _scan_annotations(r: _Reader, dict_form: bool, run_img: array, run_start: ar
             ann, elem_start, elem_end = r.value()
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise InputFileError(p, f"annotation #{n + 1} (byte {elem_start:,}) has no image_id")
-        try:
-            iid = int(ann["image_id"])
-        except (TypeError, ValueError, OverflowError):
-            raise InputFileError(
-                p, f"annotation #{n + 1} has a non-integer image_id {ann['image_id']!r}"
-            ) from None
+        iid = parse_id(ann["image_id"], p, f"annotation #{n + 1}'s image_id")
         if iid == cur_img:
             cur_end = elem_end
         else:
@@ -475,7 +472,7 @@ def convert(
     options. ``progress``: see :mod:`livecell_seg.progress`.
     Raises :class:`InputFileError` / :class:`LivecellError` on bad input.
     """
-    from ..io import sweep_stale_parts, write_json_atomic
+    from ..io import folder_lock, sweep_stale_parts, write_json_atomic
     from .coco import find_image
 
     t0 = time.perf_counter()
@@ -511,53 +508,53 @@ def convert(
             keep_existing = False
     created = not out.exists()
     had_manifest = manifest.is_file()
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_stale_parts(out)  # temporary files of a killed earlier run
-    write_json_atomic(manifest, key)
+    with folder_lock(out, "convert"):  # creates out; a second run into it at once is refused
+        sweep_stale_parts(out)  # temporary files of a killed earlier run
+        write_json_atomic(manifest, key)
 
-    summary = ConvertSummary(
-        json=str(scan.path),
-        out=str(out),
-        images=len(scan.images),
-        annotations=scan.n_annotations,
-        orphan_annotations=scan.orphan_annotations,
-        duplicate_images=[[n, ids] for n, ids in scan.duplicates],
-        semantic=semantic,
-        scan_seconds=scan_seconds,
-    )
-    tasks: list[_Task] = []
-    for im in scan.images:
-        stem = Path(im["file_name"]).stem
-        lp = out / f"{stem}.tif"
-        sp = out / "semantic" / f"{stem}.tif" if semantic else None
-        if keep_existing and lp.is_file() and (sp is None or sp.is_file()):
-            summary.resumed += 1
-            continue
-        tasks.append(_Task(im, scan.runs.get(int(im["id"]), []), str(lp), str(sp) if sp else None))
-    n_workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(tasks) or 1))
-    summary.workers = n_workers
-    total = RasterStats()
-    done = 0
-    results = _run_tasks(tasks, scan, min_fragment, n_workers)
-    try:
-        for _path, st in progress_bar(results, progress, "convert", total=len(tasks), leave=False):
-            done += 1
-            total.add(RasterStats(**st))
-            if st["cells"] == 0:
-                summary.empty_images += 1
-    except BaseException:
-        if done == 0 and not had_manifest:  # nothing finished: leave no trace of this run
-            with contextlib.suppress(OSError):
-                manifest.unlink()
-            for folder in (out / "semantic", out) if created else ():
+        summary = ConvertSummary(
+            json=str(scan.path),
+            out=str(out),
+            images=len(scan.images),
+            annotations=scan.n_annotations,
+            orphan_annotations=scan.orphan_annotations,
+            duplicate_images=[[n, ids] for n, ids in scan.duplicates],
+            semantic=semantic,
+            scan_seconds=scan_seconds,
+        )
+        tasks: list[_Task] = []
+        for im in scan.images:
+            stem = Path(im["file_name"]).stem
+            lp = out / f"{stem}.tif"
+            sp = out / "semantic" / f"{stem}.tif" if semantic else None
+            if keep_existing and lp.is_file() and (sp is None or sp.is_file()):
+                summary.resumed += 1
+                continue
+            tasks.append(_Task(im, scan.runs.get(int(im["id"]), []), str(lp), str(sp) if sp else None))
+        n_workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(tasks) or 1))
+        summary.workers = n_workers
+        total = RasterStats()
+        done = 0
+        results = _run_tasks(tasks, scan, min_fragment, n_workers)
+        try:
+            for _path, st in progress_bar(results, progress, "convert", total=len(tasks), leave=False):
+                done += 1
+                total.add(RasterStats(**st))
+                if st["cells"] == 0:
+                    summary.empty_images += 1
+        except BaseException:
+            if done == 0 and not had_manifest:  # nothing finished: leave no trace of this run
                 with contextlib.suppress(OSError):
-                    folder.rmdir()  # only when empty
-        raise
-    summary.written = done
-    summary.stats = total.as_dict()
-    summary.seconds = time.perf_counter() - t0
-    write_json_atomic(out / SUMMARY, asdict(summary))
-    return summary
+                    manifest.unlink()
+                for folder in (out / "semantic", out) if created else ():
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only when empty
+            raise
+        summary.written = done
+        summary.stats = total.as_dict()
+        summary.seconds = time.perf_counter() - t0
+        write_json_atomic(out / SUMMARY, asdict(summary))
+        return summary
 
 
 def _run_tasks(

@@ -374,15 +374,21 @@ def extract_zip(zip_path: Path, out: Path, max_bytes: int | None = None) -> list
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as dst:
-                    while buf := src.read(1 << 20):
-                        total += len(buf)
-                        if total > cap:
-                            raise InputFileError(
-                                zip_path,
-                                f"unpacks to more than {cap:,} bytes (set ${ENV_MAX_UNZIPPED} to raise the limit)",
-                            )
-                        dst.write(buf)
+                try:
+                    with z.open(info) as src, open(target, "wb") as dst:
+                        while buf := src.read(1 << 20):
+                            total += len(buf)
+                            if total > cap:
+                                raise InputFileError(
+                                    zip_path,
+                                    f"unpacks to more than {cap:,} bytes (set ${ENV_MAX_UNZIPPED} to raise the limit)",
+                                )
+                            dst.write(buf)
+                except OSError as e:  # a full disk while unpacking: named, and nothing moved into place
+                    from ..errors import OutputFileError
+                    from ..io import describe_os_error
+
+                    raise OutputFileError(target, f"cannot be written ({describe_os_error(e)})") from None
         entries = [e for e in sorted(tmp.iterdir()) if e.name != "__MACOSX"]
         for entry in entries:
             _check_merge(zip_path, entry, out / entry.name, entry.name)
@@ -440,6 +446,8 @@ def download(
     ``max_unzipped`` caps what ``images.zip`` may unpack to.
     Raises :class:`LivecellError` / :class:`InputFileError` with one-line messages.
     """
+    from ..io import write_text_atomic
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(out, "output path exists and is not a folder")
@@ -450,7 +458,9 @@ def download(
     user_sums = read_sha256_file(sums_path) if sums_path else {}
     cap = max_unzipped if max_unzipped is not None else max_unzipped_bytes()
 
-    def verify(part: Path, item: Item, dest: Path) -> None:
+    def verify(part: Path, item: Item, dest: Path) -> str:
+        """Check the digest (when one is known); return it. It is recorded in SHA256SUMS only once
+        the file passed every check (a refused download's digest must never be pinned)."""
         digest = sha256_of(part)
         expected = expected_sha256(item, user_sums)
         if expected is not None and digest != expected:
@@ -463,7 +473,7 @@ def download(
             )
         if expected is None:
             log.info(f"{item.rel}: no known SHA-256 to check against; got {digest}")
-        _record_sha256(out, item, digest)
+        return digest
 
     results: list[DownloadResult] = []
     for item in items:
@@ -475,18 +485,20 @@ def download(
                 results.append(DownloadResult(item, out, "skipped"))
                 log.info(f"skipped {item.rel} (already downloaded and extracted)")
                 continue
+            digest: str | None = None
             if dest.is_file():  # downloaded and validated earlier (kept zip), not extracted yet
                 n, first = 0, 0
             else:
                 n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
                 part = Path(str(dest) + ".part")
-                verify(part, item, dest)
+                digest = verify(part, item, dest)
                 _validate_or_discard(part, lambda q: validate_zip(q, cap))
                 os.replace(part, dest)
             log.info(f"extracting {item.rel} ...")
             extract_zip(dest, out, cap)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
+            if digest is not None:  # valid and unpacked: now it may be pinned
+                _record_sha256(out, item, digest)
+            write_text_atomic(marker, json.dumps({"url": url, "bytes": dest.stat().st_size}) + "\n")
             if not keep_zip:
                 dest.unlink()
             results.append(DownloadResult(item, out, "downloaded", n, first))
@@ -498,9 +510,10 @@ def download(
                 continue
             n, first = fetch(url, dest, retries=retries, timeout=timeout, progress=progress)
             part = Path(str(dest) + ".part")
-            verify(part, item, dest)
+            digest = verify(part, item, dest)
             _validate_or_discard(part, validate_json)
             os.replace(part, dest)
+            _record_sha256(out, item, digest)
             results.append(DownloadResult(item, dest, "downloaded", n, first))
             log.info(f"downloaded {item.rel}" + (f" (resumed at {first:,} bytes)" if first else ""))
     return results

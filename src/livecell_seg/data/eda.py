@@ -18,6 +18,7 @@ import base64
 import hashlib
 import html
 import io
+import logging
 import os
 import re
 import time
@@ -677,14 +678,14 @@ def plot_intensity(stats: EdaStats) -> bytes:
     types = [t for t in stats.cell_types if t in stats.intensity and stats.intensity[t].hist.sum()]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
     cmap = plt.get_cmap("tab10")
-    total = (
-        sum((stats.intensity[t].hist for t in types[1:]), start=stats.intensity[types[0]].hist.copy())
-        if types
-        else None
-    )
-    if total is not None:
+    total = None
+    if types:  # histograms of 8- and 16-bit images differ in length: summed on the longest
         size = max(stats.intensity[t].hist.size for t in types)
-        cum = np.cumsum(np.pad(total, (0, size - total.size))) / max(1, total.sum())
+        total = np.zeros(size, dtype=np.int64)
+        for t in types:
+            h = stats.intensity[t].hist
+            total[: h.size] += h
+        cum = np.cumsum(total) / max(1, total.sum())
         lo = int(np.searchsorted(cum, 0.0005))
         hi = int(np.searchsorted(cum, 0.9995)) + 1
     for i, t in enumerate(types):
@@ -1071,6 +1072,13 @@ def make_report(
 ) -> Path:
     """Write the EDA report (``index.html``, ``stats.json``; PNGs too with ``save_pngs``). Returns the html path."""
     stats = compute_stats(json_paths, images_dir=images_dir, progress=progress, n_examples=n_examples)
+    dtypes = sorted({t for a in stats.intensity.values() for t in a.dtypes})
+    if len(dtypes) > 1:
+        logging.getLogger(__name__).warning(
+            "the images are stored as %s: their grey values are not on one scale (the intensity "
+            "histograms mix them)",
+            " and ".join(dtypes),
+        )
     figs = make_figures(stats)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -24,6 +24,11 @@ from ..io import write_json_atomic, write_tiff_atomic
 
 #: LIVECell's image size (height, width)
 LIVECELL_SIZE = (520, 704)
+#: at most this many images per dataset (each is written; 100,000 LIVECell-size images are ~37 GB)
+MAX_IMAGES = 100_000
+#: ``density_scale`` at most: 20x LIVECell's densest style is about 8,000 cells per 704x520
+#: image, more than fit (the cells per image grow with it: 1e9 once asked for 21 GB; issue 22)
+MAX_DENSITY = 20.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,8 @@ def synthetic_annotations(
     rng: np.random.Generator, cell_type: str, height: int, width: int, density_scale: float = 1.0
 ) -> list[list[float]]:
     """Flat polygons ``[x0, y0, x1, y1, ...]`` (two decimals, clipped to the image) of one image."""
+    if not 0 < density_scale <= MAX_DENSITY:  # also refuses NaN: the cell count follows it
+        raise ValueError(f"density_scale must be in (0, {MAX_DENSITY:g}], got {density_scale!r}")
     style = STYLES[cell_type]
     area_ratio = (height * width) / (LIVECELL_SIZE[0] * LIVECELL_SIZE[1])
     n = max(2, int(round(style.density * density_scale * area_ratio * rng.uniform(0.7, 1.3))))
@@ -312,25 +319,37 @@ def make_synthetic_dataset(
     cells (at least two per image). Images cycle through the 8 cell types, each with 2-3 wells.
     The images folder is ``out/images`` (pass it to ``convert --images``).
     """
+    from ..errors import LivecellError
+    from ..io import check_image_size
+    from ..options import check_finite
     from .coco import annotations_to_labels
 
-    if n_images < 1:
-        raise ValueError("n_images must be at least 1")
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_IMAGES:
+        raise LivecellError(f"n_images must be an integer in [1, {MAX_IMAGES:,}], got {n_images!r}")
+    check_finite(density_scale, "density", 0, MAX_DENSITY)
+    if not density_scale > 0:
+        raise LivecellError(f"density must be positive, got {density_scale!r}")
+    h, w = (int(v) for v in size)
+    if h < 16 or w < 16:
+        raise LivecellError(f"size must be at least 16x16, got {h}x{w}")
+    check_image_size("size", h, w, what="the image")  # the limit of every command (predict, ...)
     out = Path(out)
-    rng = np.random.default_rng(seed)
-    h, w = size
-    images, anns = [], []
-    next_ann = n_images + 1
-    for i, (ct, name) in enumerate(_image_names(rng, n_images)):
-        iid = i + 1
-        polys = synthetic_annotations(rng, ct, h, w, density_scale)
-        new = _coco_entries(polys, iid, next_ann)
-        next_ann += len(new)
-        labels = annotations_to_labels(new, h, w, min_fragment=1)
-        img = render_phase_contrast(rng, labels, contrast=STYLES[ct].contrast)
-        write_tiff_atomic(out / IMAGES_SUBDIR / ct / name, img, compression="lzw")
-        images.append(_image_entry(iid, name, h, w))
-        anns.extend(new)
-    json_path = out / JSON_NAME
-    write_json_atomic(json_path, _coco_dict(images, anns), indent=None)
-    return json_path, out / "images"
+    from ..io import folder_lock
+
+    with folder_lock(out, "synth"):  # a second run into the same folder at once is refused
+        rng = np.random.default_rng(seed)
+        images, anns = [], []
+        next_ann = n_images + 1
+        for i, (ct, name) in enumerate(_image_names(rng, n_images)):
+            iid = i + 1
+            polys = synthetic_annotations(rng, ct, h, w, density_scale)
+            new = _coco_entries(polys, iid, next_ann)
+            next_ann += len(new)
+            labels = annotations_to_labels(new, h, w, min_fragment=1)
+            img = render_phase_contrast(rng, labels, contrast=STYLES[ct].contrast)
+            write_tiff_atomic(out / IMAGES_SUBDIR / ct / name, img, compression="lzw")
+            images.append(_image_entry(iid, name, h, w))
+            anns.extend(new)
+        json_path = out / JSON_NAME
+        write_json_atomic(json_path, _coco_dict(images, anns), indent=None)
+        return json_path, out / "images"

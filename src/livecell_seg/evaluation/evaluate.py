@@ -196,6 +196,7 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
 
     Detections of image ids that are not in the ground truth are an error (a wrong json pairing).
     """
+    from ..data.coco import parse_id, short_repr
     from ..io import read_json
 
     p = Path(path)
@@ -209,11 +210,14 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
     for i, det in enumerate(data):
         if not isinstance(det, dict) or not {"image_id", "segmentation"} <= set(det):
             raise InputFileError(p, f"detection {i} lacks image_id/segmentation")
+        iid = parse_id(det["image_id"], p, f"detection {i}")
+        raw_score = det.get("score", M.DEFAULT_SCORE)
         try:
-            iid = int(det["image_id"])
-            score = float(det.get("score", M.DEFAULT_SCORE))
+            if isinstance(raw_score, bool):  # true is not a score of 1
+                raise TypeError
+            score = float(raw_score)
         except (TypeError, ValueError, OverflowError):
-            raise InputFileError(p, f"detection {i} has a bad image_id or score") from None
+            raise InputFileError(p, f"detection {i} has a bad score {short_repr(raw_score)}") from None
         if not math.isfinite(score):
             raise InputFileError(p, f"detection {i} has a non-finite score")
         im = ds.image_by_id(iid)
@@ -378,7 +382,7 @@ def _open_predictions(
     else:
         preds.results_by_image = load_results(pred, ds)
     if max_images is not None:
-        images = images[: int(max_images)]
+        images = images[:max_images]
     if not images:
         raise LivecellError(f"{gt_json}: no images to evaluate")
     return preds, images
@@ -570,6 +574,13 @@ def evaluate(
     """
     from ..data.coco import load_coco
 
+    if max_images is not None and (
+        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+    ):  # a negative slice would score all but the last images (exit 0, a wrong answer)
+        raise LivecellError(f"max_images must be a positive integer, got {max_images!r}")
+    from ..options import check_finite
+
+    check_finite(score_threshold, "score_threshold", 0, 1)
     t_start = time.perf_counter()
     warn_list: list[str] = []
 

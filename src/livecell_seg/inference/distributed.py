@@ -116,6 +116,13 @@ class ClusterOptions:
             )
         if self.local_workers is not None and self.local_workers < 1:
             raise LivecellError(f"--local-workers must be at least 1, got {self.local_workers}")
+        most = MAX_LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
+        if self.local_workers is not None and self.local_workers > most:
+            # each worker process loads torch and the model (~0.3-1 GB): bounded by the cores here
+            raise LivecellError(
+                f"--local-workers {self.local_workers}: at most {most} on this machine "
+                f"({MAX_LOCAL_WORKERS_PER_CORE} per core; each worker holds its own copy of the model)"
+            )
         if self.scheduler is not None and not re.match(
             r"^([a-z][a-z0-9+]*://)?[^\s/]+$", self.scheduler, re.I
         ):
@@ -146,9 +153,15 @@ class ClusterOptions:
         return self.scheduler if _SCHEME.match(self.scheduler) else f"tcp://{self.scheduler}"
 
 
+#: ``--local-workers`` at most this many per core of the machine
+MAX_LOCAL_WORKERS_PER_CORE = 4
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--scheduler``, ``--local-workers``, ``--cluster`` (+ ``--jobs --cores --memory
     --walltime``) and ``--images-per-task`` to a command's parser, in their own group."""
+    from ..options import integer
+
     g = parser.add_argument_group(
         "parallel run on Dask workers (needs " + INSTALL_HINT + "; without these options: serial)"
     )
@@ -159,7 +172,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--local-workers",
-        type=int,
+        type=integer(1, 1024),
         metavar="N",
         help="start N single-threaded Dask worker processes on this machine",
     )
@@ -169,15 +182,23 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="start Dask workers as batch jobs through dask-jobqueue (unset values come from its "
         "config, e.g. ~/.config/dask/jobqueue.yaml: queue, account, job_extra_directives, ...)",
     )
-    g.add_argument("--jobs", type=int, metavar="N", help="with --cluster: batch jobs to submit (default 1)")
     g.add_argument(
-        "--cores", type=int, metavar="N", help="with --cluster: cores per job (one 1-thread worker per core)"
+        "--jobs",
+        type=integer(1, 10_000),
+        metavar="N",
+        help="with --cluster: batch jobs to submit (default 1)",
+    )
+    g.add_argument(
+        "--cores",
+        type=integer(1, 4096),
+        metavar="N",
+        help="with --cluster: cores per job (one 1-thread worker per core)",
     )
     g.add_argument("--memory", metavar="SIZE", help="with --cluster: memory per job, e.g. 16GB")
     g.add_argument("--walltime", metavar="TIME", help="with --cluster: time limit per job, e.g. 02:00:00")
     g.add_argument(
         "--images-per-task",
-        type=int,
+        type=integer(1, 10_000),
         metavar="N",
         help=f"images per Dask task (default: enough tasks for {TASKS_PER_WORKER} per worker, 1 to {MAX_IMAGES_PER_TASK})",
     )
@@ -333,6 +354,8 @@ class _Job:
     settings: PredictSettings
     threads: int
     run_start_ns: int
+    #: the settings record written into each label image (``predict.run_record``)
+    record: dict[str, Any] | None = None
 
 
 #: this worker process's model: {(folder, device, weights mtime, backend): LoadedModel}, one at a time
@@ -413,7 +436,10 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
                 continue
             except LivecellError:
                 pass  # unreadable: segment it again
-        outcome = segment_file(model, path, stem, out, params, job.settings)
+        try:
+            outcome = segment_file(model, path, stem, out, params, job.settings, job.record)
+        except LivecellError as e:  # an unwritable output stops the run: one plain, picklable line
+            raise LivecellError(str(e)) from None
         outcome.worker = name
         outcomes.append(outcome)
     return outcomes
@@ -445,17 +471,17 @@ def remove_orphan_parts(targets: Iterable[Path]) -> int:
     ``targets``, called once every task of the run is over. Unlike ``io.sweep_stale_parts`` (run at
     the start: this host's dead processes only) it also removes those of workers on other hosts,
     but only for this run's own outputs. Returns how many."""
-    from ..io import part_file_target
+    from ..io import part_file_target, part_key
 
     by_dir: dict[Path, set[str]] = {}
     for t in targets:
-        by_dir.setdefault(t.parent, set()).add(t.name)
+        by_dir.setdefault(t.parent, set()).add(part_key(t.name))
     removed = 0
     for d, names in by_dir.items():
         if not d.is_dir():
             continue
         for f in d.glob(".*.part"):
-            if part_file_target(f.name) in names:
+            if part_file_target(f.name) in names:  # names: part_key of each target
                 with contextlib.suppress(OSError):
                     f.unlink()
                     removed += 1
@@ -485,6 +511,7 @@ def run_images(
     command: str = "predict",
     on_outcome: Callable[[ImageOutcome, Any], None] | None = None,
     stems: list[str] | None = None,
+    lock: bool = True,
     **changes: Any,
 ) -> PredictSummary:
     """Segment ``paths`` into ``out_dir`` on Dask workers; the files equal serial ``predict_paths``'.
@@ -502,9 +529,33 @@ def run_images(
     ``stems``: the output names (:func:`~livecell_seg.inference.predict.check_outputs`, which runs here when
     they are not given: names of earlier runs kept, a run whose outputs would overwrite its inputs
     refused before anything is written).
+    ``lock``: hold the output folder's lock (``io.folder_lock``) for the run; False when the
+    caller holds it (``predict_paths``).
     Returns the same :class:`~livecell_seg.inference.predict.PredictSummary` as serial predict, plus images
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
+    if lock:
+        from ..io import folder_lock
+
+        if stems is None:
+            from .predict import PredictSettings, check_outputs
+
+            # refused before anything is written (the lock creates the folder)
+            check_outputs([Path(q) for q in paths], Path(out_dir), settings or PredictSettings())
+        with folder_lock(out_dir, command):
+            return run_images(
+                paths,
+                out_dir,
+                cluster,
+                model_dir=model_dir,
+                settings=settings,
+                progress=progress,
+                command=command,
+                on_outcome=on_outcome,
+                stems=stems,
+                lock=False,
+                **changes,
+            )
     from ..model.folder import read_model_config
     from .predict import (
         ImageOutcome,
@@ -540,13 +591,24 @@ def run_images(
         stems = check_outputs(paths, out, opts)
     elif len(stems) != len(paths):
         raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
+    from ..model.folder import default_model_dir, read_params
+    from .predict import finished, model_fingerprint, report_redone, run_record
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    params = opts.params if opts.params is not None else read_params(folder)
+    record = run_record(opts, params, model_fingerprint(folder), read_model_config(folder)[1].predict_scale)
     summary = PredictSummary(out_dir=out, n_inputs=len(paths))
     todo: list[tuple[Path, str]] = []
+    redone: list[str] = []
     for path, stem in zip(paths, stems):
-        if opts.resume and all(t.is_file() for t in opts.targets(out, stem)):
+        state = finished(opts, out, stem, record) if opts.resume else "missing"
+        if state == "done":
             summary.skipped_existing.append(path)
         else:
             todo.append((path, stem))
+            if state == "other":
+                redone.append(stem)
+    report_redone(out, redone, record, opts)
     if not todo:
         open_outputs(paths, out)
         summary.wall_s = 0.0
@@ -568,6 +630,7 @@ def run_images(
             settings=opts,
             threads=threads,
             run_start_ns=_filesystem_now_ns(out_abs),
+            record=record,
         )
         bar = ProgressBar(progress, command, total=len(paths), initial=len(summary.skipped_existing))
         stack.callback(bar.close)

@@ -20,6 +20,7 @@ No torch here: the module is imported by the CLI, the app and the metrics-side t
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,17 @@ class PostprocessParams:
 
     #: fields that are probabilities (thresholds on maps in [0, 1]), from the heads registry
     PROBABILITY_FIELDS = tuple(s.name for s in PARAM_SPECS if s.probability)
+    #: the largest value of each bounded field (the work a size or kernel asks for), from the registry
+    LIMITS = {s.name: s.limit for s in PARAM_SPECS if s.limit is not None}
 
     def __post_init__(self) -> None:
-        """Refuse values that would silently give a wrong answer (NaN, negative sizes, ...)."""
+        """Refuse values that would silently give a wrong answer (NaN, negative sizes, a boolean
+        where a number belongs, ...) or ask for unbounded work (a huge smoothing kernel)."""
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(f.default, bool):
+                if not isinstance(v, bool):
+                    raise ValueError(f"{f.name} must be true or false, got {v!r}")
                 continue
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"{f.name} must be a finite number, got {v!r}")
@@ -84,6 +90,9 @@ class PostprocessParams:
                 raise ValueError(f"{f.name} must be in [0, 1], got {v!r}")
             if v < 0:
                 raise ValueError(f"{f.name} must not be negative, got {v!r}")
+            limit = self.LIMITS.get(f.name)
+            if limit is not None and v > limit:
+                raise ValueError(f"{f.name} must be at most {limit:g}, got {v!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
@@ -108,11 +117,17 @@ class PostprocessParams:
                         if v.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
                             raise ValueError(f"{f.name}: not a boolean: {v!r}")
                         v = v.strip().lower() in ("true", "1", "yes")
+                    elif not isinstance(v, (bool, np.bool_)) and v not in (0, 1):  # 0/1 only, not 0.5
+                        raise ValueError(f"{f.name}: not a boolean: {v!r}")
                     kw[f.name] = bool(v)
-                elif isinstance(f.default, int):
-                    kw[f.name] = int(round(float(v)))
-                else:
-                    kw[f.name] = float(v)
+                    continue
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, str)):
+                    # true is not 1.0: a boolean (or a list, ...) where a number belongs is a mistake
+                    raise ValueError(f"{f.name}: expected a number, got {v!r}")
+                x = float(v)
+                if not math.isfinite(x):
+                    raise ValueError(f"{f.name} must be a finite number, got {v!r}")
+                kw[f.name] = int(round(x)) if isinstance(f.default, int) else x
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:

@@ -211,12 +211,15 @@ def resolve_scale(
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"
+    from ..options import SCALE_RANGE
+
     try:
         s = float(scale)
-    except (TypeError, ValueError):
-        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}") from None
-    if not (np.isfinite(s) and s > 0):
-        raise LivecellError(f"scale must be a positive number or 'auto', got {scale!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise LivecellError(f"scale must be 'auto' or a zoom in [0.05, 20], got {scale!r}") from None
+    if isinstance(scale, bool) or not (np.isfinite(s) and SCALE_RANGE[0] <= s <= SCALE_RANGE[1]):
+        # a zoom of 1e-9 leaves no pixel to segment (0 cells, exit 0); 1e9 no memory
+        raise LivecellError(f"scale must be 'auto' or a zoom in [0.05, 20], got {scale!r}")
     return s
 
 
@@ -360,6 +363,23 @@ def load_model_for_predict(
 NAMES_FILE = "predict_names.json"
 
 
+#: longest output stem, in bytes: ``<stem>.geojson`` and the temporary names next to it must fit
+#: the file system's 255 bytes (a 251-byte input name used to fail on them)
+MAX_STEM_BYTES = 200
+
+
+def _short_stem(stem: str) -> str:
+    """``stem``, or for a name too long for the outputs' file names a shortened one with a hash
+    of the whole (different long names stay different)."""
+    import hashlib
+
+    raw = os.fsencode(stem)
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    head = raw[: MAX_STEM_BYTES - 13].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:12]}"
+
+
 def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True) -> list[str]:
     """Output stem per input; a repeated stem (same name in two folders) gets ``-2``, ``-3``, ...
 
@@ -389,7 +409,7 @@ def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True)
             used.add(st)
     for i, p in enumerate(paths):
         if stems[i] is None:
-            s, n = p.stem, 1
+            s, n = _short_stem(p.stem), 1
             while (s if n == 1 else f"{s}-{n}") in taken | used:
                 n += 1
             stems[i] = s if n == 1 else f"{s}-{n}"
@@ -398,6 +418,100 @@ def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True)
     if names_path is not None and save:
         write_json_atomic(names_path, dict(sorted(known.items())))
     return [str(s) for s in stems]
+
+
+def model_fingerprint(model_dir: str | Path | None = None, model: LoadedModel | None = None) -> str:
+    """A short hash of the network that segments: its weights file and its config (for a model
+    that has no folder, its weights in memory). Part of :func:`run_record`."""
+    import hashlib
+    import json
+
+    from ..model.folder import MODEL_FILE, default_model_dir, model_to_dict, read_model_config
+
+    h = hashlib.sha256()
+    folder = Path(model.path) if model is not None and model.path is not None else None
+    if model is None:
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    if folder is not None and (folder / MODEL_FILE).is_file():
+        with open(folder / MODEL_FILE, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        mcfg = model.model_config if model is not None else read_model_config(folder)[1]
+    else:  # an in-memory network (the app, tests)
+        try:
+            for k, v in model.net.state_dict().items():  # type: ignore[union-attr]
+                h.update(k.encode())
+                h.update(v.detach().cpu().numpy().tobytes())
+        except Exception:  # noqa: BLE001 - not a torch network: identified by its config alone
+            h.update(b"?")
+        mcfg = model.model_config  # type: ignore[union-attr]
+    h.update(json.dumps(model_to_dict(mcfg), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def run_record(
+    options: PredictOptions, params: PostprocessParams, fingerprint: str, predict_scale: Any = None
+) -> dict[str, Any]:
+    """What decides a label image's content, as written into it (``io.write_labels``'s record):
+    the network (``fingerprint``), the post-processing parameters, the zoom and how the network
+    runs. ``--resume`` keeps a finished image only when its record equals the run's."""
+    scale = options.scale if options.scale is not None else predict_scale
+    return {
+        "model": fingerprint,
+        "params": params.to_dict(),
+        "scale": scale if scale is None or isinstance(scale, str) else float(scale),
+        "diameter": None if options.diameter is None else float(options.diameter),
+        "tta": options.tta,
+        "tile": int(options.tile),
+        "overlap": float(options.overlap),
+        "precision": options.precision,
+    }
+
+
+def finished(options: PredictOptions, out: Path, stem: str, record: dict[str, Any] | None) -> str:
+    """``"done"`` when every output of ``stem`` exists and its labels were made with ``record``;
+    ``"missing"`` when an output is missing; ``"other"`` when they were made with other settings
+    (or by a version that kept no record)."""
+    from ..io import read_labels_record
+
+    targets = options.targets(out, stem)
+    if not all(t.is_file() for t in targets):
+        return "missing"
+    if record is None:
+        return "done"
+    return "done" if read_labels_record(targets[0]) == record else "other"
+
+
+def settings_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """The settings that differ between two records, for a message (``params.fg_threshold 0.5 -> 0.4``)."""
+    if old is None:
+        return "no settings recorded (an older version or another program)"
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [
+                f"{k}.{q} {a.get(q)} -> {b.get(q)}" for q in sorted(set(a) | set(b)) if a.get(q) != b.get(q)
+            ]
+        elif a != b:
+            diffs.append(f"{k} {a} -> {b}")
+    return ", ".join(diffs[:4]) + (f" and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+
+
+def report_redone(out: Path, redone: list[str], record: dict[str, Any], options: PredictOptions) -> None:
+    """One warning for the finished images that ``--resume`` segments again because their
+    settings differ from this run's."""
+    if not redone:
+        return
+    from ..io import read_labels_record
+
+    old = read_labels_record(options.targets(out, redone[0])[0])
+    log.warning(
+        "%d finished image(s) in %s were made with other settings (%s): segmented again",
+        len(redone),
+        out,
+        settings_change(old, record),
+    )
 
 
 def _earlier_outputs(inputs: list[Path], expanded: list[Path], out: Path) -> list[Path]:
@@ -450,12 +564,17 @@ def segment_file(
     out_dir: Path,
     params: PostprocessParams,
     options: PredictOptions,
+    record: dict[str, Any] | None = None,
 ) -> ImageOutcome:
     """Read ``path``, segment it and write its outputs (``options.targets``), each atomically.
 
     A file that cannot be read or segmented (also: out of memory) gives an outcome with a one-line
-    ``error`` naming it (nothing is raised for it); the caller reports it and goes on.
+    ``error`` naming it (nothing is raised for it); the caller reports it and goes on. An output
+    that cannot be written (full or read-only file system) raises
+    :class:`~livecell_seg.errors.OutputFileError`: the run stops. ``record`` (:func:`run_record`)
+    is written into the label image.
     """
+    from ..errors import OutputFileError
     from ..io import read_image, write_labels
     from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
@@ -477,7 +596,7 @@ def segment_file(
             diameter=options.diameter,
         )
         t2 = time.perf_counter()
-        write_labels(out / f"{stem}.tif", res.labels)
+        write_labels(out / f"{stem}.tif", res.labels, record=record)
         if options.save_maps:
             from .postprocess import save_maps as _save_maps
 
@@ -491,6 +610,8 @@ def segment_file(
         if options.geojson:
             write_geojson(out / f"{stem}.geojson", res.labels, image, res.scores)
         t3 = time.perf_counter()
+    except OutputFileError:
+        raise
     except (LivecellError, ValueError, OSError, RuntimeError, MemoryError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if str(path) not in msg:
@@ -548,19 +669,44 @@ def predict_paths(
         )
     st = (settings or PredictSettings()).replace(**changes)
     check_backend(st.backend, st.device, st.precision)
-    stems = check_outputs(paths, out, st)  # refused before anything is written
-    if st.cluster is not None:
-        from .distributed import run_images
+    check_outputs(paths, out, st)  # refused before anything is written
+    from ..io import folder_lock
 
-        if model is not None and model_dir is None:
-            if model.path is None:
-                raise LivecellError("Dask workers load the model from its folder: pass model_dir")
-            model_dir = model.path
-        summary = run_images(
-            paths, out, st.cluster, model_dir=model_dir, settings=st, progress=progress, stems=stems
-        )
-        summary.ignored_outputs = earlier
-        return summary
+    with folder_lock(out, "predict"):  # a second run into the same folder at once is refused
+        stems = check_outputs(paths, out, st)  # again, now that no other run can change the names
+        if st.cluster is not None:
+            from .distributed import run_images
+
+            if model is not None and model_dir is None:
+                if model.path is None:
+                    raise LivecellError("Dask workers load the model from its folder: pass model_dir")
+                model_dir = model.path
+            summary = run_images(
+                paths,
+                out,
+                st.cluster,
+                model_dir=model_dir,
+                settings=st,
+                progress=progress,
+                stems=stems,
+                lock=False,
+            )
+            summary.ignored_outputs = earlier
+            return summary
+        return _predict_serial(paths, stems, out, model_dir, st, model, progress, earlier)
+
+
+def _predict_serial(
+    paths: list[Path],
+    stems: list[str],
+    out: Path,
+    model_dir: str | Path | None,
+    st: PredictSettings,
+    model: LoadedModel | None,
+    progress: Progress,
+    earlier: list[Path],
+) -> PredictSummary:
+    """:func:`predict_paths` in this process (the output folder locked by the caller)."""
     import torch
 
     summary = PredictSummary(out_dir=out, n_inputs=len(paths), ignored_outputs=earlier)
@@ -575,12 +721,15 @@ def predict_paths(
     resolve_scale(
         model, st.scale, st.diameter
     )  # a bad value or a model without a diameter fails before any work
+    record = run_record(st, p, model_fingerprint(model_dir, model), model.model_config.predict_scale)
     open_outputs(paths, out)
-    for path, stem in progress_bar(list(zip(paths, stems)), progress, "predict"):
-        if st.resume and all(t.is_file() for t in st.targets(out, stem)):
+    states = [finished(st, out, stem, record) if st.resume else "missing" for stem in stems]
+    report_redone(out, [stem for stem, state in zip(stems, states) if state == "other"], record, st)
+    for path, stem, state in progress_bar(list(zip(paths, stems, states)), progress, "predict"):
+        if state == "done":
             summary.skipped_existing.append(path)
             continue
-        outcome = segment_file(model, path, stem, out, p, st)
+        outcome = segment_file(model, path, stem, out, p, st, record)
         if outcome.error is not None:
             log.error("skipped %s", outcome.error)
         summary.add(outcome)

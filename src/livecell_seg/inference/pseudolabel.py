@@ -145,7 +145,7 @@ def pseudo_label_paths(
     progress: Progress = True,
 ) -> PseudoLabelSummary:
     """Pseudo-label every image of ``inputs`` into ``OUT/labels`` and ``OUT/ignore`` (+ ``summary.json``)."""
-    from ..io import list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
+    from ..io import folder_lock, list_images
 
     out = Path(out_dir)
     paths = [p for p in list_images(inputs) if out.resolve() not in p.resolve().parents]
@@ -158,12 +158,43 @@ def pseudo_label_paths(
             f"two input images share the name {dupes[0]!r}: pseudo-labels are named by file stem"
         )
     params = model.params
+    s = settings or PseudoLabelSettings()
+    record = {
+        "model": str(model.path) if model.path else None,
+        "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
+    }
+    with folder_lock(out, "pseudolabel"):  # a second run into the same folder at once is refused
+        return _pseudo_label_locked(paths, out, model, params, settings, record, resume, progress)
+
+
+def _pseudo_label_locked(
+    paths: list[Path],
+    out: Path,
+    model: LoadedModel,
+    params: Any,
+    settings: PseudoLabelSettings | None,
+    record: dict[str, Any],
+    resume: bool,
+    progress: Progress,
+) -> PseudoLabelSummary:
+    from ..io import read_image, write_json_atomic, write_labels, write_tiff_atomic
+
     summary = PseudoLabelSummary(out_dir=out)
     old = out / "summary.json"
     if resume and old.is_file():
         from ..io import read_json
 
-        summary.images.update(read_json(old).get("images", {}))
+        prev = read_json(old)
+        prev = prev if isinstance(prev, dict) else {}
+        if {k: prev.get(k) for k in record} != record:  # made with other settings: redo all
+            log.warning(
+                "%s holds pseudo-labels made with other settings or another model: "
+                "pseudo-labelling every image again",
+                out,
+            )
+            resume = False
+        else:
+            summary.images.update(prev.get("images", {}))
     for path in progress_bar(paths, progress, "pseudolabel"):
         lab, ign = out / "labels" / f"{path.stem}.tif", out / "ignore" / f"{path.stem}.tif"
         if resume and lab.is_file() and ign.is_file():
@@ -184,12 +215,10 @@ def pseudo_label_paths(
             "ignored_fraction": round(float(pl.ignore.mean()), 4),
             "zoom": round(pl.scale, 3),
         }
-    s = settings or PseudoLabelSettings()
     write_json_atomic(
         old,
         {
-            "model": str(model.path) if model.path else None,
-            "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
+            **record,
             "images": summary.images,
             "failed": summary.failed,
         },

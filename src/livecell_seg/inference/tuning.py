@@ -213,7 +213,9 @@ def tune_model_dir(
     ds = load_coco(json_path)
     images = [im for im in ds.images if ds.anns_by_image.get(int(im["id"]))]
     if max_images is not None:
-        images = images[: max(int(max_images), 0)]
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+            raise LivecellError(f"max_images must be a positive integer, got {max_images!r}")
+        images = images[:max_images]
     if not images:
         raise LivecellError(f"{json_path}: no annotated images to tune on")
     maps_list: list[np.ndarray] = []

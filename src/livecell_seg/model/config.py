@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputFileError, LivecellError
-from ..settings import settings_from_dict
+from ..settings import bounded, settings_from_dict
 from .folder import ModelConfig
 from .heads import HEADS
 
@@ -54,7 +55,7 @@ class SourceConfig:
     sample: bool = False
     include: list[str] | None = None
     exclude: list[str] | None = None
-    weight: float | None = None
+    weight: float | None = bounded(None, 1e-9, 1e9)
     annotation: str = "full"  # full | partial
     ignore: str | None = None
     cell_types: str | None = None
@@ -85,18 +86,20 @@ class AugmentConfig:
     the targets are computed; intensity transforms act on the normalized image only.
     """
 
-    strength: float = 1.0
+    strength: float = bounded(1.0, 0, 10)
     flips: bool = True
     rot90: bool = True
-    scale: float = 0.15  # zoom factor drawn log-uniformly from [1 - scale, 1 + scale]
-    scale_range: list[float] | None = None  # [min, max] zoom (overrides ``scale``), e.g. [0.5, 2.0]
-    brightness: float = 0.1  # additive shift, in units of the normalized range
-    contrast: float = 0.2  # multiplicative factor from [1 - c, 1 + c] about the mean
-    gamma: float = 0.2  # gamma from [1 - g, 1 + g]
-    noise: float = 0.03  # Gaussian noise std drawn from [0, noise]
-    blur: float = 1.0  # Gaussian blur sigma drawn from [0, blur]
-    p_intensity: float = 0.5  # probability of each intensity transform
-    p_scale: float = 0.5
+    scale: float = bounded(0.15, 0, 0.9)  # zoom factor drawn log-uniformly from [1 - scale, 1 + scale]
+    scale_range: list[float] | None = bounded(
+        None, 0.05, 20
+    )  # [min, max] zoom (overrides ``scale``), e.g. [0.5, 2.0]
+    brightness: float = bounded(0.1, 0, 10)  # additive shift, in units of the normalized range
+    contrast: float = bounded(0.2, 0, 10)  # multiplicative factor from [1 - c, 1 + c] about the mean
+    gamma: float = bounded(0.2, 0, 0.99)  # gamma from [1 - g, 1 + g]
+    noise: float = bounded(0.03, 0, 10)  # Gaussian noise std drawn from [0, noise]
+    blur: float = bounded(1.0, 0, 20)  # Gaussian blur sigma drawn from [0, blur]
+    p_intensity: float = bounded(0.5, 0, 1)  # probability of each intensity transform
+    p_scale: float = bounded(0.5, 0, 1)
 
 
 @dataclass
@@ -105,33 +108,43 @@ class DataConfig:
 
     train: list[SourceConfig] = field(default_factory=lambda: [SourceConfig(sample=True)])
     val: list[SourceConfig] = field(default_factory=list)
-    crop_size: int = 256  # square crops at native resolution (images smaller than this are padded)
-    target_margin: int = 32  # context around a crop used when computing its targets
-    boundary_width: int = 1  # width of the `boundary` target, pixels
-    samples_per_epoch: int | None = None  # crops per epoch (default: one per training image)
-    batch_size: int = 8
-    num_workers: int = 2
+    crop_size: int = bounded(
+        256, 16, 8192
+    )  # square crops at native resolution (images smaller than this are padded)
+    target_margin: int = bounded(32, 0, 1024)  # context around a crop used when computing its targets
+    boundary_width: int = bounded(1, 1, 64)  # width of the `boundary` target, pixels
+    samples_per_epoch: int | None = bounded(
+        None, 1, 100_000_000
+    )  # crops per epoch (default: one per training image)
+    batch_size: int = bounded(8, 1, 4096)
+    num_workers: int = bounded(2, 0, 256)
     pin_memory: str | bool = "auto"  # auto: on when training on a GPU
-    cache_images: int = 4  # decoded images kept per worker (LRU)
-    val_max_images: int | None = None  # validate on the first N validation images only
+    cache_images: int = bounded(4, 0, 100_000)  # decoded images kept per worker (LRU)
+    val_max_images: int | None = bounded(
+        None, 1, 100_000_000
+    )  # validate on the first N validation images only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     balance: str = "none"  # none | cell_type: within a source, every cell type gets an equal share
-    partial_margin: int = 12  # partially annotated sources: background within this many px of a cell counts
+    partial_margin: int = bounded(
+        12, 0, 1024
+    )  # partially annotated sources: background within this many px of a cell counts
 
 
 @dataclass
 class OptimConfig:
     """Optimizer (AdamW) and learning-rate schedule."""
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    lr: float = bounded(1e-3, 0, 10)
+    weight_decay: float = bounded(1e-4, 0, 10)
     schedule: str = "cosine"  # cosine | onecycle | constant
-    warmup_steps: int = 0  # linear warm-up (cosine/constant)
-    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
-    epochs: int = 100
-    max_steps: int = -1  # stop after this many optimizer steps (-1: epochs decide)
-    grad_clip: float | None = 1.0
-    accumulate_grad_batches: int = 1
+    warmup_steps: int = bounded(0, 0, 1_000_000_000)  # linear warm-up (cosine/constant)
+    min_lr_ratio: float = bounded(0.01, 0, 1)  # cosine floor, as a fraction of lr
+    epochs: int = bounded(100, 1, 10_000_000)
+    max_steps: int = bounded(
+        -1, -1, 1_000_000_000
+    )  # stop after this many optimizer steps (-1: epochs decide)
+    grad_clip: float | None = bounded(1.0, 0, 1e9)
+    accumulate_grad_batches: int = bounded(1, 1, 100_000)
 
 
 LOSS_KINDS = ("bce_dice", "focal_dice", "bce_tversky")
@@ -150,13 +163,15 @@ class LossConfig:
 
     kind: str = "bce_dice"
     dist_loss: str = "bce"  # bce | mse
-    bce_weight: float = 1.0
-    dice_weight: float = 1.0
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
-    tversky_alpha: float = 0.3  # weight of false positives
-    tversky_beta: float = 0.7  # weight of false negatives
-    channel_weights: dict[str, float] = field(default_factory=dict)  # channel name -> weight
+    bce_weight: float = bounded(1.0, 0, 1000)
+    dice_weight: float = bounded(1.0, 0, 1000)
+    focal_gamma: float = bounded(2.0, 0, 100)
+    focal_alpha: float = bounded(0.25, 0, 1)
+    tversky_alpha: float = bounded(0.3, 0, 1)  # weight of false positives
+    tversky_beta: float = bounded(0.7, 0, 1)  # weight of false negatives
+    channel_weights: dict[str, float] = field(
+        default_factory=dict, metadata={"range": (0, 1000)}
+    )  # channel name -> weight
 
 
 @dataclass
@@ -164,20 +179,24 @@ class TrainerConfig:
     """Lightning trainer settings."""
 
     accelerator: str = "auto"  # auto | cpu | gpu | ...
-    devices: int | str = "auto"
-    num_nodes: int = 1
+    devices: int | str = bounded("auto", 1, 100_000)
+    num_nodes: int = bounded(1, 1, 100_000)
     strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
     precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true on CPU
     deterministic: bool | str = "auto"  # auto: on for CPU, off for GPU (cuDNN speed)
-    val_every_n_epochs: int = 1
-    early_stopping_patience: int = 0  # validations without mSA improvement; 0 disables
+    val_every_n_epochs: int = bounded(1, 1, 10_000_000)
+    early_stopping_patience: int = bounded(
+        0, 0, 10_000_000
+    )  # validations without mSA improvement; 0 disables
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + "wandb"
     wandb_project: str = "livecell-seg"
     wandb_offline: bool = True
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = bounded(10, 1, 10_000_000)
     progress_bar: bool = True
-    threads: int | None = None  # torch CPU threads (default: torch's choice)
-    max_minutes: float | None = None  # stop training after this wall time (Lightning max_time)
+    threads: int | None = bounded(None, 1, 4096)  # torch CPU threads (default: torch's choice)
+    max_minutes: float | None = bounded(
+        None, 1e-6, 1e7
+    )  # stop training after this wall time (Lightning max_time)
 
 
 @dataclass
@@ -190,7 +209,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     out_dir: str = "runs/train"
-    seed: int = 0
+    seed: int = bounded(0, 0, 2**32 - 1)
     resume: str | bool = "auto"  # auto: resume when out_dir/checkpoints/last.ckpt exists
     init_from: str | None = None  # model folder whose model.pt initializes the network (not when resuming)
 
@@ -231,6 +250,11 @@ class TrainConfig:
         for lg in self.trainer.loggers:
             if lg not in ("csv", "tensorboard", "wandb"):
                 raise LivecellError(f"trainer.loggers: unknown logger {lg!r} (csv, tensorboard, wandb)")
+        dev = self.trainer.devices
+        if isinstance(dev, str) and not re.fullmatch(r"\s*(auto|-1|\d+|\[?\d+(\s*,\s*\d+)*\s*,?\]?)\s*", dev):
+            raise LivecellError(
+                f"trainer.devices: expected auto, a number of devices or a list such as 0,1; got {dev!r}"
+            )
         if self.trainer.max_minutes is not None and self.trainer.max_minutes <= 0:
             raise LivecellError("trainer.max_minutes must be positive")
         if str(self.resume) not in ("auto", "True", "False"):
@@ -313,14 +337,20 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 def _read_mapping(p: Path) -> dict[str, Any]:
     import yaml
 
-    if not p.is_file():
-        raise InputFileError(p, "config file not found")
-    text = p.read_text()
+    from ..io import check_input_file
+
+    check_input_file(p, "config file")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(p, f"cannot be read as a config file ({type(e).__name__})") from None
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputFileError(p, f"invalid config ({first})") from None
+    except RecursionError:
+        raise InputFileError(p, "invalid config (nested too deeply)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

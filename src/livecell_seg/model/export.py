@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -467,6 +468,21 @@ def _describe_training_data(data: dict[str, Any]) -> str:
     )
 
 
+#: what bioimage.io accepts in a model name (``bioimageio.spec``'s rule)
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_+\- ()]{1,128}$")
+
+
+def check_package_name(name: str | None) -> None:
+    """Refuse (one line) a bioimage.io package name that ``bioimageio.spec`` would reject after
+    the whole export (``../``, slashes, other characters) or that is too long."""
+    if name is None:
+        return
+    if not _NAME_CHARS.match(name) or not name.strip():
+        raise LivecellError(
+            f"--name {name!r}: a bioimage.io model name holds 1-128 letters, digits, spaces and _+-() only"
+        )
+
+
 def export_bioimageio(
     model: LoadedModel,
     out: str | Path,
@@ -483,6 +499,7 @@ def export_bioimageio(
     when ``bioimageio.core``'s model test passes); otherwise a :class:`LivecellError` names the
     first problem and nothing is written. Returns what the checks said.
     """
+    check_package_name(name)
     try:
         import torch
         from bioimageio.spec import save_bioimageio_package
@@ -709,5 +726,12 @@ def export_bioimageio(
             raise LivecellError(f"{out}: bioimage.io validation failed ({first}); nothing written")
         os.replace(pkg, out)
         return check
+    except OSError as e:  # a full or read-only file system while the package is built next to out
+        from ..errors import OutputFileError
+        from ..io import describe_os_error
+
+        if e.filename is not None and not str(e.filename).startswith(str(work)):
+            raise  # about another file (an input): named by the command line's last line of defence
+        raise OutputFileError(out, f"cannot be written ({describe_os_error(e)})") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputFileError, LivecellError
-from ..settings import settings_from_dict
+from ..settings import bounded, check_ranges, settings_from_dict
 from .heads import head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.postprocess import PostprocessParams
+
+#: widest level of our U-Net (``base_features * 2**(depth - 1)`` channels) accepted: 4096 channels
+#: already mean 0.6 GiB of weights per 3x3 convolution (a model config is a size parameter too)
+MAX_WIDTH = 4096
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -40,13 +44,13 @@ class ModelConfig:
 
     head: str = "fg+boundary"
     arch: str = "unet"
-    in_channels: int = 1
-    base_features: int = 16
-    depth: int = 4
+    in_channels: int = bounded(1, 1, 64)
+    base_features: int = bounded(16, 1, 1024)
+    depth: int = bounded(4, 1, 10)
     norm: str = "batch"  # batch | instance | group
-    dropout: float = 0.0
-    cell_diameter: float | None = None
-    predict_scale: float | str = 1.0
+    dropout: float = bounded(0.0, 0, 0.99)
+    cell_diameter: float | None = bounded(None, 1e-6, 1e6)
+    predict_scale: float | str = bounded(1.0, 0.05, 20)
 
     def __post_init__(self) -> None:
         """Refuse an architecture that cannot be built (unknown head/arch/norm, non-positive sizes)."""
@@ -62,6 +66,13 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise LivecellError(f"model: {name} must be an integer in [{lo}, {hi}], got {v!r}")
+        widest = self.base_features * 2 ** (self.depth - 1)
+        if self.arch == "unet" and widest > MAX_WIDTH:
+            raise LivecellError(
+                f"model: base_features {self.base_features} x 2^(depth - 1) = {widest} channels at the "
+                f"deepest level, above {MAX_WIDTH} (one 3x3 convolution there would hold "
+                f"{9 * widest * widest * 4 / 2**30:,.1f} GiB of weights)"
+            )
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))
@@ -74,6 +85,7 @@ class ModelConfig:
         z = self.predict_scale  # "auto" needs cell_diameter, which train measures: checked by predict
         if z != "auto" and (isinstance(z, bool) or not isinstance(z, (int, float)) or not 0.05 <= z <= 20):
             raise LivecellError(f"model: predict_scale must be 'auto' or a zoom in [0.05, 20], got {z!r}")
+        check_ranges(self, "model")
 
     @property
     def out_channels(self) -> int:
@@ -272,6 +284,14 @@ def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> Loade
     net = build_model(mcfg)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
+    problem = weights_mismatch(net.state_dict(), state)
+    if problem is not None:
+        raise InputFileError(
+            weights, f"does not fit {path / CONFIG_FILE} ({problem}); the folder mixes two models?"
+        )
+    try:
         net.load_state_dict(state)
     except Exception as e:  # noqa: BLE001
         raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
@@ -279,6 +299,30 @@ def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> Loade
     return LoadedModel(
         net=net, model_config=mcfg, config=config, postprocess=read_postprocess(path), path=path
     )
+
+
+def weights_mismatch(expected: dict[str, Any], state: Any) -> str | None:
+    """How a loaded state dict differs from the one the config's network has: the first layer
+    whose shape differs (both shapes), else the missing and unexpected layers; None if they fit."""
+    if not isinstance(state, dict):
+        return f"the weights file holds a {type(state).__name__}, not a state dict"
+
+    def shape(v: Any) -> str:
+        return "x".join(str(int(n)) for n in getattr(v, "shape", ())) or "scalar"
+
+    for k, v in expected.items():
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape):
+            return f"layer {k}: the weights have shape {shape(state[k])}, the config's network {shape(v)}"
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} layer(s) of the config's network missing, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} layer(s) the config's network does not have, e.g. {extra[0]}")
+        return "; ".join(parts)
+    return None
 
 
 def model_to_dict(cfg: ModelConfig) -> dict[str, Any]:

@@ -73,7 +73,9 @@ class ParamSpec:
     """One :class:`~livecell_seg.inference.postprocess.PostprocessParams` field as the app and napari show it.
 
     ``lo``/``hi``/``step``: the slider's range (a checkbox for booleans); ``probability``: the value
-    is a threshold on a map in [0, 1] (anything outside is refused).
+    is a threshold on a map in [0, 1] (anything outside is refused); ``limit``: the largest value
+    accepted anywhere (a parameters file, the API), bounding the work it asks for (``smooth`` is a
+    filter kernel's radius: 200 asked for 58 TiB; issue 22).
     """
 
     name: str
@@ -83,6 +85,7 @@ class ParamSpec:
     step: float
     help: str
     probability: bool = False
+    limit: float | None = None
 
 
 #: every post-processing parameter, in the order the app shows them
@@ -91,12 +94,12 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("boundary_threshold", "Seed: boundary below", 0.05, 0.95, 0.01, "seeds are foreground pixels whose boundary probability is below this", True),
     ParamSpec("center_threshold", "Seed: centre distance below", 0.05, 0.95, 0.01, "seeds need a normalized distance to the cell centre below this", True),
     ParamSpec("boundary_dist_threshold", "Seed: boundary distance below", 0.05, 0.95, 0.01, "seeds need a normalized inverted distance to the boundary below this", True),
-    ParamSpec("min_distance", "Seed spacing (px)", 1, 30, 1, "markers are distance-transform maxima at least this far apart"),
-    ParamSpec("h", "h-maxima height (px, 0 = off)", 0.0, 10.0, 0.5, "when > 0, markers are h-maxima of the distance transform instead"),
-    ParamSpec("min_seed_size", "Minimum seed size (px)", 1, 200, 1, "seeds smaller than this are dropped"),
-    ParamSpec("min_size", "Minimum cell size (px)", 0, 1000, 5, "instances smaller than this are removed"),
-    ParamSpec("smooth", "Outline smoothing (px)", 0, 10, 1, "per-cell opening radius; 0 = off"),
-    ParamSpec("keep_unseeded", "Keep unseeded regions", 0, 1, 1, "foreground blobs without a seed become cells of their own"),
+    ParamSpec("min_distance", "Seed spacing (px)", 1, 30, 1, "markers are distance-transform maxima at least this far apart", limit=200),
+    ParamSpec("h", "h-maxima height (px, 0 = off)", 0.0, 10.0, 0.5, "when > 0, markers are h-maxima of the distance transform instead", limit=1000),
+    ParamSpec("min_seed_size", "Minimum seed size (px)", 1, 200, 1, "seeds smaller than this are dropped", limit=1e9),
+    ParamSpec("min_size", "Minimum cell size (px)", 0, 1000, 5, "instances smaller than this are removed", limit=1e9),
+    ParamSpec("smooth", "Outline smoothing (px)", 0, 10, 1, "per-cell opening radius; 0 = off", limit=20),
+    ParamSpec("keep_unseeded", "Keep unseeded regions", 0, 1, 1, "foreground blobs without a seed become cells of their own", limit=1),
 )  # fmt: skip
 
 #: parameters every head's post-processing reads

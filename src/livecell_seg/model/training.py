@@ -426,7 +426,19 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         init_weights_from(module.net, cfg)
     dm = SegDataModule(cfg, train_refs, val_refs)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+            raise
+        from ..errors import OutputFileError
+        from ..io import describe_os_error
+
+        # a checkpoint or a log in the run folder could not be written (Lightning names a temporary
+        # file of its own): the run folder is what the user can act on
+        raise OutputFileError(run_dir, f"cannot be written ({describe_os_error(e)}) while training") from None
     elapsed = time.time() - t0
 
     if trainer.is_global_zero:

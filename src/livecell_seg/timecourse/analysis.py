@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data import LIVECELL_PIXEL_SIZE_UM
 from ..errors import InputFileError, LivecellError
 from ..progress import Progress
 
@@ -42,8 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inference.predict import PredictSettings, PredictSummary
     from ..model.folder import LoadedModel
 
-#: pixel size (µm per pixel) assumed for LIVECell images; give your instrument's for other data
-DEFAULT_PIXEL_SIZE_UM = 0.5
 #: a growth fit with a lower R² is reported as not meaningful (see :func:`fit_growth`)
 DEFAULT_MIN_R2 = 0.8
 #: how the exponential phase is chosen (written into timecourse.json and index.html)
@@ -86,28 +85,143 @@ class Frame:
         return (self.cell_type, self.well)
 
 
+#: the latest time point accepted, in hours (ten years): a later one is a misread name, and one
+#: absurd time point bends every growth fit of its well (issue 22)
+MAX_HOURS = 24.0 * 3653
+
+
+class TimeStampError(ValueError):
+    """A file name that matches but whose time stamp is impossible (``00d99h99m``, ``9999999d``)."""
+
+
+def checked_time_h(
+    days: float = 0.0, hours: float = 0.0, minutes: float = 0.0, text: str = "", given: str = "dhm"
+) -> float:
+    """Hours from days, hours and minutes, each finite and not negative, hours below 24 when days
+    are given and minutes below 60 when hours or days are (``given``: which of ``d``, ``h``, ``m``
+    the stamp holds), the total at most :data:`MAX_HOURS`. Raises :class:`TimeStampError` naming
+    the stamp ``text`` otherwise."""
+    what = f"time {text!r}" if text else "time"
+    parts = {"days": days, "hours": hours, "minutes": minutes}
+    for k, v in parts.items():
+        if not math.isfinite(v) or v < 0:
+            raise TimeStampError(f"{what}: {k} {v:g} is not a time")
+    if "d" in given and "h" in given and hours >= 24:
+        raise TimeStampError(f"{what}: {hours:g} hours next to days (hours must be below 24)")
+    if ("d" in given or "h" in given) and "m" in given and minutes >= 60:
+        raise TimeStampError(f"{what}: {minutes:g} minutes next to hours (minutes must be below 60)")
+    t = 24.0 * days + hours + minutes / 60.0
+    if t > MAX_HOURS:
+        raise TimeStampError(f"{what}: {t:,.0f} hours, more than ten years after the start")
+    return t
+
+
 def parse_time_h(text: str) -> float:
     """Elapsed time in hours from ``02d04h00m`` (LIVECell/Incucyte), ``12h30m``, ``3d``, ``90m``,
-    or a plain number (hours). Raises ValueError otherwise."""
+    or a plain number (hours). Raises ValueError otherwise, and :class:`TimeStampError` for an
+    impossible stamp (``00d99h99m``, NaN, more than ten years: :func:`checked_time_h`)."""
     s = str(text).strip()
     try:
-        return float(s)
+        return checked_time_h(hours=float(s), text=s, given="h")
+    except TimeStampError:
+        raise
     except ValueError:
         pass
     m = _TIME_RE.match(s)
     if not s or m is None or not any(m.groupdict().values()):
         raise ValueError(f"cannot read a time from {text!r} (expected e.g. 02d04h00m, 12h30m or 36)")
     d, h, mi = (float(m.group(k) or 0.0) for k in ("d", "h", "m"))
-    return 24.0 * d + h + mi / 60.0
+    return checked_time_h(d, h, mi, text=s, given="".join(k for k in "dhm" if m.group(k) is not None))
+
+
+#: how long one ``--pattern`` search may take on one file name before it is called runaway
+PATTERN_BUDGET_S = 2.0
+
+
+def _nested_quantifier(pattern: str) -> str | None:
+    """The first quantified group that holds another unbounded quantifier (``(a+)+``, ``(\\d*)*``):
+    such a regex takes exponential time on a name it almost matches. None when there is none."""
+    try:
+        import re._constants as c  # Python 3.11+
+        import re._parser as sp
+    except ImportError:  # pragma: no cover - older Pythons
+        import sre_constants as c  # type: ignore[no-redef]
+        import sre_parse as sp  # type: ignore[no-redef]
+
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT}
+
+    def walk(items: Any, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                _lo, hi, sub = av
+                many = hi is c.MAXREPEAT or hi > 1
+                if many and inside:
+                    return True
+                if walk(sub, inside or many):
+                    return True
+            elif op is c.SUBPATTERN:
+                if walk(av[-1], inside):
+                    return True
+            elif op is c.BRANCH:
+                if any(walk(b, inside) for b in av[1]):
+                    return True
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                if walk(av[1], inside):
+                    return True
+        return False
+
+    try:
+        return pattern if walk(sp.parse(pattern), False) else None
+    except Exception:  # noqa: BLE001 - re.compile reports a bad pattern itself
+        return None
+
+
+class _RunawayPattern(Exception):
+    pass
+
+
+def search_name(rx: re.Pattern[str], name: str, budget_s: float = PATTERN_BUDGET_S) -> re.Match[str] | None:
+    """``rx.search(name)`` with a time guard: a search running longer than ``budget_s`` (a regex
+    that backtracks catastrophically) is stopped with a one-line :class:`LivecellError`. The guard
+    needs the main thread (a timer signal); elsewhere (the web app's script thread) the static
+    check of :func:`compile_pattern` is the only guard."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return rx.search(name)
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise _RunawayPattern()
+
+    old = signal.signal(signal.SIGALRM, _stop)
+    signal.setitimer(signal.ITIMER_REAL, budget_s)
+    try:
+        return rx.search(name)
+    except _RunawayPattern:
+        raise LivecellError(
+            f"--pattern {rx.pattern!r} took more than {budget_s:g} s on the name {name!r} "
+            "(it backtracks catastrophically); simplify it"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Compile a ``--pattern`` regex; it needs a named group ``time`` (or ``days``/``hours``/``minutes``)
     and may have ``cell_type``, ``well``, ``field`` and ``crop``. One-line LivecellError otherwise."""
+    if len(pattern) > 1000:
+        raise LivecellError(f"--pattern is {len(pattern):,} characters long; a name pattern needs far fewer")
     try:
         rx = re.compile(pattern)
-    except re.error as e:
+    except (re.error, RecursionError, OverflowError) as e:
         raise LivecellError(f"--pattern {pattern!r} is not a valid regular expression ({e})") from None
+    if _nested_quantifier(pattern):
+        raise LivecellError(
+            f"--pattern {pattern!r} repeats a group that itself holds a repetition (like (a+)+): such a "
+            "regex can take exponential time on a name; write it without the nesting"
+        )
     groups = set(rx.groupindex)
     if not groups & {"time", "days", "hours", "minutes"}:
         raise LivecellError(
@@ -146,7 +260,7 @@ def parse_frame_name(path: str | Path, pattern: str | re.Pattern[str] | None = N
         g = m.groupdict()
         return Frame(p, g["cell_type"], g["well"], g["field"], g["crop"] or "", parse_time_h(g["time"]))
     rx = compile_pattern(pattern) if isinstance(pattern, str) else pattern
-    m = rx.search(name)
+    m = search_name(rx, name)
     if m is None:
         return None
     g = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -154,7 +268,12 @@ def parse_frame_name(path: str | Path, pattern: str | re.Pattern[str] | None = N
         if "time" in g:
             t = parse_time_h(g["time"])
         else:
-            t = 24.0 * float(g.get("days", 0)) + float(g.get("hours", 0)) + float(g.get("minutes", 0)) / 60.0
+            keys = ("days", "hours", "minutes")
+            parts = {k: float(g.get(k, 0)) for k in keys}
+            text = " ".join(f"{g[k]} {k}" for k in keys if k in g)
+            t = checked_time_h(**parts, text=text, given="".join(k[0] for k in keys if k in g))
+    except TimeStampError:
+        raise
     except ValueError:
         return None
     return Frame(p, g.get("cell_type", ""), g.get("well", "all"), g.get("field", ""), g.get("crop", ""), t)
@@ -165,7 +284,10 @@ def parse_names(paths: Iterable[str | Path], pattern: str | None = None) -> tupl
     rx = compile_pattern(pattern) if pattern else None
     frames, bad = [], []
     for p in paths:
-        f = parse_frame_name(p, rx)
+        try:
+            f = parse_frame_name(p, rx)
+        except TimeStampError:
+            f = None  # named with its reason by unparsed_message
         if f is None:
             bad.append(Path(p))
         else:
@@ -262,12 +384,13 @@ class FrameStats:
     cells_per_mm2: float
 
 
-def measure_labels(labels: np.ndarray, pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM) -> FrameStats:
+def measure_labels(labels: np.ndarray, pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM) -> FrameStats:
     """Count, confluence and cell sizes of an instance label image (0 = background).
 
     ``count`` is the number of distinct labels (every cell, also those cut by the image border);
-    ``confluence`` = 100 × (pixels inside any cell) / (all pixels). ``pixel_size_um`` (µm per pixel,
-    LIVECell: 0.5) converts areas to µm² and the count to cells per mm².
+    ``confluence`` = 100 × (pixels inside any cell) / (all pixels). ``pixel_size_um`` (µm per pixel;
+    default LIVECell's 1.24, :data:`livecell_seg.data.LIVECELL_PIXEL_SIZE_UM`) converts areas to µm²
+    and the count to cells per mm².
     """
     lab = np.asarray(labels)
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
@@ -360,12 +483,16 @@ def tabulate(
 def measure_frames(
     frames: Sequence[Frame],
     label_files: dict[Path, Path],
-    pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM,
+    pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM,
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Measure each frame's label image (``label_files[frame.path]``; frames without one are left
     out) and :func:`tabulate` them: ``(rows, failures)``; an unreadable label image is a failure."""
-    from ..io import read_labels
+    from ..io import image_header_shape, read_labels
 
+    if pixel_size_um is not None:
+        from ..options import check_finite
+
+        check_finite(pixel_size_um, "pixel size (µm)", 0, 1000)
     measured: list[tuple[Frame, FrameStats, Path | None]] = []
     failed: list[tuple[Path, str]] = []
     for f in frames:
@@ -373,7 +500,16 @@ def measure_frames(
         if lp is None:
             continue
         try:
-            stats = measure_labels(read_labels(lp), pixel_size_um)
+            labels = read_labels(lp)
+            frame_shape = image_header_shape(f.path)
+            if frame_shape is not None and tuple(labels.shape) != frame_shape:
+                # the label image is wrong, not the frame: it names the label file
+                raise InputFileError(
+                    lp,
+                    f"label image is {labels.shape[1]}x{labels.shape[0]} pixels, its frame "
+                    f"{f.path.name} {frame_shape[1]}x{frame_shape[0]} (not its label image?)",
+                )
+            stats = measure_labels(labels, pixel_size_um)
         except InputFileError as e:
             failed.append((f.path, str(e)))
             continue
@@ -556,6 +692,12 @@ def fit_growth(
     degenerate input: ``meaningful`` is False and ``reason`` says why (fewer than 3 time points,
     no increase, a rate whose CI includes 0, R² below ``min_r2``).
     """
+    from ..options import check_finite
+
+    check_finite(min_r2, "min_r2", 0, 1)  # NaN would flag every fit as poor (issue 22)
+    if fit_range is not None:
+        check_finite(fit_range[0], "fit_range start")
+        check_finite(fit_range[1], "fit_range end")
     t = np.asarray(times_h, np.float64)
     v = np.asarray(values, np.float64)
     if t.shape != v.shape:
@@ -719,15 +861,38 @@ def _jsonable_settings(settings: PredictSettings) -> dict[str, Any]:
     return out
 
 
+def name_problem(path: Path, pattern: str | None) -> str | None:
+    """Why ``path``'s name gives no frame: its impossible time stamp, or None when it matches nothing."""
+    try:
+        parse_frame_name(path, pattern)
+    except TimeStampError as e:
+        return str(e)
+    return None
+
+
 def unparsed_message(bad: Sequence[Path], n_total: int, pattern: str | None) -> str:
-    """One line naming the files whose names match nothing (the first 5, then a count)."""
-    names = ", ".join(p.name for p in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    expected = (
-        f"--pattern {pattern!r}"
-        if pattern
-        else "<cell type>_Phase_<well>_<field>_<DD>d<HH>h<MM>m_<crop> (or give --pattern)"
-    )
-    return f"{len(bad)} of {n_total} file name(s) do not match {expected}: {names}"
+    """One line naming the files whose names match nothing (the first 5, then a count), and those
+    whose time stamp is impossible, with the reason."""
+    problems = {p: name_problem(p, pattern) for p in bad}
+    unmatched = [p for p in bad if problems[p] is None]
+    timed = [p for p in bad if problems[p] is not None]
+    parts = []
+    if unmatched:
+        names = ", ".join(p.name for p in unmatched[:5]) + (
+            f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        )
+        expected = (
+            f"--pattern {pattern!r}"
+            if pattern
+            else "<cell type>_Phase_<well>_<field>_<DD>d<HH>h<MM>m_<crop> (or give --pattern)"
+        )
+        parts.append(f"{len(unmatched)} of {n_total} file name(s) do not match {expected}: {names}")
+    if timed:
+        shown = ", ".join(f"{p.name} ({problems[p]})" for p in timed[:3]) + (
+            f" and {len(timed) - 3} more" if len(timed) > 3 else ""
+        )
+        parts.append(f"{len(timed)} of {n_total} file name(s) have an impossible time stamp: {shown}")
+    return "; ".join(parts)
 
 
 def run_timecourse(
@@ -737,7 +902,7 @@ def run_timecourse(
     *,
     pattern: str | None = None,
     labels_dir: str | Path | None = None,
-    pixel_size_um: float | None = DEFAULT_PIXEL_SIZE_UM,
+    pixel_size_um: float | None = LIVECELL_PIXEL_SIZE_UM,
     min_r2: float = DEFAULT_MIN_R2,
     fit_range: tuple[float, float] | None = None,
     report: bool = True,
@@ -757,8 +922,12 @@ def run_timecourse(
     recorded in ``timecourse.json``).
     """
     from ..inference.predict import PredictSettings
-    from ..io import list_images, write_json_atomic
+    from ..io import list_images
+    from ..options import check_finite
 
+    check_finite(min_r2, "min_r2", 0, 1)
+    if pixel_size_um is not None:
+        check_finite(pixel_size_um, "pixel size (µm)", 0, 1000)
     predict_settings = (settings or PredictSettings()).replace(**changes)
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -776,7 +945,9 @@ def run_timecourse(
         if not frames:
             raise LivecellError(msg)
         log.error("skipped %s", msg)
-        skipped += [(p, f"{p}: file name does not match the pattern") for p in bad]
+        skipped += [
+            (p, f"{p}: {name_problem(p, pattern) or 'file name does not match the pattern'}") for p in bad
+        ]
     t_parse = time.perf_counter()
     if labels_dir is not None:
         seg = find_label_files([f.path for f in frames], labels_dir)
@@ -829,7 +1000,28 @@ def run_timecourse(
         timings={},
         segmentation=seg,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    from ..io import folder_lock
+
+    with folder_lock(out, "timecourse"):  # a second run writing the same tables at once is refused
+        _write_outputs(res, paths, skipped, run_settings, seg, report, (t0, t_parse, t_seg, t_fit))
+    return res
+
+
+def _write_outputs(
+    res: TimecourseResult,
+    paths: list[Path],
+    skipped: list[tuple[Path, str]],
+    run_settings: dict[str, Any],
+    seg: SegmentationRun,
+    report: bool,
+    times: tuple[float, float, float, float],
+) -> None:
+    """The CSV tables, the report and ``timecourse.json`` of :func:`run_timecourse`."""
+    from ..io import write_json_atomic
+
+    t0, t_parse, t_seg, t_fit = times
+    out = res.out_dir
+    rows, per_well_time, growth = res.per_image, res.per_well_time, res.growth
     res.files["per_image"] = out / "per_image.csv"
     res.files["per_well_time"] = out / "per_well_time.csv"
     res.files["growth"] = out / "growth.csv"
@@ -865,4 +1057,3 @@ def run_timecourse(
             **({"dask_workers": seg.predict.workers} if seg.predict and seg.predict.workers else {}),
         },
     )
-    return res
