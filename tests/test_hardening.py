@@ -359,6 +359,26 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, monkeypatch, capsys):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
+def test_an_interrupt_while_the_temporary_file_is_created_leaves_no_part_file(tmp_path, monkeypatch):
+    # CI once caught SIGTERM landing between mkstemp and the clean-up's knowledge of the file.
+    import tempfile
+
+    from livecell_seg.io import atomic_path
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        made = real_mkstemp(*a, **k)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the file exists but is not yet returned
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"never")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stale_part_files_of_dead_processes_are_swept(tmp_path):
     from livecell_seg.io import _HOST, atomic_path, sweep_stale_parts
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import tempfile
@@ -113,16 +114,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     if final.is_dir():
         raise OutputFileError(final, "is a folder; give the name of a file to write")
+    tmp_path: Path | None = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{_part_key(final.name)}.{_HOST}-{os.getpid()}-", suffix=".part", dir=final.parent
-        )
-        os.close(fd)
-    except OSError as e:
-        raise _output_error(final, e) from None
-    tmp_path = Path(tmp)
-    try:
+        # Ctrl+C and SIGTERM wait while the file is created and named, so an interruption never
+        # leaves a temporary file that the clean-up below does not know about.
+        with _interrupts_deferred():
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{_part_key(final.name)}.{_HOST}-{os.getpid()}-",
+                    suffix=".part",
+                    dir=final.parent,
+                )
+                os.close(fd)
+            except OSError as e:
+                raise _output_error(final, e) from None
+            tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         fd = os.open(tmp_path, os.O_RDONLY)
@@ -133,15 +140,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)
     except OSError as e:
+        if tmp_path is None:
+            raise
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         if e.filename not in (None, str(tmp_path), str(final)):  # about some other file (an input)
             raise
         raise _output_error(final, e) from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the body runs (they are delivered when it ends)."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:  # not on this platform
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
