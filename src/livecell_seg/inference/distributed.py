@@ -245,6 +245,26 @@ def _import_distributed() -> Any:
 # clusters
 
 
+def _import_jobqueue() -> Any:
+    """``dask_jobqueue``, imported without its side effect on this process: its ``runner`` module
+    replaces the Ctrl+C handler with ``sys.exit()`` at import time, which would turn a later Ctrl+C
+    into a silent exit 0 instead of the interruption every command reports."""
+    import signal
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise LivecellError(f"--cluster slurm needs dask-jobqueue: {INSTALL_HINT}") from None
+    finally:
+        for s, handler in saved.items():
+            if handler is not None and signal.getsignal(s) is not handler:
+                signal.signal(s, handler)
+    return dask_jobqueue
+
+
 def slurm_cluster_kwargs(options: ClusterOptions) -> dict[str, Any]:
     """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the options and the Dask config.
 
@@ -253,9 +273,9 @@ def slurm_cluster_kwargs(options: ClusterOptions) -> dict[str, Any]:
     """
     try:
         import dask.config
-        import dask_jobqueue  # noqa: F401
     except ImportError:
         raise LivecellError(f"--cluster slurm needs dask-jobqueue: {INSTALL_HINT}") from None
+    _import_jobqueue()
     cores = options.cores or dask.config.get("jobqueue.slurm.cores", None)
     memory = options.memory or dask.config.get("jobqueue.slurm.memory", None)
     if not cores or not memory:
@@ -275,9 +295,7 @@ def slurm_cluster_kwargs(options: ClusterOptions) -> dict[str, Any]:
 
 def make_slurm_cluster(options: ClusterOptions, **extra: Any) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` for ``options`` (no job submitted yet; ``extra`` overrides)."""
-    from dask_jobqueue import SLURMCluster
-
-    return SLURMCluster(**{**slurm_cluster_kwargs(options), **extra})
+    return _import_jobqueue().SLURMCluster(**{**slurm_cluster_kwargs(options), **extra})
 
 
 @contextlib.contextmanager
