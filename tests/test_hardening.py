@@ -389,6 +389,7 @@ def test_the_slurm_runner_does_not_take_over_ctrl_c():
     pytest.importorskip("dask_jobqueue")
     code = (
         "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a background job starts ignoring it
         "from livecell_seg.inference.distributed import _import_jobqueue\n"
         "_import_jobqueue()\n"
         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
