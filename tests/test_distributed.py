@@ -8,6 +8,8 @@ validated in one line; the SLURM job script; and without the options nothing imp
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import shutil
 import signal
@@ -141,7 +143,9 @@ def test_dask_outputs_equal_serial_and_a_broken_file_is_reported_as_serially(
     # the output names (equal: Dask names the files exactly as serial predict does)
     opts = PredictOptions(save_maps=True, overlay=True, measurements=True, rois=True, geojson=True)
     targets = {str(t) for p in sample_images for t in opts.targets(Path(), p.stem)}
-    assert set(serial) == targets | {"maps/maps.json", "predict_names.json"} and len(targets) == 5 * 6
+    # and summary.csv (one row per image, the broken file's failure included: equal too)
+    assert set(serial) == targets | {"maps/maps.json", "predict_names.json", "summary.csv"}
+    assert len(targets) == 5 * 6
     assert serial.keys() == dask.keys()
     assert [k for k in serial if serial[k] != dask[k]] == []
     assert max(read_labels(tmp_path / "dask" / f"{p.stem}.tif").max() for p in sample_images) > 100
@@ -298,7 +302,8 @@ def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, caps
     frames.mkdir()
     for k, (y, x) in enumerate(((0, 0), (0, 200), (200, 0))):
         tifffile.imwrite(frames / f"MCF7_Phase_G4_2_00d{4 * k:02d}h00m_1.tif", src[y : y + 192, x : x + 256])
-    argv = ["timecourse", "-i", str(frames), "--threads", "1", "--no-report"]
+    # --quality: the estimate made on the workers lands in per_image.csv and summary.csv as serially
+    argv = ["timecourse", "-i", str(frames), "--threads", "1", "--no-report", "--quality"]
     assert main([*argv, "--out", str(tmp_path / "serial"), "-q"]) == 0
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "dask"), "--local-workers", "1"]) == 0
@@ -313,8 +318,13 @@ def test_timecourse_on_local_workers_equals_serial(tmp_path, sample_images, caps
     assert (
         sorted(seg_s)
         == sorted(seg_d)
-        == sorted([f"{p.stem}.tif" for p in frames.iterdir()] + ["predict_names.json"])
+        == sorted(
+            [f"{p.stem}.tif" for p in frames.iterdir()]
+            + ["correction_order.csv", "predict_names.json", "summary.csv"]
+        )
     )
+    qualities = [r["quality"] for r in csv.DictReader(io.StringIO((dask / "per_image.csv").read_text()))]
+    assert len(qualities) == 3 and all(0 <= float(q) <= 1 for q in qualities)
     assert [k for k in seg_s if seg_s[k] != seg_d[k]] == []
     assert min(read_labels(dask / "segmentation" / f"{p.stem}.tif").max() for p in frames.iterdir()) > 10
     info = read_json(dask / "timecourse.json")

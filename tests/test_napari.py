@@ -148,6 +148,7 @@ def _wait(qtbot, widget, timeout_ms: int = int(HANG_S * 1000)) -> None:
 def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewer_and_widget):
     from livecell_seg.inference.postprocess import instances_from_maps
     from livecell_seg.inference.predict import load_model_for_predict, segment_image
+    from livecell_seg.inference.quality import agreement
 
     viewer, widget = viewer_and_widget
     image = _sample_data.load_sample("mcf7_f4")[0][0][100:356, 200:456]  # a 256 x 256 crop: fast
@@ -161,9 +162,11 @@ def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewe
     assert widget.network_runs == runs + 1
     cells = viewer.layers["crop cells"]
     assert isinstance(cells, Labels) and cells.scale.tolist() == [0.5, 0.5]
-    expected = segment_image(load_model_for_predict(None, "cpu"), image)
+    expected = segment_image(load_model_for_predict(None, "cpu"), image, quality=True)
     assert np.array_equal(cells.data, expected.labels)  # what `predict` gets
-    assert widget.status.value == f"{expected.n_cells} cells"
+    # the quality estimate of `predict --quality` (on by default here: one image at a time)
+    assert widget.quality.value and widget.qualities == [pytest.approx(expected.quality)]
+    assert widget.status.value == f"{expected.n_cells} cells; quality {expected.quality:.2f}"
     assert widget.progress.value == widget.progress.max
     maps = [viewer.layers[f"crop {t}"] for t in ("foreground", "distance to centre", "distance to boundary")]
     np.testing.assert_allclose(np.stack([m.data for m in maps]), expected.maps, atol=1e-5)
@@ -180,9 +183,20 @@ def test_widget_segments_like_predict_and_reruns_only_the_watershed(qtbot, viewe
     assert params.min_size == 400
     expected_small = instances_from_maps(expected.maps, "fg+dist", params)
     assert np.array_equal(cells.data, expected_small) and cells.data.max() < expected.labels.max()
+    # ... and the quality of the new labels, from the cached mirrored maps
+    mirrored = instances_from_maps(
+        logic.mirrored_maps(load_model_for_predict(None, "cpu"), image), "fg+dist", params
+    )
+    assert widget.qualities == [pytest.approx(agreement(expected_small, mirrored))]
+    assert widget.status.value.endswith(f"; quality {widget.qualities[0]:.2f}")
     widget.reset_params()
     _wait(qtbot, widget)
     assert np.array_equal(cells.data, expected.labels) and widget.network_runs == runs + 1
+    # without the estimate: no quality in the status, no extra pass
+    widget.quality.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    assert widget.status.value == f"{expected.n_cells} cells" and widget.qualities is None
 
 
 def test_widget_zoom_defaults_to_the_models_and_is_part_of_the_maps_cache(qtbot, viewer_and_widget):
@@ -204,7 +218,7 @@ def test_widget_zoom_defaults_to_the_models_and_is_part_of_the_maps_cache(qtbot,
     widget.zoom.value = "0.5"
     widget.run()
     _wait(qtbot, widget)
-    assert widget.network_runs == runs + 1 and widget.status.value.endswith("(zoom 0.50)")
+    assert widget.network_runs == runs + 1 and "(zoom 0.50); quality " in widget.status.value
     model = load_model_for_predict(None, "cpu")
     maps, _, zoom = logic.network_maps(model, image, scale=0.5)
     assert zoom == 0.5
@@ -228,6 +242,9 @@ def test_widget_stacks_rgb_and_bad_input(qtbot, viewer_and_widget, tmp_path):
     lab = viewer.layers["movie cells"].data
     assert lab.shape == (3, 96, 128) and np.array_equal(lab[0], lab[2]) and lab[0].max() > 0
     assert widget.progress.max == 3 + 2 and "in 3 planes" in widget.status.value
+    # the quality of each plane; the status names the worst
+    q = widget.qualities
+    assert len(q) == 3 and q[0] == q[2] and f"(lowest: plane {int(np.argmin(q)) + 1})" in widget.status.value
     # RGB is converted to grey, as `predict` does
     rgb = np.repeat(base[..., None], 3, axis=2)
     viewer.add_image(rgb, name="colour", rgb=True)

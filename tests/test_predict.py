@@ -139,7 +139,7 @@ def test_broken_file_is_named_once_and_others_processed(tmp_path, model_dir, cap
     argv = ["predict", "--model", str(model_dir), "--input", str(inp), "--out", str(inp / "pred")]
     assert main([*argv, "--overlay", "-q"]) == 0 and main([*argv, "--overlay", "-q"]) == 0
     assert sorted(p.name for p in (inp / "pred").rglob("*.*")) == sorted(
-        ["good0.tif", "good1.tif", "good0.png", "good1.png", "predict_names.json"]
+        ["good0.tif", "good1.tif", "good0.png", "good1.png", "predict_names.json", "summary.csv"]
     )
 
 

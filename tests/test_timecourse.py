@@ -591,3 +591,49 @@ def test_app_time_course_view_uploads_and_folder(tmp_path, monkeypatch):
     assert at.subheader[0].value == "Time course: 3 frames, 1 well(s), 3 time point(s)"
     at.text_input(key="tc_folder").set_value(str(tmp_path / "nowhere")).run()
     assert [e.value for e in at.error] == [f"{tmp_path / 'nowhere'}: no such folder"]
+
+
+def test_check_these_frames_lists_the_lowest_quality_frames(tmp_path, capsys):
+    """Label images that `predict --quality` wrote carry their quality: per_image.csv has it, the
+    report and the command list the worst frames under "check these frames"; label images
+    without it (convert, other programs) give no such list."""
+    import html
+
+    from livecell_seg.timecourse.analysis import CHECK_FRAMES, frames_to_check
+
+    img, lab = tmp_path / "img", tmp_path / "lab"
+    qualities = [0.9, 0.35, 0.8, 0.6, 0.95, 0.5, 0.7]
+    for t, q in enumerate(qualities):
+        stem = f"A172_Phase_B2_1_00d{3 * t:02d}h00m_1"
+        _write_frame(img, lab, stem, _squares(20 + 4 * t), seed=t)
+        # as predict writes them: the settings record and what came out
+        write_labels(
+            lab / f"{stem}.tif",
+            _squares(20 + 4 * t),
+            record={"outcome": {"n_cells": 20 + 4 * t, "quality": q}},
+        )
+    argv = ["timecourse", "--input", str(img), "--labels", str(lab), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = _read_csv(tmp_path / "o" / "per_image.csv")
+    assert sorted(float(r["quality"]) for r in rows) == sorted(qualities)
+    worst = sorted(range(len(qualities)), key=lambda t: qualities[t])[:CHECK_FRAMES]
+    names = [f"A172_Phase_B2_1_00d{3 * t:02d}h00m_1.tif" for t in worst]
+    res_rows = [{**r, "quality": float(r["quality"])} for r in rows]
+    assert [Path(r["file"]).name for r in frames_to_check(res_rows)] == names
+    line = next(x for x in printed.splitlines() if "check these frames" in x)
+    assert [part.split(" (")[0] for part in line.split(": ", 1)[1].split(", ")] == names
+    page = html.unescape((tmp_path / "o" / "index.html").read_text())
+    section = page.split("Check these frames")[1].split("</ol>")[0]
+    assert [section.find(n) for n in names] == sorted(section.find(n) for n in names) and -1 not in [
+        section.find(n) for n in names
+    ]
+    assert "quality 0.35" in section
+
+    # label images without a recorded quality: no list
+    plain = tmp_path / "plain"
+    for t in range(4):
+        _write_frame(img, plain, f"A172_Phase_B2_1_00d{3 * t:02d}h00m_1", _squares(20 + 4 * t), seed=t)
+    res = run_timecourse(img, tmp_path / "o2", labels_dir=plain, progress=False)
+    assert frames_to_check(res.per_image) == [] and all(r["quality"] is None for r in res.per_image)
+    assert "Check these frames" not in (tmp_path / "o2" / "index.html").read_text()

@@ -382,7 +382,8 @@ def write_labels(
 
 
 def read_labels_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The settings record :func:`write_labels` kept in a label TIFF (None: none, or unreadable)."""
+    """The settings record :func:`write_labels` kept in a label TIFF (None: none, or unreadable);
+    its ``outcome`` (:func:`read_labels_outcome`) left out."""
     import tifffile
 
     try:
@@ -391,7 +392,29 @@ def read_labels_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             d = json.loads(tag.value) if tag is not None else None
     except Exception:  # noqa: BLE001 - no record: the caller redoes the image
         return None
-    return d if isinstance(d, dict) else None
+    if not isinstance(d, dict):
+        return None
+    d.pop(LABELS_OUTCOME_KEY, None)
+    return d
+
+
+#: key of a label TIFF's record that holds what came out (cells, zoom, quality), not settings
+LABELS_OUTCOME_KEY = "outcome"
+
+
+def read_labels_outcome(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What ``predict`` recorded about a label image it wrote (``n_cells``, ``zoom``,
+    ``quality``; ``io.write_labels(..., record={..., "outcome": {...}})``); None: none, or unreadable."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(LABELS_RECORD_TAG)
+            d = json.loads(tag.value) if tag is not None else None
+    except Exception:  # noqa: BLE001 - no record
+        return None
+    out = d.get(LABELS_OUTCOME_KEY) if isinstance(d, dict) else None
+    return out if isinstance(out, dict) else None
 
 
 def is_labels_tiff(path: str | os.PathLike[str]) -> bool:

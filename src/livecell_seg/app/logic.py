@@ -276,6 +276,28 @@ def network_maps(
     return np.asarray(maps, dtype=np.float32), time.perf_counter() - t0, zoom
 
 
+def mirrored_maps(
+    model: LoadedModel, image: np.ndarray, tta: bool | str = False, zoom: float = 1.0
+) -> np.ndarray:
+    """The maps of the horizontally mirrored image at ``zoom``, mirrored back: the second pass of
+    the quality estimate (``predict --quality``)."""
+    from ..inference.quality import mirror_back
+    from ..inference.tiling import predict_maps_scaled
+
+    flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1])
+    return np.asarray(
+        mirror_back(predict_maps_scaled(model, flipped, float(zoom), tta=tta)), dtype=np.float32
+    )
+
+
+def quality_of(labels: np.ndarray, mirrored: np.ndarray, head: str, params: PostprocessParams) -> float:
+    """The quality estimate of ``labels`` (0-1): their agreement with the watershed of the mirrored
+    pass's maps (:func:`mirrored_maps`) under the same ``params``, as ``predict --quality``."""
+    from ..inference.quality import agreement
+
+    return agreement(labels, segment(mirrored, head, params))
+
+
 # --------------------------------------------------------------------------------------------------
 # post-processing parameters
 # --------------------------------------------------------------------------------------------------

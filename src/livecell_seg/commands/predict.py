@@ -71,6 +71,13 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for the network (default: all cores; 1 per Dask worker)",
     )
     parser.add_argument("--resume", action="store_true", help="skip images whose outputs already exist")
+    parser.add_argument(
+        "--quality",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="estimate each image's segmentation quality (0-1: agreement with a segmentation of the "
+        "mirrored image; one more network pass per image) into OUT/summary.csv; default: off",
+    )
     from ..inference.distributed import add_cluster_arguments
 
     add_cluster_arguments(parser)
@@ -105,6 +112,7 @@ def network_settings(args: argparse.Namespace) -> PredictSettings:
         tile=args.tile,
         overlap=args.overlap,
         resume=args.resume,
+        quality=bool(args.quality),
         num_threads=args.threads,
         cluster=cluster_options_from_args(args),
     )
@@ -141,19 +149,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the cells as QuPath detections (GeoJSON polygons with measurements) to OUT/<stem>.geojson",
     )
     add_network_arguments(parser)
+    parser.add_argument(
+        "--rank-for-correction",
+        action="store_true",
+        help="estimate each image's quality (as --quality) and list the images worst first, the ones "
+        "to correct first (also written to OUT/correction_order.csv)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
+    from ..errors import LivecellError
     from ..inference.predict import predict_paths
 
+    if args.rank_for_correction and args.quality is False:
+        raise LivecellError("--rank-for-correction needs the quality estimate: leave out --no-quality")
     settings = network_settings(args).replace(
         save_maps=args.save_maps,
         overlay=args.overlay,
         measurements=args.csv,
         rois=args.rois,
         geojson=args.geojson,
+        quality=bool(args.quality) or args.rank_for_correction,
     )
     summary = predict_paths(args.input, args.out, args.model, settings, progress=not args.quiet)
     if summary.ignored_outputs:
@@ -175,11 +193,21 @@ def run(args: argparse.Namespace) -> int:
         ):
             zs = sorted(summary.scales.values())
             line += f"; zoom {zs[0]:.2f}-{zs[-1]:.2f} (median {zs[len(zs) // 2]:.2f})"
+        if summary.quality:
+            qs = sorted(summary.quality.values())
+            line += f"; quality {qs[0]:.2f}-{qs[-1]:.2f} (median {qs[len(qs) // 2]:.2f})"
         print(line)
         if summary.workers:
             from ..inference.distributed import summary_line
 
             print(summary_line(summary))
+    if args.rank_for_correction:
+        from ..inference.quality import RANKING_FILE, rank_for_correction, ranking_table
+
+        ranked = rank_for_correction(summary.rows)
+        if ranked:
+            print(f"images to correct first (worst quality first; all in {summary.out_dir / RANKING_FILE}):")
+            print(ranking_table(ranked))
     if summary.failed:
         print(
             f"livecell-seg predict: {len(summary.failed)} of {summary.n_inputs} file(s) failed",

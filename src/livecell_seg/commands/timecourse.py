@@ -118,6 +118,16 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 print(f"  {name}: count doubling time not meaningful ({g['reason']})")
+        from pathlib import Path
+
+        from ..timecourse.analysis import frames_to_check
+
+        check = frames_to_check(res.per_image)
+        if check:
+            print(
+                "  check these frames (lowest quality first): "
+                + ", ".join(f"{Path(r['file']).name} ({r['quality']:.2f})" for r in check)
+            )
         seg = res.segmentation.predict if res.segmentation is not None else None
         if seg is not None and seg.workers:
             from ..inference.distributed import summary_line

@@ -419,21 +419,12 @@ def _done_in_this_run(targets: list[Path], since_ns: int) -> bool:
         return False
 
 
-def _count_cells(label_file: Path) -> int:
-    import numpy as np
-
-    from ..io import read_labels
-
-    counts = np.bincount(read_labels(label_file).ravel().astype(np.int64))
-    return int(np.count_nonzero(counts[1:]))
-
-
 def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
     """Worker task: segment ``items`` ((path, output stem) pairs) with the worker's cached model."""
     import torch
     from distributed import get_worker
 
-    from .predict import ImageOutcome, segment_file
+    from .predict import outcome_from_labels, segment_file
 
     name = str(get_worker().address)
     if torch.get_num_threads() != job.threads:
@@ -450,7 +441,9 @@ def _run_batch(items: list[tuple[str, str]], job: _Job) -> list[ImageOutcome]:
         targets = job.settings.targets(out, stem)
         if _done_in_this_run(targets, job.run_start_ns):  # its worker died before reporting it
             try:
-                outcomes.append(ImageOutcome(path=path, n_cells=_count_cells(targets[0]), worker=RECOVERED))
+                recovered = outcome_from_labels(path, targets[0])  # cells, zoom and quality recorded
+                recovered.worker = RECOVERED
+                outcomes.append(recovered)
                 continue
             except LivecellError:
                 pass  # unreadable: segment it again
@@ -610,7 +603,7 @@ def run_images(
     elif len(stems) != len(paths):
         raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
     from ..model.folder import default_model_dir, read_params
-    from .predict import finished, model_fingerprint, report_redone, run_record
+    from .predict import finished, model_fingerprint, report_redone, run_record, write_run_summary
 
     folder = Path(model_dir) if model_dir is not None else default_model_dir()
     params = opts.params if opts.params is not None else read_params(folder)
@@ -630,6 +623,7 @@ def run_images(
     if not todo:
         open_outputs(paths, out)
         summary.wall_s = 0.0
+        write_run_summary(paths, stems, out, summary, opts)
         return summary
     if opts.backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
         from ..model.folder import default_model_dir
@@ -709,4 +703,5 @@ def run_images(
     summary.processed.sort(key=lambda p: order.get(p, 0))
     summary.failed.sort(key=lambda f: order.get(f[0], 0))
     remove_orphan_parts(t for _, stem in todo for t in opts.targets(out_abs, stem))
+    write_run_summary(paths, stems, out, summary, opts)
     return summary

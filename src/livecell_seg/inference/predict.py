@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model.folder import LoadedModel
     from .distributed import ClusterOptions
     from .postprocess import PostprocessParams
+    from .quality import ImageRow
 
 
 @dataclass
@@ -36,7 +37,8 @@ class SegmentationResult:
     """Instances of one image: ``labels`` int32 (0 = background), ``maps`` (C,H,W) float32
     probabilities, ``scores`` {label: mean foreground probability}, ``timings`` in seconds,
     ``scale``: the zoom the network ran at, ``diameter``: the median cell diameter (pixels of the
-    original image) that chose it (None unless ``scale="auto"``)."""
+    original image) that chose it (None unless ``scale="auto"``); ``quality``: how trustworthy the
+    segmentation is, in [0, 1] (:mod:`livecell_seg.inference.quality`; None unless asked for)."""
 
     labels: np.ndarray
     maps: np.ndarray
@@ -44,6 +46,7 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
     diameter: float | None = None
+    quality: float | None = None
 
     @property
     def n_cells(self) -> int:
@@ -65,6 +68,10 @@ class PredictSummary:
     n_cells: dict[str, int] = field(default_factory=dict)
     timings: list[dict[str, float]] = field(default_factory=list)
     scales: dict[str, float] = field(default_factory=dict)
+    #: per processed image: its quality estimate (``PredictSettings.quality``)
+    quality: dict[str, float] = field(default_factory=dict)
+    #: one row per input image (``summary.csv``), filled at the end of the run
+    rows: list[ImageRow] = field(default_factory=list)
     #: Dask runs only: images segmented per worker, and the wall time of the whole run
     workers: dict[str, int] = field(default_factory=dict)
     wall_s: float | None = None
@@ -82,6 +89,8 @@ class PredictSummary:
         self.n_cells[str(outcome.path)] = outcome.n_cells
         if outcome.scale is not None:
             self.scales[str(outcome.path)] = outcome.scale
+        if outcome.quality is not None:
+            self.quality[str(outcome.path)] = outcome.quality
         if outcome.timings:
             self.timings.append(outcome.timings)
         if outcome.worker is not None:
@@ -113,6 +122,8 @@ class PredictOptions:
     #: None: the model folder's ``predict_scale`` (see :func:`resolve_scale`)
     scale: float | str | None = None
     diameter: float | None = None
+    #: estimate each image's quality (one more network pass, on the mirrored image)
+    quality: bool = False
 
     def targets(self, out_dir: Path, stem: str) -> list[Path]:
         """Every file written for the image with output stem ``stem`` (labels first)."""
@@ -163,7 +174,8 @@ class PredictSettings(PredictOptions):
 class ImageOutcome:
     """What :func:`segment_file` did with one file: ``error`` is the one-line reason it was
     skipped (None when segmented); ``worker`` names the Dask worker that ran it (None when serial);
-    ``scale``: the zoom the network ran at."""
+    ``scale``: the zoom the network ran at; ``quality``: the image's quality estimate (None: not
+    estimated)."""
 
     path: Path
     n_cells: int = 0
@@ -171,6 +183,7 @@ class ImageOutcome:
     error: str | None = None
     worker: str | None = None
     scale: float | None = None
+    quality: float | None = None
 
 
 #: ``scale="auto"``: a second pass only when the median diameter of the cells found at 1x is more
@@ -255,6 +268,7 @@ def segment_image(
     *,
     scale: float | str | None = None,
     diameter: float | None = None,
+    quality: bool = False,
     **predict_kwargs: Any,
 ) -> SegmentationResult:
     """Segment one raw 2-D grey image into cell instances.
@@ -268,6 +282,9 @@ def segment_image(
     pass at the zoom that brings them there (:func:`auto_zoom_for`): 1 network pass for most
     images, 1 + zoom² when the cells are much larger or smaller. ``diameter`` (pixels): the cells'
     typical diameter when known; sets the zoom without trying any.
+    ``quality``: also estimate how trustworthy the result is (``result.quality``, in [0, 1]): one
+    more network pass at the chosen zoom on the horizontally mirrored image, segmented the same
+    way, and the agreement of the two label images (:func:`livecell_seg.inference.quality.agreement`).
     """
     from .postprocess import instance_scores, instances_from_maps
     from .tiling import predict_maps_scaled
@@ -276,15 +293,20 @@ def segment_image(
     zoom = resolve_scale(model, scale, diameter)
     t_net = t_post = 0.0
 
-    def run(s: float) -> tuple[np.ndarray, np.ndarray]:
+    def run(s: float, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         nonlocal t_net, t_post
         from ..io import check_image_size
+        from .quality import mirror_back
         from .scale import scaled_shape
 
         # the zoomed image is held in memory too: it obeys the same size limit as a file
         check_image_size(f"zoomed by {s:g}", *scaled_shape(image.shape, s), what="the image")
         t0 = time.perf_counter()
-        maps = predict_maps_scaled(model, image, s, **predict_kwargs)
+        if mirrored:
+            flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1])
+            maps = mirror_back(predict_maps_scaled(model, flipped, s, **predict_kwargs))
+        else:
+            maps = predict_maps_scaled(model, image, s, **predict_kwargs)
         t1 = time.perf_counter()
         labels = instances_from_maps(maps, model.head, p).astype(np.int32, copy=False)
         t_net += t1 - t0
@@ -300,13 +322,24 @@ def segment_image(
     t0 = time.perf_counter()
     scores = instance_scores(labels, maps[0])
     t_post += time.perf_counter() - t0
+    timings = {"network_s": t_net, "postprocess_s": t_post}
+    q: float | None = None
+    if quality:
+        from .quality import agreement
+
+        t0, net0, post0 = time.perf_counter(), t_net, t_post
+        q = agreement(labels, run(s, mirrored=True)[1])
+        # the mirrored pass is counted apart: network_s and postprocess_s stay those of the result
+        t_net, t_post = net0, post0
+        timings["quality_s"] = time.perf_counter() - t0
     return SegmentationResult(
         labels=labels,
         maps=maps,
         scores=scores,
-        timings={"network_s": t_net, "postprocess_s": t_post},
+        timings=timings,
         scale=s,
         diameter=measured,
+        quality=q,
     )
 
 
@@ -454,9 +487,11 @@ def run_record(
 ) -> dict[str, Any]:
     """What decides a label image's content, as written into it (``io.write_labels``'s record):
     the network (``fingerprint``), the post-processing parameters, the zoom and how the network
-    runs. ``--resume`` keeps a finished image only when its record equals the run's."""
+    runs, and whether the quality was estimated (only when it was: records of earlier versions stay
+    valid). ``--resume`` keeps a finished image only when its record equals the run's
+    (:func:`same_settings`)."""
     scale = options.scale if options.scale is not None else predict_scale
-    return {
+    rec = {
         "model": fingerprint,
         "params": params.to_dict(),
         "scale": scale if scale is None or isinstance(scale, str) else float(scale),
@@ -466,6 +501,20 @@ def run_record(
         "overlap": float(options.overlap),
         "precision": options.precision,
     }
+    if options.quality:
+        rec["quality"] = True
+    return rec
+
+
+def same_settings(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a label image made with record ``old`` is what a run with record ``new`` would
+    make: equal records, except that an image with a quality estimate also serves a run that
+    asks for none."""
+    if old is None:
+        return False
+    if not new.get("quality"):
+        old = {k: v for k, v in old.items() if k != "quality"}
+    return old == new
 
 
 def finished(options: PredictOptions, out: Path, stem: str, record: dict[str, Any] | None) -> str:
@@ -479,7 +528,7 @@ def finished(options: PredictOptions, out: Path, stem: str, record: dict[str, An
         return "missing"
     if record is None:
         return "done"
-    return "done" if read_labels_record(targets[0]) == record else "other"
+    return "done" if same_settings(read_labels_record(targets[0]), record) else "other"
 
 
 def settings_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
@@ -575,7 +624,7 @@ def segment_file(
     is written into the label image.
     """
     from ..errors import OutputFileError
-    from ..io import read_image, write_labels
+    from ..io import LABELS_OUTCOME_KEY, read_image, write_labels
     from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
     out = Path(out_dir)
@@ -594,8 +643,11 @@ def segment_file(
             precision=options.precision,
             scale=options.scale,
             diameter=options.diameter,
+            quality=options.quality,
         )
         t2 = time.perf_counter()
+        if record is not None:  # what came out, for summary.csv on --resume (not a setting)
+            record = {**record, LABELS_OUTCOME_KEY: outcome_record(res.n_cells, res.scale, res.quality)}
         write_labels(out / f"{stem}.tif", res.labels, record=record)
         if options.save_maps:
             from .postprocess import save_maps as _save_maps
@@ -624,7 +676,104 @@ def segment_file(
         "write_s": t3 - t2,
         "total_s": t3 - t0,
     }
-    return ImageOutcome(path=path, n_cells=res.n_cells, timings=timings, scale=res.scale)
+    if "quality_s" in res.timings:
+        timings["quality_s"] = res.timings["quality_s"]
+    return ImageOutcome(path=path, n_cells=res.n_cells, timings=timings, scale=res.scale, quality=res.quality)
+
+
+def outcome_record(n_cells: int, zoom: float | None, quality: float | None) -> dict[str, Any]:
+    """What came out of one image, kept in its label TIFF (``io.read_labels_outcome``)."""
+    return {
+        "n_cells": int(n_cells),
+        "zoom": None if zoom is None else float(zoom),
+        "quality": None if quality is None else float(quality),
+    }
+
+
+def outcome_from_labels(path: Path, label_file: Path) -> ImageOutcome:
+    """The outcome of an image segmented earlier, from its label TIFF: the recorded cells, zoom
+    and quality, or (a label image without that record) its cells counted."""
+    from ..io import read_labels, read_labels_outcome
+
+    rec = read_labels_outcome(label_file)
+    if rec is not None and isinstance(rec.get("n_cells"), int):
+        z, q = rec.get("zoom"), rec.get("quality")
+        return ImageOutcome(
+            path=path,
+            n_cells=int(rec["n_cells"]),
+            scale=float(z) if isinstance(z, (int, float)) else None,
+            quality=float(q) if isinstance(q, (int, float)) and 0.0 <= q <= 1.0 else None,
+        )
+    counts = np.bincount(read_labels(label_file).ravel().astype(np.int64))
+    return ImageOutcome(path=path, n_cells=int(np.count_nonzero(counts[1:])))
+
+
+def summary_rows(
+    paths: list[Path], stems: list[str], out: Path, summary: PredictSummary, options: PredictOptions
+) -> list[ImageRow]:
+    """One :class:`~livecell_seg.inference.quality.ImageRow` per input image of a run: segmented
+    now, kept by ``--resume`` (read from its label TIFF) or failed."""
+    from .quality import ImageRow
+
+    failed = dict(summary.failed)
+    done = {str(q) for q in summary.processed}
+    kept = set(summary.skipped_existing)
+    rows = []
+    for path, stem in zip(paths, stems):
+        label_file = options.targets(out, stem)[0]
+        if path in failed:
+            rows.append(ImageRow(image=str(path), status="failed", error=failed[path]))
+        elif str(path) in done:
+            rows.append(
+                ImageRow(
+                    image=str(path),
+                    labels=label_file.name,
+                    n_cells=summary.n_cells.get(str(path)),
+                    zoom=summary.scales.get(str(path)),
+                    quality=summary.quality.get(str(path)),
+                )
+            )
+        elif path in kept:
+            try:
+                o = outcome_from_labels(path, label_file)
+            except LivecellError:  # unreadable now: the row says so, the run stands
+                rows.append(ImageRow(image=str(path), labels=label_file.name, status="resumed"))
+                continue
+            rows.append(
+                ImageRow(
+                    image=str(path),
+                    labels=label_file.name,
+                    status="resumed",
+                    n_cells=o.n_cells,
+                    zoom=o.scale,
+                    quality=o.quality,
+                )
+            )
+    return rows
+
+
+def write_run_summary(
+    paths: list[Path], stems: list[str], out: Path, summary: PredictSummary, options: PredictOptions
+) -> None:
+    """Write ``OUT/summary.csv`` (one row per input image: cells, zoom, quality) and, when the
+    quality was estimated, ``OUT/correction_order.csv`` (the images worst first), atomically;
+    fills ``summary.rows``."""
+    from ..io import write_text_atomic
+    from .quality import (
+        RANKING_FILE,
+        SUMMARY_FILE,
+        rank_for_correction,
+        ranking_csv_text,
+        summary_csv_text,
+    )
+
+    summary.rows = summary_rows(paths, stems, out, summary, options)
+    write_text_atomic(out / SUMMARY_FILE, summary_csv_text(summary.rows))
+    ranked = rank_for_correction(summary.rows)
+    if ranked:
+        write_text_atomic(out / RANKING_FILE, ranking_csv_text(ranked))
+    else:  # an earlier run's ranking would no longer match summary.csv
+        (out / RANKING_FILE).unlink(missing_ok=True)
 
 
 def predict_paths(
@@ -733,4 +882,5 @@ def _predict_serial(
         if outcome.error is not None:
             log.error("skipped %s", outcome.error)
         summary.add(outcome)
+    write_run_summary(paths, stems, out, summary, st)
     return summary

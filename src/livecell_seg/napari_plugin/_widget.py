@@ -81,18 +81,43 @@ def data_key(planes: np.ndarray) -> str:
 
 
 def compute_stack_maps(
-    model: LoadedModel, planes: np.ndarray, tta: bool | str = False, scale: float | str = 1.0
+    model: LoadedModel,
+    planes: np.ndarray,
+    tta: bool | str = False,
+    scale: float | str = 1.0,
+    quality: bool = False,
 ):  # noqa: ANN201
     """Generator: yields after each plane's network run, returns ``((N, C, H, W) float32 maps,
-    [zoom per plane])``; ``scale`` as in :func:`livecell_seg.app.logic.network_maps` (``"auto"``:
-    the zoom ``predict`` picks, per plane)."""
-    out, zooms = [], []
+    [zoom per plane], mirrored maps or None)``; ``scale`` as in
+    :func:`livecell_seg.app.logic.network_maps` (``"auto"``: the zoom ``predict`` picks, per plane);
+    ``quality``: also the maps of each mirrored plane at its zoom (:func:`logic.mirrored_maps`),
+    for the quality estimate."""
+    out, zooms, mirrored = [], [], []
     for p in planes:
         maps, _seconds, zoom = logic.network_maps(model, p, tta, scale)
         out.append(maps)
         zooms.append(zoom)
+        if quality:
+            mirrored.append(logic.mirrored_maps(model, p, tta, zoom))
         yield len(out)
-    return np.stack(out), zooms
+    return np.stack(out), zooms, (np.stack(mirrored) if quality else None)
+
+
+def stack_quality(
+    labels: np.ndarray, mirrored: np.ndarray, head: str, params: PostprocessParams
+) -> list[float]:
+    """The quality estimate of each plane's labels (:func:`livecell_seg.app.logic.quality_of`)."""
+    return [logic.quality_of(lab, m, head, params) for lab, m in zip(labels, mirrored)]
+
+
+def quality_text(qualities: list[float] | None) -> str:
+    """The status's quality part: ``; quality 0.87`` (one plane) or the lowest and its plane."""
+    if not qualities:
+        return ""
+    if len(qualities) == 1:
+        return f"; quality {qualities[0]:.2f}"
+    worst = int(np.argmin(qualities))
+    return f"; quality {min(qualities):.2f}-{max(qualities):.2f} (lowest: plane {worst + 1})"
 
 
 def segment_stack(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarray:
@@ -107,7 +132,9 @@ class SegmentWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._models: dict[str, LoadedModel] = {}
-        self._maps_cache: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[float]]] = OrderedDict()
+        self._maps_cache: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[float], np.ndarray | None]] = (
+            OrderedDict()
+        )
         self._worker: Any = None
         self._pending_watershed = False
         #: what the shown Labels layer was made from: image layer, maps key, lead shape
@@ -118,6 +145,8 @@ class SegmentWidget(Container):
         self._base_params: PostprocessParams | None = None
         #: how many planes this widget ran through the network (maps are cached; tests check it)
         self.network_runs = 0
+        #: the quality estimate of each plane of the shown labels (None: not estimated)
+        self.qualities: list[float] | None = None
 
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.model_kind = ComboBox(label="Model", choices=[BUNDLED, FOLDER], value=BUNDLED)
@@ -127,6 +156,8 @@ class SegmentWidget(Container):
         #: the zoom the network sees the image at; the model's default (``predict``'s) first
         self.zoom = ComboBox(label="Zoom", choices=list(logic.ZOOM_CHOICES), value="1 (as is)")
         self.show_maps = CheckBox(text="Add probability maps", value=False)
+        #: the quality estimate of ``predict --quality`` (one more network pass per plane)
+        self.quality = CheckBox(text="Estimate quality (one more network pass)", value=True)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
         self.status = Label(value="")
@@ -141,6 +172,7 @@ class SegmentWidget(Container):
                 self.tta,
                 self.zoom,
                 self.show_maps,
+                self.quality,
                 self.run_button,
                 self.progress,
                 self.status,
@@ -318,30 +350,33 @@ class SegmentWidget(Container):
         except LivecellError as e:
             self._set_status(str(e))
             return None
-        tta, zoom = str(self.tta.value), str(self.zoom.value)
-        maps_key = (data_key(planes), self._model_key, tta, zoom)
+        tta, zoom, quality = str(self.tta.value), str(self.zoom.value), bool(self.quality.value)
+        maps_key = (data_key(planes), self._model_key, tta, zoom, "quality" if quality else "")
         cached = self._maps_cache.get(maps_key)
         head, n = self._head, len(planes)
         get_model = self._get_model
 
         def job():  # noqa: ANN202 - generator: yields (done, total, message), returns (maps, labels)
             total = (0 if cached is not None else n + 1) + 1
-            maps, zooms = cached if cached is not None else (None, None)
+            maps, zooms, mirrored = cached if cached is not None else (None, None, None)
             if maps is None:
                 yield 0, total, "loading the model…"
                 model = get_model()
-                gen = compute_stack_maps(model, planes, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom])
+                gen = compute_stack_maps(
+                    model, planes, logic.TTA_CHOICES[tta], logic.ZOOM_CHOICES[zoom], quality=quality
+                )
                 while True:
                     try:
                         done = next(gen)
                     except StopIteration as stop:
-                        maps, zooms = stop.value
+                        maps, zooms, mirrored = stop.value
                         break
                     self.network_runs += 1
                     yield done, total, f"network: plane {done}/{n}" if n > 1 else "network done"
             yield total - 1, total, "watershed…"
             labels = segment_stack(maps, head, params)
-            return maps, zooms, labels
+            qualities = stack_quality(labels, mirrored, head, params) if mirrored is not None else None
+            return maps, zooms, labels, mirrored, qualities
 
         worker = thread_worker(job, start_thread=False)()
         worker.yielded.connect(self._on_progress)
@@ -361,8 +396,9 @@ class SegmentWidget(Container):
         self._set_status(message)
 
     def _on_done(self, layer: Any, maps_key: tuple[str, ...], lead: tuple[int, ...], res: Any) -> None:
-        maps, zooms, labels = res
-        self._maps_cache[maps_key] = (maps, zooms)
+        maps, zooms, labels, mirrored, qualities = res
+        self.qualities = qualities
+        self._maps_cache[maps_key] = (maps, zooms, mirrored)
         self._maps_cache.move_to_end(maps_key, last=False)
         while len(self._maps_cache) > MAPS_CACHE_SIZE:
             self._maps_cache.popitem(last=True)
@@ -376,7 +412,7 @@ class SegmentWidget(Container):
         where = f" in {len(labels)} planes" if len(labels) > 1 else ""
         lo, hi = min(zooms), max(zooms)
         at = "" if lo == hi == 1.0 else f" (zoom {lo:.2f})" if lo == hi else f" (zoom {lo:.2f}-{hi:.2f})"
-        self._set_status(f"{cells} cells{where}{at}")
+        self._set_status(f"{cells} cells{where}{at}{quality_text(qualities)}")
 
     @staticmethod
     def _layer_kwargs(layer: Any, ndim: int) -> dict[str, Any]:

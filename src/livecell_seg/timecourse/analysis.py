@@ -431,6 +431,7 @@ PER_IMAGE_COLUMNS = (
     "height",
     "width",
     "labels",
+    "quality",
 )
 
 
@@ -446,7 +447,31 @@ def frame_row(frame: Frame, stats: FrameStats, labels_path: Path | None = None) 
     }
     row.update(asdict(stats))
     row["labels"] = str(labels_path) if labels_path is not None else ""
+    row["quality"] = labels_quality(labels_path) if labels_path is not None else None
     return {k: row[k] for k in PER_IMAGE_COLUMNS}
+
+
+def labels_quality(labels_path: Path) -> float | None:
+    """The quality estimate ``predict --quality`` recorded in a label image (None: not estimated,
+    or a label image from elsewhere)."""
+    from ..io import read_labels_outcome
+
+    rec = read_labels_outcome(labels_path)
+    q = rec.get("quality") if rec is not None else None
+    if isinstance(q, (int, float)) and not isinstance(q, bool) and 0.0 <= q <= 1.0:
+        return float(q)
+    return None
+
+
+#: how many frames "check these frames" lists at most
+CHECK_FRAMES = 5
+
+
+def frames_to_check(per_image: Sequence[dict[str, Any]], n: int = CHECK_FRAMES) -> list[dict[str, Any]]:
+    """The ``n`` per-image rows with the lowest quality estimate, worst first (none when no
+    frame has one): the segmentations to look at before trusting the growth figures."""
+    rated = [r for r in per_image if r.get("quality") is not None]
+    return sorted(rated, key=lambda r: (r["quality"], r["file"]))[:n]
 
 
 def tabulate(

@@ -439,6 +439,7 @@ def _num(v: Any, nd: int = 1) -> str:
 def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dict[str, bytes]) -> str:
     """The report page: settings, skipped files, growth table, plots, per-time table, frames."""
     from ..data.eda import _CSS, _img_tag, _table
+    from .analysis import frames_to_check
 
     e = html.escape
     s = result.settings
@@ -465,6 +466,17 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
         more = f"<li>… and {len(result.skipped) - 50} more</li>" if len(result.skipped) > 50 else ""
         parts.append(
             f"<p class='warn'>{len(result.skipped)} file(s) skipped:</p><ul class='warn'>{items}{more}</ul>"
+        )
+    check = frames_to_check(result.per_image)
+    if check:
+        items = "".join(
+            f"<li><code>{e(Path(r['file']).name)}</code>: quality {r['quality']:.2f}, {r['count']} cells</li>"
+            for r in check
+        )
+        parts.append(
+            "<h2>Check these frames</h2><p>The segmentations with the lowest quality estimate "
+            "(<code>--quality</code>: agreement with a segmentation of the mirrored image, 0-1), "
+            f"worst first; look at their outlines before trusting the growth figures:</p><ol>{items}</ol>"
         )
     fit = s.get("fit", {})
     parts.append("<h2>Growth per well</h2>")
