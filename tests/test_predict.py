@@ -322,3 +322,9 @@ def test_the_front_door_segments_an_image_and_a_folder_from_the_top_level_packag
     code = "import sys, livecell_seg; print(sorted(m for m in ('torch', 'numpy', 'skimage') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_front_door_lists_exactly_what_it_can_import():
+    import livecell_seg
+
+    assert sorted(livecell_seg.__all__) == sorted(["__version__", *livecell_seg._API])

@@ -32,7 +32,19 @@ _API = {
     "write_labels": "livecell_seg.io",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = [
+    "LoadedModel",
+    "PredictSettings",
+    "PredictSummary",
+    "SegmentationResult",
+    "__version__",
+    "load_model_dir",
+    "predict_paths",
+    "read_image",
+    "read_labels",
+    "segment_image",
+    "write_labels",
+]
 
 if TYPE_CHECKING:
     from .inference.predict import (

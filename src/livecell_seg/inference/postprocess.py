@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -394,6 +395,14 @@ def _check_maps(maps: np.ndarray, head: str) -> np.ndarray:
     return maps
 
 
+#: head name -> its watershed: ``f(*maps (one 2-D map per channel), params, finish=...) -> int32 labels``
+WATERSHEDS: dict[str, Callable[..., np.ndarray]] = {
+    "fg": watershed_fg,
+    "fg+boundary": watershed_boundary,
+    "fg+dist": watershed_dist,
+}
+
+
 def instances_from_maps(
     maps: np.ndarray, head: str, params: PostprocessParams | None = None, *, finish: bool = True
 ) -> np.ndarray:
@@ -401,9 +410,9 @@ def instances_from_maps(
 
     With ``finish=False`` the raw watershed is returned (see :func:`finish_instances`).
     """
-    entry = get_head(head)
+    get_head(head)  # an unknown head is named with the known ones
     maps = _check_maps(maps, head)
-    return entry.instances(maps, params or PostprocessParams(), finish=finish)
+    return WATERSHEDS[head](*maps, params or PostprocessParams(), finish=finish)
 
 
 def instance_scores(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
