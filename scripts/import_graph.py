@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors", "options", "settings", "progress", "io"),
     ("data",),
     ("evaluation",),
-    ("model.folder", "model.config", "model.heads", "model.targets", "model.losses", "model.unet"),
+    ("model.heads", "model.params", "model.folder", "model.unet"),
     ("inference",),
     ("model",),  # training, fine-tuning, export: built on inference
     ("timecourse",),
