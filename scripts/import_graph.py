@@ -20,20 +20,20 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PKG
 
 # low -> high; a module's layer is the first prefix that matches its dotted name (after livecell_seg.)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "options", "settings", "progress", "io"),
-    ("data",),
-    ("evaluation",),
-    ("model.heads", "model.params", "model.folder", "model.unet"),
-    ("inference",),
-    ("model",),  # training, fine-tuning, export: built on inference
+    ("errors", "options", "settings", "progress", "io", "reports"),  # foundations
+    ("data",),  # COCO, conversion, splits, download, EDA, synthetic images
+    ("evaluation.metrics",),  # matching and AP on label images (pure numpy)
+    ("model",),  # what a model is: heads registry, post-processing parameters, model folders, U-Net
+    ("inference",),  # maps, watershed, tiling, zoom, predict, its Dask runner, tuning, pseudo-labels
+    ("training", "evaluation", "bioimageio"),  # training and fine-tuning, evaluate, packaging
     ("timecourse",),
     ("app", "napari_plugin", "demo"),
     ("commands", "cli", "__main__"),
 ]
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT.parent).with_suffix("")
+def module_name(path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -63,7 +63,7 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
 
 def edges(root: Path = ROOT) -> dict[str, dict[str, bool]]:
     """module -> {imported own module: imported at module level}."""
-    modules = {module_name(p): p for p in root.rglob("*.py")}
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, dict[str, bool]] = {m: {} for m in modules}
     for mod, path in modules.items():
         tree = ast.parse(path.read_text())
@@ -81,7 +81,9 @@ def edges(root: Path = ROOT) -> dict[str, dict[str, bool]]:
                 if node.level:
                     up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
                     base = ".".join([*up, base]) if base else ".".join(up)
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules]
+                # `from pkg import module` is an arrow to the module (not to the package itself)
+                targets = subs if len(subs) == len(node.names) else [base, *subs]
             for t in targets:
                 while t and t not in modules:
                     t = t.rsplit(".", 1)[0] if "." in t else ""
