@@ -45,7 +45,7 @@ mutants: $(STAMP)
 
 # The GPU recipe of the bundled model (issue 23). Here: build the data pack (needs ../shared);
 # on a machine with one CUDA GPU and PyTorch + Lightning (no venv: its torch is the CPU wheel):
-# train inside MINUTES of wall time -> runs/gpu/model. See README, "Train on a GPU".
+# train inside MINUTES of wall time -> runs/gpu/model. See docs/training.md, "Train on a GPU".
 gpu-pack: $(STAMP)
 	$(BIN)/python scripts/build_gpu_pack.py
 

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default="livecell,livecell_zoom,shsy5y")
     ap.add_argument("--scales", default="1,auto")
     ap.add_argument("--json-out", default=None, help="write every figure here (JSON)")
-    ap.add_argument("--write", action="store_true", help="rewrite the README's lever table")
+    ap.add_argument("--write", action="store_true", help="rewrite the lever table of docs/results.md")
     ap.add_argument(
         "--merge",
         action="append",
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         from _sections import replace_section
 
-        replace_section("levers", table(results), ROOT / "README.md", marker="accuracy")
+        replace_section("levers", table(results), ROOT / "docs" / "results.md", marker="accuracy")
     return 0
 
 
@@ -200,6 +200,10 @@ def report(results: dict, name: str, set_name: str, scale: str, r: dict) -> None
         f"mSA {r['mSA']:.3f} count {r['count_ratio']:.2f} zoom {r['zoom']}",
         flush=True,
     )
+
+
+#: how the table names the models that the recorded figures (docs/training/*.json) call by older names
+LABELS = {"old bundled": "first release", "new bundled": "second model (issue 16)"}
 
 
 def table(results: dict[str, dict]) -> str:
@@ -214,7 +218,7 @@ def table(results: dict[str, dict]) -> str:
             for s in sets:
                 r = results.get(f"{n}|{s}|{scale}")
                 cells.append("–" if r is None else f"{r['AP']:.1f} / {r['mSA']:.3f} / {r['count_ratio']:.2f}")
-            lines.append(f"| {n} | {scale} | " + " | ".join(cells) + " |")
+            lines.append(f"| {LABELS.get(n, n)} | {scale} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

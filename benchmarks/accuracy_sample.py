@@ -12,7 +12,7 @@ foreground probability) and ``evaluation.evaluate`` (LIVECell protocol). Optiona
 post-processing of a model folder on held-out maps (``--tune-into``), which is how the bundled
 model's ``postprocess.json`` was made.
 
-    python benchmarks/accuracy_sample.py --write            # rewrites the README's accuracy table
+    python benchmarks/accuracy_sample.py --write            # rewrites the accuracy table of docs/results.md
 """
 
 from __future__ import annotations
@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--bundled", default=None, help="bundled model folder (default: the package's)")
     ap.add_argument(
+        "--bundled-name",
+        default="current bundled model",
+        help="how the table names the --bundled model (say which release it is)",
+    )
+    ap.add_argument(
         "--long-run",
         default=str(ROOT / "runs" / "heldout_long" / "fg+dist"),
         help="run folder of the shipped recipe's full step budget on the 3 training images (scored if "
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="tune on the held-out maps of the long run (else the fg+dist run); write postprocess.json here",
     )
-    ap.add_argument("--write", action="store_true", help="rewrite the README's accuracy section")
+    ap.add_argument("--write", action="store_true", help="rewrite the accuracy table of docs/results.md")
     ap.add_argument("--json-out", default=str(ROOT / "docs" / "accuracy_sample.json"))
     args = ap.parse_args(argv)
 
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"heldout_long/fg+dist{'/tta' if tta else ''}"] = r
                 lines.append(
                     row(
-                        f"`fg+dist`, {steps} steps (the bundled model's recipe), held-out wells"
+                        f"`fg+dist`, {steps} steps (the first release's recipe), held-out wells"
                         + (", 8× TTA" if tta else ""),
                         r,
                     )
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"bundled/all5{'/tta' if tta else ''}"] = r
                 lines.append(
                     row(
-                        f"bundled model, all 5 sample images (**seen in training**){', 8× TTA' if tta else ''}",
+                        f"{args.bundled_name}, all 5 sample images (**seen in training**){', 8× TTA' if tta else ''}",
                         r,
                     )
                 )
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         from _sections import replace_section
 
-        replace_section("table", table, ROOT / "README.md", marker="accuracy")
+        replace_section("table", table, ROOT / "docs" / "results.md", marker="accuracy")
     return 0
 
 

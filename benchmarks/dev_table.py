@@ -12,11 +12,11 @@ Then the same rules over all 5 images (mask AP of the 5 together, mean confluenc
 ``--kaggle``, over the 12 Kaggle SH-SY5Y images that no model here trains on (the held-out column).
 
 The dev images are for *choosing* (zoom rules, parameters, checkpoints, recipes) and for the
-"dev" row of the README; they are never trained or tuned on (../shared/livecell-dev/README.md). ::
+"dev" table of docs/results.md; they are never trained or tuned on (../shared/livecell-dev/README.md). ::
 
     python benchmarks/dev_table.py                                   # the bundled model
     python benchmarks/dev_table.py --model runs/x/model --rules auto,size --json-out dev.json
-    python benchmarks/dev_table.py --write                           # README's dev section
+    python benchmarks/dev_table.py --write                           # docs/results.md's dev section
 
 Runs on 1–2 CPU cores in a few minutes (4 fixed zooms + the rules, 5 + 12 images).
 """
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kaggle", action="store_true", help="also score the 12 held-out Kaggle SH-SY5Y images")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json-out", default=None)
-    ap.add_argument("--write", action="store_true", help="rewrite the README's dev section")
+    ap.add_argument("--write", action="store_true", help="rewrite the dev section of docs/results.md")
     args = ap.parse_args(argv)
 
     import torch
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         from _sections import replace_section
 
-        replace_section("dev", text, ROOT / "README.md", marker="accuracy")
+        replace_section("dev", text, ROOT / "docs" / "results.md", marker="accuracy")
     return 0
 
 

@@ -1,13 +1,16 @@
-"""Make the README's time-course example: SkBr3 well H3, field 2 of ``livecell-unlabeled``.
+"""Make the time-course example of docs/timecourse.md: SkBr3 well H3, field 2 of ``livecell-unlabeled``.
 
 Runs the time course (the Python API of ``livecell-seg timecourse``) on the 17 real frames of that
 series and copies its growth curves, its frame strip and its tables into ``docs/timecourse/``;
-prints the doubling times quoted in the README. Re-run it after changing the bundled model::
+prints the doubling times quoted in docs/timecourse.md (between its ``<!-- timecourse:example -->``
+markers). Re-run it after changing the bundled model::
 
-    python docs/make_timecourse_example.py [--model DIR] [--shared /work/shared]
+    python docs/make_timecourse_example.py [--model DIR] [--shared DIR_HOLDING_livecell-unlabeled]
 
 The equivalent command line is
-``livecell-seg timecourse --input /work/shared/livecell-unlabeled/SkBr3_Phase_H3_2_*.tif --out tc_skbr3``.
+``livecell-seg timecourse --input 'livecell-unlabeled/SkBr3_Phase_H3_2_*.tif' --out tc_skbr3``
+(``livecell-unlabeled``: 48 LIVECell train/val images from public copies without annotations; not
+distributed here).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 LIVECELL_UM = 1.24
 USIIGACI_UM = 0.87
-#: the Kaggle SH-SY5Y images no model trains on (the held-out column of the README)
+#: the Kaggle SH-SY5Y images no model trains on (the held-out column of docs/results.md)
 SHSY5Y_HELDOUT = {
     "042c17cd9143", "1974fbb27dcf", "25fc36476862", "42d8ecbc95a1", "5b8e5ee1ec61", "68780361eded",
     "815de003cb5b", "8f6d3deadc55", "ad12c1357f63", "bb3520da4cce", "de35454a3346", "f653c5eec0f8",

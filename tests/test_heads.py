@@ -22,11 +22,12 @@ def test_registry_is_complete_and_consistent():
     for name, entry in heads.REGISTRY.items():
         assert entry.name == name and heads.HEADS[name] == entry.channels
         assert all(ch in heads.CHANNELS for ch in entry.channels)
-        assert callable(getattr(postprocess, entry.postprocess))
+        assert callable(postprocess.WATERSHEDS[name])
         assert set(entry.params) <= set(pp_fields)
         assert set(entry.grids) == set(heads.GRID_SIZES)
         for grid in entry.grids.values():
             assert set(grid) <= set(entry.param_names), (name, set(grid) - set(entry.param_names))
+    assert set(postprocess.WATERSHEDS) == set(heads.REGISTRY)  # one watershed per head, no stray ones
     for ch in heads.CHANNELS.values():
         assert callable(getattr(targets, ch.target))
     assert PostprocessParams.PROBABILITY_FIELDS == (
@@ -46,7 +47,7 @@ def test_cli_head_choices_come_from_the_registry():
 
 @pytest.fixture
 def extra_head(monkeypatch):
-    """A new head added by one registry entry (a fg-only chain under another name)."""
+    """A new head added by one registry entry and its watershed (a fg-only chain under another name)."""
     entry = replace(
         heads.REGISTRY["fg"],
         name="fg2",
@@ -55,11 +56,13 @@ def extra_head(monkeypatch):
     )
     monkeypatch.setitem(heads.REGISTRY, "fg2", entry)
     monkeypatch.setitem(heads.HEADS, "fg2", entry.channels)
+    monkeypatch.setitem(postprocess.WATERSHEDS, "fg2", postprocess.watershed_fg)
     return entry
 
 
 def test_a_new_registry_entry_reaches_every_user(extra_head):
-    """Adding one entry is enough: post-processing, targets, tuning grids, app/napari parameters."""
+    """Adding one entry (and its watershed) is enough: post-processing, targets, tuning grids,
+    app/napari parameters."""
     lab = np.zeros((40, 40), np.int32)
     lab[5:18, 5:18] = 1
     lab[22:36, 20:35] = 2

@@ -297,3 +297,34 @@ def test_benchmark_quick_runs():
         "stock MONAI BasicUNet" in out.stdout
         and "Full per-image cost / stock BasicUNet forward" in out.stdout
     )
+
+
+def test_the_front_door_segments_an_image_and_a_folder_from_the_top_level_package(tmp_path):
+    import subprocess
+    import sys
+
+    import livecell_seg
+    from livecell_seg import PredictSettings, load_model_dir, predict_paths, segment_image
+    from livecell_seg.data import sample_paths
+    from livecell_seg.io import list_images, read_image, read_labels
+
+    assert set(livecell_seg.__all__) <= set(dir(livecell_seg))
+    first = list_images(sample_paths()[1])[0]
+    model = load_model_dir()
+    result = segment_image(model, read_image(first), scale=1.0)
+    assert result.labels.shape == read_image(first).shape and result.n_cells > 10
+    summary = predict_paths([first], tmp_path, settings=PredictSettings(scale=1.0), progress=False)
+    assert summary.ok
+    assert np.array_equal(read_labels(tmp_path / f"{first.stem}.tif"), result.labels)
+    with pytest.raises(AttributeError):
+        livecell_seg.no_such_name  # noqa: B018
+    # importing the package alone stays lean (the CLI's --help depends on it)
+    code = "import sys, livecell_seg; print(sorted(m for m in ('torch', 'numpy', 'skimage') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_front_door_lists_exactly_what_it_can_import():
+    import livecell_seg
+
+    assert sorted(livecell_seg.__all__) == sorted(["__version__", *livecell_seg._API])

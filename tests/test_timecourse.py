@@ -637,3 +637,40 @@ def test_check_these_frames_lists_the_lowest_quality_frames(tmp_path, capsys):
     res = run_timecourse(img, tmp_path / "o2", labels_dir=plain, progress=False)
     assert frames_to_check(res.per_image) == [] and all(r["quality"] is None for r in res.per_image)
     assert "Check these frames" not in (tmp_path / "o2" / "index.html").read_text()
+
+
+def test_a_quoted_glob_is_expanded_like_the_shell_would(plate, tmp_path, capsys):
+    # `livecell-seg timecourse --input 'images/*B2*.tif'`: the shell leaves a quoted pattern alone
+    root, _ = plate
+    out = tmp_path / "out"
+    pattern = str(root / "images" / "HeLa_Phase_B2_*.tif")
+    code = main(["timecourse", "--input", pattern, "--labels", str(root / "labels"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    per_image = _read_csv(out / "per_image.csv")
+    assert len(per_image) == 13 and {r["well"] for r in per_image} == {"B2"}
+    code = main(["timecourse", "--input", str(root / "images" / "*.nothing"), "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "matches no image file" in err[0]
+
+
+def test_list_images_expands_patterns_but_prefers_a_literal_name(tmp_path):
+    from livecell_seg.io import list_images
+
+    for name in ("a1.tif", "a2.tif", "b1.png", "notes.txt", "x[1].tif"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a3.tif").write_bytes(b"")
+    assert list_images(str(tmp_path / "a*.tif")) == [tmp_path / "a1.tif", tmp_path / "a2.tif"]
+    assert list_images(str(tmp_path / "**" / "a*.tif")) == [
+        tmp_path / "a1.tif",
+        tmp_path / "a2.tif",
+        tmp_path / "sub" / "a3.tif",
+    ]
+    assert list_images(str(tmp_path / "*")) == [
+        tmp_path / "a1.tif",
+        tmp_path / "a2.tif",
+        tmp_path / "b1.png",
+        tmp_path / "sub" / "a3.tif",
+        tmp_path / "x[1].tif",
+    ]
+    assert list_images(str(tmp_path / "x[1].tif")) == [tmp_path / "x[1].tif"]  # a real file, not a class

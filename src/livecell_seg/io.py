@@ -672,8 +672,28 @@ def image_header_shape(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    """The image files a quoted shell pattern (``'frames/*.tif'``, ``'runs/**/*.png'``) matches,
+    sorted; folders it matches are expanded as folders are."""
+    import glob
+
+    out: list[Path] = []
+    for m in sorted(glob.glob(pattern, recursive=True)):
+        q = Path(m)
+        if q.is_dir():
+            out.extend(sorted(f for f in q.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        elif q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(q)
+    return out
+
+
 def list_images(inputs: list[str] | list[Path] | str | Path) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of image files."""
+    """Expand files, folders (recursively) and quoted glob patterns into a sorted list of image
+    files. A pattern is expanded only when no file has that literal name (a file may be called
+    ``a[1].tif``); one that matches no image is an error naming the pattern."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     out: list[Path] = []
@@ -683,6 +703,11 @@ def list_images(inputs: list[str] | list[Path] | str | Path) -> list[Path]:
             out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
         elif p.exists():
             out.append(p)
+        elif _GLOB_CHARS & set(str(item)):
+            found = _expand_glob(str(item))
+            if not found:
+                raise InputFileError(p, "the pattern matches no image file")
+            out.extend(found)
         else:
             raise InputFileError(p, "no such file or folder")
     return out

@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="PATH",
-        help="image files and/or folders (searched recursively for .tif/.tiff/.png/.jpg/.jpeg)",
+        help="image files, folders (searched recursively for .tif/.tiff/.png/.jpg/.jpeg) and/or quoted glob patterns such as 'frames/*.tif'",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     parser.add_argument(

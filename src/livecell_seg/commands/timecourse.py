@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="PATH",
-        help="image files and/or folders (searched recursively); names like "
+        help="image files, folders (searched recursively) and/or quoted glob patterns; names like "
         "<cell type>_Phase_<well>_<field>_<DD>d<HH>h<MM>m_<crop>.tif (LIVECell/Incucyte) or see --pattern",
     )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InputFileError, LivecellError
+from ..io import atomic_path, read_json, write_json_atomic
 from ..settings import bounded, check_ranges, settings_from_dict
-from .heads import head_channels
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..inference.postprocess import PostprocessParams
+from .heads import HEADS, head_channels
+from .params import PostprocessParams
 
 #: widest level of our U-Net (``base_features * 2**(depth - 1)`` channels) accepted: 4096 channels
 #: already mean 0.6 GiB of weights per 3x3 convolution (a model config is a size parameter too)
@@ -54,8 +53,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         """Refuse an architecture that cannot be built (unknown head/arch/norm, non-positive sizes)."""
-        from .heads import HEADS
-
         if self.head not in HEADS:
             raise LivecellError(f"model: unknown head {self.head!r} (choose {', '.join(HEADS)})")
         if self.arch not in ("unet", "monai_basicunet"):
@@ -203,8 +200,6 @@ def save_model_dir(
     """
     import torch
 
-    from ..io import atomic_path, write_json_atomic
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if "model" not in config:
@@ -228,8 +223,6 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
     p = Path(path) / CONFIG_FILE
     if not p.is_file():
         raise InputFileError(Path(path), f"not a model folder (no {CONFIG_FILE})")
-    from ..io import read_json
-
     try:
         config = read_json(p)
     except InputFileError as e:
@@ -244,9 +237,6 @@ def read_model_config(path: str | Path) -> tuple[dict[str, Any], ModelConfig]:
 
 def read_postprocess(path: str | Path) -> dict[str, Any] | None:
     """Read ``postprocess.json`` of a model folder (checked), or None when it has none."""
-    from ..inference.postprocess import PostprocessParams
-    from ..io import read_json
-
     p = Path(path) / POSTPROCESS_FILE
     if not p.is_file():
         return None
@@ -261,8 +251,6 @@ def typed_params(postprocess: dict[str, Any] | None, path: str | Path | None = N
     The one rule for it (defaults when absent; a one-line :class:`InputFileError` naming
     ``path/postprocess.json`` when invalid), used by :attr:`LoadedModel.params` and :func:`read_params`.
     """
-    from ..inference.postprocess import PostprocessParams
-
     where = Path(path) / POSTPROCESS_FILE if path is not None else POSTPROCESS_FILE
     return PostprocessParams.checked(postprocess or {}, where)
 

@@ -1,13 +1,13 @@
 """Output heads of the U-Net: the one registry of what each head predicts and how it is used.
 
 A head's entry (:class:`Head` in :data:`REGISTRY`) holds everything the rest of the package needs
-to know about it: its output channels (in order), the post-processing that turns its maps into
-instances, the :class:`~livecell_seg.inference.postprocess.PostprocessParams` fields that post-processing
+to know about it: its output channels (in order), the :class:`~livecell_seg.inference.postprocess.PostprocessParams` fields that post-processing
 reads (with the ranges and help the app and the napari widget show, :data:`PARAM_SPECS`) and its
 tuning grids. Each channel (:data:`CHANNELS`) names its training target and whether it is binary.
 Targets, losses, the model, config validation, post-processing, tuning, the app, the napari widget
-and the CLI read this module; adding a head means adding one entry here (and, for a new channel or
-chain, its target or watershed function).
+and the CLI read this module; adding a head means adding one entry here, its watershed to
+:data:`livecell_seg.inference.postprocess.WATERSHEDS` (post-processing owns that table: this
+module imports nothing of ours) and, for a new channel, its target.
 
 Pure Python (no numpy, no torch): the CLI imports it for ``--help``.
 """
@@ -122,9 +122,6 @@ class Head:
 
     name: str
     channels: tuple[str, ...]
-    #: name of the watershed in :mod:`livecell_seg.inference.postprocess`:
-    #: ``f(*maps (one 2-D map per channel), params, finish=...) -> int32 labels``
-    postprocess: str
     #: PostprocessParams fields only this head reads (on top of :data:`COMMON_PARAMS`)
     params: tuple[str, ...]
     #: grid name -> parameter -> candidate values, searched in this order (see :mod:`tuning`)
@@ -141,12 +138,6 @@ class Head:
         """The :class:`ParamSpec` of each parameter the head reads (what a UI shows for it)."""
         return [s for s in PARAM_SPECS if s.name in self.param_names]
 
-    def instances(self, maps: Any, params: Any, *, finish: bool = True) -> Any:
-        """Run the head's watershed on ``(C, H, W)`` maps (already checked) -> int32 labels."""
-        from ..inference import postprocess
-
-        return getattr(postprocess, self.postprocess)(*maps, params, finish=finish)
-
 
 #: head name -> its entry
 REGISTRY: dict[str, Head] = {
@@ -155,7 +146,6 @@ REGISTRY: dict[str, Head] = {
         Head(
             "fg",
             ("fg",),
-            "watershed_fg",
             ("min_distance", "h"),
             {
                 "small": {
@@ -177,7 +167,6 @@ REGISTRY: dict[str, Head] = {
         Head(
             "fg+boundary",
             ("fg", "boundary"),
-            "watershed_boundary",
             ("boundary_threshold",),
             {
                 "small": {
@@ -198,7 +187,6 @@ REGISTRY: dict[str, Head] = {
         Head(
             "fg+dist",
             ("fg", "center_dist", "boundary_dist"),
-            "watershed_dist",
             ("center_threshold", "boundary_dist_threshold"),
             {
                 "small": {
