@@ -7,7 +7,7 @@ Two questions, answered honestly:
 2. *How does the bundled model do on the sample?* It was trained on all 5 images, so this is a
    training-set figure, labelled as such.
 
-Every row runs ``predict.predict_paths`` (maps saved, so instances are scored by their mean
+Every row runs ``runner.predict_paths`` (maps saved, so instances are scored by their mean
 foreground probability) and ``evaluation.evaluate`` (LIVECell protocol). Optionally it tunes the
 post-processing of a model folder on held-out maps (``--tune-into``), which is how the bundled
 model's ``postprocess.json`` was made.
@@ -47,7 +47,7 @@ def subset_json(stems: list[str] | None, out: Path) -> tuple[Path, list[Path]]:
 def score(model_dir: Path, stems: list[str] | None, *, tta: bool, params=None, work: Path) -> dict:
     """predict + evaluate ``model_dir`` on the sample images ``stems``; LIVECell-protocol metrics."""
     from livecell_seg.evaluation.evaluate import evaluate
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
 
     tag = f"{model_dir.name}-{len(stems or [])}-{tta}-{int(time.time() * 1e6)}"
     gt, paths = subset_json(stems, work / f"{tag}.json")

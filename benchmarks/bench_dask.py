@@ -82,7 +82,8 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
     sys.path.insert(0, str(ROOT / "src"))
     from livecell_seg.demo import machine_info
     from livecell_seg.inference.distributed import ClusterOptions, images_per_task, open_client, run_images
-    from livecell_seg.inference.predict import load_model_for_predict, predict_paths
+    from livecell_seg.inference.predict import load_model_for_predict
+    from livecell_seg.inference.runner import predict_paths
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dask_"))
     paths = make_inputs(tmp / "in", n_images)

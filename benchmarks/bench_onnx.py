@@ -66,7 +66,7 @@ def run(quick: bool, repeats: int) -> str:
     from livecell_seg.data import sample_paths
     from livecell_seg.inference.onnx_backend import OnnxRuntimeNet, make_session
     from livecell_seg.inference.postprocess import instances_from_maps
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
     from livecell_seg.inference.tiling import inference_net, predict_maps
     from livecell_seg.io import list_images, normalize_image, read_image
     from livecell_seg.model.export import export_onnx

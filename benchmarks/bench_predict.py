@@ -157,7 +157,7 @@ def run(quick: bool, compile_: bool) -> str:
     from livecell_seg.data import sample_paths
     from livecell_seg.data.coco import annotations_to_labels, find_image, load_coco
     from livecell_seg.inference.postprocess import PostprocessParams, instance_scores, instances_from_maps
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
     from livecell_seg.inference.tiling import predict_maps
     from livecell_seg.io import normalize_image, read_image, write_labels
     from livecell_seg.model.targets import make_targets

@@ -70,7 +70,7 @@ def model_description(model_dir: Path | None) -> str:
 # --------------------------------------------------------------------------------------------------
 def speed(frames: list[Path], model_dir: Path | None, rounds: int, work: Path) -> dict:
     """Interleaved rounds of: time course (network), predict alone, time course from labels."""
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
     from livecell_seg.timecourse.analysis import run_timecourse
 
     res: dict[str, list] = {"timecourse": [], "predict": [], "labels": [], "tc_timings": []}

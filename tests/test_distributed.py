@@ -29,7 +29,8 @@ distributed = pytest.importorskip("distributed")
 from livecell_seg.cli import main  # noqa: E402
 from livecell_seg.data import sample_paths  # noqa: E402
 from livecell_seg.inference.distributed import RECOVERED, ClusterOptions, run_images, worker_stats  # noqa: E402
-from livecell_seg.inference.predict import PredictOptions, predict_paths  # noqa: E402
+from livecell_seg.inference.predict import PredictOptions  # noqa: E402
+from livecell_seg.inference.runner import predict_paths  # noqa: E402
 from livecell_seg.io import _HOST, list_images, read_json, read_labels  # noqa: E402
 
 DASK_MODULES = ("dask", "distributed", "dask_jobqueue")

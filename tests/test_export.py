@@ -133,7 +133,8 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
     Runtime and write the labels serial onnxruntime predict writes."""
     pytest.importorskip("distributed")
     from livecell_seg.inference import distributed as dist
-    from livecell_seg.inference.predict import PredictSettings, predict_paths
+    from livecell_seg.inference.predict import PredictSettings
+    from livecell_seg.inference.runner import predict_paths
 
     # the command line hands the backend to the Dask runner
     seen = {}

@@ -20,7 +20,9 @@ def _import_graph():  # noqa: ANN202
     return mod
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24 in progress: predict <-> distributed, export, training package")
+@pytest.mark.xfail(
+    strict=True, reason="issue 24 in progress: predict <-> distributed, export, training package"
+)
 def test_no_import_cycles_and_no_arrow_climbs_a_layer():
     ig = _import_graph()
     graph = ig.edges()

@@ -65,7 +65,7 @@ def test_every_input_format_and_size(tmp_path, monkeypatch):
 
     import livecell_seg.inference.tiling as inference
     from livecell_seg.data import sample_paths
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
     from livecell_seg.io import read_image
     from livecell_seg.model.folder import default_model_dir
 

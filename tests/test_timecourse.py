@@ -453,7 +453,7 @@ def test_network_path_is_predicts_code_path(tmp_path, capsys):
     import tifffile
 
     from livecell_seg.app.logic import sample_images
-    from livecell_seg.inference.predict import predict_paths
+    from livecell_seg.inference.runner import predict_paths
     from livecell_seg.io import read_image, read_labels
 
     src = read_image(sample_images()[0])

@@ -24,7 +24,7 @@ _API = {
     "LoadedModel": "livecell_seg.model.folder",
     "segment_image": "livecell_seg.inference.predict",
     "SegmentationResult": "livecell_seg.inference.predict",
-    "predict_paths": "livecell_seg.inference.predict",
+    "predict_paths": "livecell_seg.inference.runner",
     "PredictSettings": "livecell_seg.inference.predict",
     "PredictSummary": "livecell_seg.inference.predict",
     "read_image": "livecell_seg.io",
@@ -51,9 +51,9 @@ if TYPE_CHECKING:
         PredictSettings,
         PredictSummary,
         SegmentationResult,
-        predict_paths,
         segment_image,
     )
+    from .inference.runner import predict_paths
     from .io import read_image, read_labels, write_labels
     from .model.folder import LoadedModel, load_model_dir
 

@@ -7,7 +7,7 @@
 3. EDA      ``data.eda.make_report``                           (``livecell-seg eda``)
 4. train    ``training.train`` with ``livecell_seg/configs/demo.yaml`` (``livecell-seg train --config``)
 5. tune     ``tuning.tune_model_dir`` on the val split         (``livecell-seg tune``)
-6. predict  ``predict.predict_paths`` on the val images        (``livecell-seg predict``)
+6. predict  ``runner.predict_paths`` on the val images        (``livecell-seg predict``)
 7. evaluate ``evaluation.evaluate`` + ``write_report``         (``livecell-seg evaluate``)
 8. the bundled model, when present: predict + evaluate on the same val images
 
@@ -440,7 +440,7 @@ def _predict_and_evaluate(
     """Predict ``val_images`` with ``model_dir`` (None: bundled) into ``dest/predictions`` and
     evaluate them into ``dest/evaluation``; returns timings and the metrics."""
     from .evaluation.evaluate import evaluate, write_metrics_json, write_report
-    from .inference.predict import predict_paths
+    from .inference.runner import predict_paths
 
     pred_dir, eval_dir = dest / "predictions", dest / "evaluation"
     for d in (pred_dir, eval_dir):

@@ -161,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
     from ..errors import LivecellError
-    from ..inference.predict import predict_paths
+    from ..inference.runner import predict_paths
 
     if args.rank_for_correction and args.quality is False:
         raise LivecellError("--rank-for-correction needs the quality estimate: leave out --no-quality")

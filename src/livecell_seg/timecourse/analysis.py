@@ -4,7 +4,7 @@ The pipeline, one function per step (each usable on its own):
 
 1. :func:`parse_frame_name` / :func:`parse_names`: file names -> :class:`Frame` (cell type, well,
    field, crop, elapsed hours) from LIVECell / Incucyte-style names or a user regex with named groups;
-2. :func:`segment_frames`: image files -> instance label files, through ``predict.predict_paths``
+2. :func:`segment_frames`: image files -> instance label files, through ``runner.predict_paths``
    (the ``livecell-seg predict`` code path); :func:`find_label_files` reuses existing label images;
 3. :func:`measure_labels`: one label image -> count, confluence, mean/median cell area, cells/mm²;
 4. :func:`aggregate`: per-image rows -> mean ± SD per (cell type, well, time point);
@@ -302,7 +302,7 @@ def parse_names(paths: Iterable[str | Path], pattern: str | None = None) -> tupl
 @dataclass
 class SegmentationRun:
     """Label file per input image, the images that failed (path, one-line reason), timings (s);
-    ``predict``: :func:`~livecell_seg.inference.predict.predict_paths`' summary when the network ran (on Dask:
+    ``predict``: :func:`~livecell_seg.inference.runner.predict_paths`' summary when the network ran (on Dask:
     images per worker and the run's wall time)."""
 
     labels: dict[Path, Path] = field(default_factory=dict)
@@ -322,7 +322,7 @@ def segment_frames(
     progress: Progress = True,
     **changes: Any,
 ) -> SegmentationRun:
-    """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.inference.predict.predict_paths`.
+    """Segment ``paths`` into ``out_dir/<stem>.tif`` with :func:`livecell_seg.inference.runner.predict_paths`.
 
     This is the only place the time course runs the network: ``settings``
     (:class:`~livecell_seg.inference.predict.PredictSettings`, ``changes`` replacing single fields) and
@@ -330,7 +330,8 @@ def segment_frames(
     ``livecell-seg predict`` would; with ``settings.cluster``
     (:class:`livecell_seg.inference.distributed.ClusterOptions`) on Dask workers, with the same label files.
     """
-    from ..inference.predict import _output_stems, predict_paths
+    from ..inference.predict import _output_stems
+    from ..inference.runner import predict_paths
 
     out = Path(out_dir)
     paths = list(paths)
