@@ -1,9 +1,5 @@
-"""Export a model folder as ONNX or as a BioImage Model Zoo (bioimage.io) package.
+"""Export a model folder as a BioImage Model Zoo (bioimage.io) package.
 
-- :func:`export_onnx`: ``(N, 1, H, W)`` normalized image -> ``(N, C, H, W)`` sigmoid probabilities,
-  ``H`` and ``W`` multiples of the network's stride (``2**depth``), batch, height and width dynamic.
-  The model folder's fingerprint is stored in the file's metadata, so ``predict --backend
-  onnxruntime`` can tell whether a ``model.onnx`` belongs to the weights next to it.
 - :func:`export_bioimageio`: a zip with ``rdf.yaml`` (bioimage.io model spec 0.5) that holds the
   weights three ways (``pytorch_state_dict`` built from :mod:`livecell_seg.model.unet`, which is copied
   into the package; ``torchscript``; ``onnx``), the percentile normalization as a ``scale_range``
@@ -13,16 +9,14 @@
 - :func:`validate_bioimageio`: bioimage.io's own checks (``bioimageio.spec`` format validation,
   ``bioimageio.core`` model test) on a written package.
 
+The network alone (ONNX, TorchScript, the model folder's fingerprint) is written by
+:mod:`livecell_seg.inference.network_export`, which ``predict --backend onnxruntime`` uses too.
 Heavy imports (torch, onnx, bioimageio) happen inside the functions; the ``[onnx]`` and
 ``[bioimageio]`` extras install what they need.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import hashlib
-import io
 import json
 import os
 import re
@@ -35,20 +29,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LivecellError
+from ..data import sample_paths
+from ..errors import LivecellError, OutputFileError
+from ..inference.network_export import (
+    ONNX_OPSET,
+    export_onnx,
+    export_torchscript,
+    matching_onnx,
+    missing_extra,
+)
+from ..inference.outputs import overlay_image
+from ..inference.postprocess import PostprocessParams
+from ..inference.predict import segment_image
+from ..inference.tiling import predict_maps
+from ..io import describe_os_error, list_images, read_image
+from .folder import MODEL_FILE, model_to_dict, unet_kwargs
 from .heads import CHANNELS, head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     from .folder import LoadedModel
-
-#: ONNX opset of exported files (onnxruntime >= 1.14, deepImageJ's and ilastik's runtimes read it)
-ONNX_OPSET = 18
-#: bumped when the exported graph changes, so that cached exports are redone
-EXPORT_VERSION = "1"
-#: metadata key of the model folder fingerprint in exported ONNX files
-FINGERPRINT_KEY = "livecell_seg.fingerprint"
-#: the ONNX file of a model folder (``export --format onnx --out DIR/model.onnx``), used when it matches
-ONNX_FILE = "model.onnx"
 
 LIVECELL_CITATION = (
     "Edlund, C., Jackson, T.R., Khalid, N. et al. LIVECell - A large-scale dataset for label-free live "
@@ -57,141 +56,6 @@ LIVECELL_CITATION = (
 LIVECELL_DOI = "10.1038/s41592-021-01249-6"
 #: percentiles of livecell_seg.io.normalize_image (the scale_range preprocessing of the package)
 NORM_PERCENTILES = (1.0, 99.8)
-
-
-def _missing(extra: str, e: ImportError) -> LivecellError:
-    return LivecellError(
-        f"this needs the optional dependencies of livecell-seg[{extra}] ({e.name or e} is not installed): "
-        f"pip install 'livecell-seg[{extra}]'"
-    )
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
-    entry, less what is not part of the network: ``cell_diameter``, ``predict_scale``) and of the
-    export format: two folders with the same network get the same fingerprint."""
-    from .folder import MODEL_FILE, model_to_dict, read_model_config
-
-    d = Path(model_dir)
-    _, mcfg = read_model_config(d)
-    arch = {k: v for k, v in model_to_dict(mcfg).items() if k not in ("cell_diameter", "predict_scale")}
-    h = hashlib.sha256()
-    h.update((d / MODEL_FILE).read_bytes())
-    h.update(json.dumps(arch, sort_keys=True).encode())
-    h.update(f"opset={ONNX_OPSET};export={EXPORT_VERSION}".encode())
-    return h.hexdigest()
-
-
-def probability_network(model: LoadedModel) -> Any:
-    """A CPU, eval-mode ``torch.nn.Module``: normalized ``(N, 1, H, W)`` -> sigmoid probabilities,
-    BatchNorm folded into the convolutions (the same prepared copy ``predict`` runs on a CPU)."""
-    import torch
-
-    from ..inference.tiling import inference_net
-
-    class ProbabilityNet(torch.nn.Module):
-        def __init__(self, net: torch.nn.Module) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.net(x))
-
-    net = copy.deepcopy(inference_net(model, "cpu", channels_last=False, fuse=True))
-    return ProbabilityNet(net).eval()
-
-
-def export_onnx(model: LoadedModel, out: str | Path, *, opset: int = ONNX_OPSET) -> Path:
-    """Write the network of ``model`` (a loaded model folder) as one ONNX file, atomically.
-
-    Input ``input``: ``(N, 1, H, W)`` float32, the image normalized as by
-    :func:`livecell_seg.io.normalize_image`, ``H``/``W`` multiples of the stride; output
-    ``output``: ``(N, C, H, W)`` float32 probabilities (channels of the model's head).
-    """
-    try:
-        import onnx
-        import onnxscript  # noqa: F401 - torch's ONNX exporter needs it
-        import torch
-    except ImportError as e:
-        raise _missing("onnx", e) from None
-
-    from ..io import atomic_path
-
-    out = Path(out)
-    net = probability_network(model)
-    stride = model.stride
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    hs = torch.export.Dim("h_blocks", min=1, max=4096)
-    ws = torch.export.Dim("w_blocks", min=1, max=4096)
-    example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
-    # the exporter prints progress lines; keep the user's terminal clean
-    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        program = torch.onnx.export(
-            net,
-            (example,),
-            None,
-            dynamo=True,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes={"x": {0: batch, 2: stride * hs, 3: stride * ws}},
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    proto = program.model_proto
-    meta = {
-        "livecell_seg.head": model.head,
-        "livecell_seg.channels": ",".join(head_channels(model.head)),
-        "livecell_seg.stride": str(stride),
-        "livecell_seg.input": "image normalized by percentiles 1/99.8 (livecell_seg.io.normalize_image)",
-        "livecell_seg.output": "sigmoid probabilities",
-    }
-    if model.path is not None:
-        meta[FINGERPRINT_KEY] = model_fingerprint(model.path)
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    proto.producer_name = "livecell-seg"
-    onnx.checker.check_model(proto)
-    with atomic_path(out) as tmp:
-        onnx.save_model(proto, str(tmp))
-    return out
-
-
-def matching_onnx(model: LoadedModel) -> Path | None:
-    """The model folder's ``model.onnx`` when it was exported from these very weights (its
-    fingerprint matches), else None."""
-    path = model.path / ONNX_FILE if model.path is not None else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - an unreadable file is simply not reused
-        return None
-    meta = {p.key: p.value for p in proto.metadata_props}
-    return path if meta.get(FINGERPRINT_KEY) == model_fingerprint(model.path) else None
-
-
-def export_torchscript(model: LoadedModel, out: str | Path) -> Path:
-    """Write the network as TorchScript (traced; probabilities out), atomically. Inputs must have
-    height and width multiples of the stride (the trace records no padding)."""
-    import warnings
-
-    import torch
-
-    from ..io import atomic_path
-
-    net = probability_network(model)
-    stride = model.stride
-    example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(net, example)
-    with atomic_path(out) as tmp:
-        traced.save(str(tmp))
-    return Path(out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,7 +98,7 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
     try:
         from bioimageio.spec import load_description
     except ImportError as e:
-        raise _missing("bioimageio", e) from None
+        raise missing_extra("bioimageio", e) from None
 
     t0 = time.perf_counter()
     descr = load_description(str(path), perform_io_checks=True)
@@ -249,7 +113,7 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
         try:
             from bioimageio.core import test_model
         except ImportError as e:
-            raise _missing("bioimageio", e) from None
+            raise missing_extra("bioimageio", e) from None
         t1 = time.perf_counter()
         result = test_model(str(path))
         check.test_status = str(result.status)
@@ -262,9 +126,6 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
 
 def _first_sample() -> tuple[np.ndarray, str]:
     """The first bundled LIVECell sample image (704 x 520) and its file name."""
-    from ..data import sample_paths
-    from ..io import list_images, read_image
-
     path = list_images(sample_paths()[1])[0]
     return read_image(path), path.name
 
@@ -280,9 +141,6 @@ def _test_crop(img: np.ndarray, stride: int) -> np.ndarray:
 def _cover(model: LoadedModel, image: np.ndarray, out: Path, params: Any) -> None:
     """Cover (2:1): the image with the outlines of the cells livecell-seg finds | the maps as RGB."""
     from PIL import Image
-
-    from ..inference.outputs import overlay_image
-    from ..inference.predict import segment_image
 
     h, w = image.shape
     side = min(h, w)
@@ -535,12 +393,9 @@ def export_bioimageio(
             WeightsDescr,
         )
     except ImportError as e:
-        raise _missing("bioimageio", e) from None
+        raise missing_extra("bioimageio", e) from None
 
-    from ..inference.postprocess import PostprocessParams
-    from ..inference.tiling import predict_maps
     from . import unet as unet_module
-    from .folder import MODEL_FILE, model_to_dict, unet_kwargs
 
     mc = model.model_config
     if mc.arch != "unet" or model.path is None:
@@ -727,9 +582,6 @@ def export_bioimageio(
         os.replace(pkg, out)
         return check
     except OSError as e:  # a full or read-only file system while the package is built next to out
-        from ..errors import OutputFileError
-        from ..io import describe_os_error
-
         if e.filename is not None and not str(e.filename).startswith(str(work)):
             raise  # about another file (an input): named by the command line's last line of defence
         raise OutputFileError(out, f"cannot be written ({describe_os_error(e)})") from None
