@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PKG
 
 # low -> high; a module's layer is the first prefix that matches its dotted name (after livecell_seg.)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "options", "settings", "progress", "io"),
+    ("errors", "options", "settings", "progress", "io", "reports"),
     ("data",),
     ("evaluation",),
     ("model.folder", "model.config", "model.heads", "model.targets", "model.losses", "model.unet"),
