@@ -64,12 +64,12 @@ def run(quick: bool, repeats: int) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_predict import load_model
     from livecell_seg.data import sample_paths
+    from livecell_seg.inference.network_export import export_onnx
     from livecell_seg.inference.onnx_backend import OnnxRuntimeNet, make_session
     from livecell_seg.inference.postprocess import instances_from_maps
     from livecell_seg.inference.runner import predict_paths
     from livecell_seg.inference.tiling import inference_net, predict_maps
     from livecell_seg.io import list_images, normalize_image, read_image
-    from livecell_seg.model.export import export_onnx
     from livecell_seg.model.folder import LoadedModel
 
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -56,9 +56,9 @@ def test_onnx_output_equals_pytorch_on_a_sample_image(model_dir):
     import onnxruntime as ort
     import torch
 
+    from livecell_seg.inference.network_export import FINGERPRINT_KEY, model_fingerprint
     from livecell_seg.inference.tiling import predict_maps
     from livecell_seg.io import normalize_image
-    from livecell_seg.model.export import FINGERPRINT_KEY, model_fingerprint
     from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(model_dir)
@@ -191,7 +191,7 @@ def test_stale_model_onnx_is_not_used(model_dir, tmp_path, isolated_cache, monke
     import onnx
 
     from livecell_seg.inference import onnx_backend
-    from livecell_seg.model.export import FINGERPRINT_KEY, model_fingerprint
+    from livecell_seg.inference.network_export import FINGERPRINT_KEY, model_fingerprint
 
     d = tmp_path / "m"
     shutil.copytree(model_dir, d)

@@ -599,7 +599,7 @@ def test_check_these_frames_lists_the_lowest_quality_frames(tmp_path, capsys):
     without it (convert, other programs) give no such list."""
     import html
 
-    from livecell_seg.timecourse.analysis import CHECK_FRAMES, frames_to_check
+    from livecell_seg.timecourse.report import CHECK_FRAMES, frames_to_check
 
     img, lab = tmp_path / "img", tmp_path / "lab"
     qualities = [0.9, 0.35, 0.8, 0.6, 0.95, 0.5, 0.7]

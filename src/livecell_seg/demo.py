@@ -48,6 +48,7 @@ from typing import Any
 
 from .errors import InputFileError, LivecellError
 from .progress import log_to
+from .reports import format_metric
 
 MARKER = ".livecell-seg-demo"
 #: folders and files of DIR that the demo writes (and may delete to redo them)
@@ -491,9 +492,8 @@ def _predict_and_evaluate(
 
 
 def _fmt(v: Any, pct: bool) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.1f}" if pct else f"{v:.3f}"
+    """A metric in the demo's tables: AP with 1 decimal, fractions with 3, None -> ``-``."""
+    return format_metric(v, pct, pct_digits=1, dash_nonfinite=False)
 
 
 def print_results(results: list[tuple[str, dict[str, Any]]], notes: list[str], console: Any) -> None:

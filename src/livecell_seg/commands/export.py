@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import LivecellError
+    from ..inference.network_export import ONNX_OPSET, export_onnx
     from ..inference.predict import load_model_for_predict
-    from ..model.export import ONNX_OPSET, export_bioimageio, export_onnx
+    from ..model.export import export_bioimageio
 
     out = Path(args.out)
     if args.format == "onnx" and out.suffix.lower() != ".onnx":

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {name}: count doubling time not meaningful ({g['reason']})")
         from pathlib import Path
 
-        from ..timecourse.analysis import frames_to_check
+        from ..timecourse.report import frames_to_check
 
         check = frames_to_check(res.per_image)
         if check:

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
+from ..io import folder_lock, sweep_stale_parts, write_json_atomic
 from ..progress import Progress, progress_bar
-from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images, parse_id
+from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images, find_image, parse_id
 
 _CHUNK = 8 << 20
 _WS = " \t\n\r"
@@ -452,6 +453,35 @@ def _options_key(scan: ScanResult, min_fragment: int, semantic: bool) -> dict:
     }
 
 
+def _check_inputs(scan: ScanResult, images_dir: str | os.PathLike[str] | None) -> None:
+    """Refuse two images that would write the same label file and, with ``images_dir``, an image
+    that is missing, unreadable or not of the json's size."""
+    stems: dict[str, str] = {}
+    for im in scan.images:
+        stem = Path(im["file_name"]).stem
+        if stem in stems:
+            raise InputFileError(
+                scan.path,
+                f"two images would write the same label file {stem}.tif: {stems[stem]}, {im['file_name']}",
+            )
+        stems[stem] = im["file_name"]
+    if images_dir is not None:
+        if not Path(images_dir).is_dir():
+            raise InputFileError(images_dir, "images folder not found")
+        for im in scan.images:
+            check_image_file(find_image(images_dir, im["file_name"]), im)
+
+
+def _same_options(manifest: Path, key: dict) -> bool:
+    """Whether an earlier run's manifest records these very json and options (its files are kept)."""
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()) == key
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
 def convert(
     json_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -472,40 +502,16 @@ def convert(
     options. ``progress``: see :mod:`livecell_seg.progress`.
     Raises :class:`InputFileError` / :class:`LivecellError` on bad input.
     """
-    from ..io import folder_lock, sweep_stale_parts, write_json_atomic
-    from .coco import find_image
-
     t0 = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(out, "output path exists and is not a folder")
     scan = scan_coco(json_path)
     scan_seconds = time.perf_counter() - t0
-    stems: dict[str, str] = {}
-    for im in scan.images:
-        stem = Path(im["file_name"]).stem
-        if stem in stems:
-            raise InputFileError(
-                scan.path,
-                f"two images would write the same label file {stem}.tif: {stems[stem]}, {im['file_name']}",
-            )
-        stems[stem] = im["file_name"]
-    image_paths: dict[int, Path] = {}
-    if images_dir is not None:
-        if not Path(images_dir).is_dir():
-            raise InputFileError(images_dir, "images folder not found")
-        for im in scan.images:
-            ip = find_image(images_dir, im["file_name"])
-            check_image_file(ip, im)
-            image_paths[int(im["id"])] = ip
+    _check_inputs(scan, images_dir)
     key = _options_key(scan, min_fragment, semantic)
     manifest = out / MANIFEST
-    keep_existing = False
-    if resume and manifest.is_file():
-        try:
-            keep_existing = json.loads(manifest.read_text()) == key
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            keep_existing = False
+    keep_existing = resume and _same_options(manifest, key)
     created = not out.exists()
     had_manifest = manifest.is_file()
     with folder_lock(out, "convert"):  # creates out; a second run into it at once is refused

@@ -14,10 +14,8 @@ overlapped pixels, mask pixels). matplotlib (Agg backend) is imported only when 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import logging
 import os
 import re
@@ -33,6 +31,7 @@ import numpy as np
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_image, write_json_atomic
 from ..progress import Progress, progress_bar
+from ..reports import CSS, figure_png, format_number, html_table, img_tag
 from .coco import _rasterize_one, _seg_key, cell_type_of, find_image, polygon_parts
 from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
@@ -499,15 +498,6 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:  # noqa: ANN001
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _split_colors(splits: list[str]) -> dict[str, str]:
     extra = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
     out, i = {}, 0
@@ -547,7 +537,7 @@ def plot_counts(stats: EdaStats) -> bytes:
         ax.margins(y=0.15)
     axes[0].legend(title="split", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 def plot_cells_per_image(stats: EdaStats) -> bytes:
@@ -580,7 +570,7 @@ def plot_cells_per_image(stats: EdaStats) -> bytes:
     axes[1].set_xlabel("cell type (number of images)")
     axes[1].set_ylabel("annotated cells per image")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 def plot_areas(stats: EdaStats) -> bytes:
@@ -629,7 +619,7 @@ def plot_areas(stats: EdaStats) -> bytes:
         fontsize=9.5,
     )
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 def plot_overlap(stats: EdaStats) -> bytes:
@@ -669,7 +659,7 @@ def plot_overlap(stats: EdaStats) -> bytes:
     axes[1].set_xlabel("overlapped area / cell area (%)")
     axes[1].set_ylabel("cells (log scale)")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 def plot_intensity(stats: EdaStats) -> bytes:
@@ -712,7 +702,7 @@ def plot_intensity(stats: EdaStats) -> bytes:
     axes[1].set_xlabel("cell type")
     axes[1].set_ylabel("image std (stored units)")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 def plot_examples(stats: EdaStats, max_side_px: int = 480) -> bytes:
@@ -743,39 +733,12 @@ def plot_examples(stats: EdaStats, max_side_px: int = 480) -> bytes:
         ax.set_title(f"{ex.file_name} ({ex.split}, {len(ex.polygons)} outlines)", fontsize=8)
         ax.set_axis_off()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig, 100, tight=True, close=True)
 
 
 # --------------------------------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}
-img{max-width:100%;height:auto;display:block;margin:.5em 0}
-.note{color:#555;font-size:.9em}.warn{color:#a94400}
-code{background:#f3f3f3;padding:0 .2em}
-"""
-
-
-def _img_tag(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(v: float, nd: int = 1) -> str:
-    return "–" if v != v else f"{v:,.{nd}f}"  # NaN -> dash
-
-
 #: HTML escaping in the report sections
 _esc = html.escape
 
@@ -785,7 +748,7 @@ def _html_counts(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: 
     rows = stats.table()
     parts.append("<h2>Images, wells and cells per cell type and split</h2>")
     parts.append(
-        _table(
+        html_table(
             ["cell type", "split", "images", "wells", "cells", "cells / image"],
             [
                 [
@@ -794,13 +757,13 @@ def _html_counts(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: 
                     f"{r['images']:,}",
                     f"{r['wells']:,}",
                     f"{r['cells']:,}",
-                    _fmt(r["cells_per_image"]),
+                    format_number(r["cells_per_image"]),
                 ]
                 for r in rows
             ],
         )
     )
-    parts.append(_img_tag(figures["counts"], "images and cells per cell type"))
+    parts.append(img_tag(figures["counts"], "images and cells per cell type"))
     shared = stats.shared_groups()
     if len(stats.splits) > 1:
         if shared:
@@ -826,7 +789,7 @@ def _html_cells_per_image(
         + ", ".join(f"<code>{_esc(x['file_name'])}</code> ({x['cells']})" for x in d["fewest_cells"][:5])
         + ".</p>"
     )
-    parts.append(_img_tag(figures["cells_per_image"], "cells per image"))
+    parts.append(img_tag(figures["cells_per_image"], "cells per image"))
 
 
 def _html_areas(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
@@ -838,7 +801,7 @@ def _html_areas(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: d
         "Small &lt; 324 px² ≤ medium &lt; 961 px² ≤ large.</p>"
     )
     parts.append(
-        _table(
+        html_table(
             [
                 "cell type",
                 "cells",
@@ -853,16 +816,16 @@ def _html_areas(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: d
                 [
                     _esc(a["cell_type"]),
                     f"{a['cells']:,}",
-                    _fmt(a["p5"], 0),
-                    _fmt(a["median"], 0),
-                    _fmt(a["p95"], 0),
+                    format_number(a["p5"], 0),
+                    format_number(a["median"], 0),
+                    format_number(a["p95"], 0),
                 ]
                 + [f"{100 * a[k]:.1f}%" for k in ("small", "medium", "large")]
                 for a in d["areas"]
             ],
         )
     )
-    parts.append(_img_tag(figures["areas"], "cell area per cell type"))
+    parts.append(img_tag(figures["areas"], "cell area per cell type"))
 
 
 def _html_overlap(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
@@ -876,7 +839,7 @@ def _html_overlap(parts: list[str], stats: EdaStats, d: dict[str, Any], figures:
         "(a semantic/instance label image must give them to one cell).</p>"
     )
     parts.append(
-        _table(
+        html_table(
             [
                 "cell type",
                 "cells",
@@ -893,7 +856,7 @@ def _html_overlap(parts: list[str], stats: EdaStats, d: dict[str, Any], figures:
                     _esc(o["cell_type"]),
                     f"{o['cells']:,}",
                     f"{100 * o['overlapping']:.1f}%",
-                    _fmt(o["median_overlap_px"], 0),
+                    format_number(o["median_overlap_px"], 0),
                     f"{100 * o['median_overlap_fraction']:.1f}%",
                     f"{o['mostly_covered']:,}",
                     f"{100 * o['multi_px_share']:.2f}%",
@@ -904,7 +867,7 @@ def _html_overlap(parts: list[str], stats: EdaStats, d: dict[str, Any], figures:
             ],
         )
     )
-    parts.append(_img_tag(figures["overlap"], "overlap between annotations"))
+    parts.append(img_tag(figures["overlap"], "overlap between annotations"))
 
 
 def _html_duplicates(parts: list[str], stats: EdaStats, d: dict[str, Any], figures: dict[str, bytes]) -> None:
@@ -916,7 +879,7 @@ def _html_duplicates(parts: list[str], stats: EdaStats, d: dict[str, Any], figur
             "(the copy with the most annotations).</p>"
         )
         parts.append(
-            _table(
+            html_table(
                 ["file", "kept (json, id, cells)", "dropped copies", "annotations differ"],
                 [
                     [
@@ -948,7 +911,7 @@ def _html_intensity(parts: list[str], stats: EdaStats, d: dict[str, Any], figure
             "<i>In cells</i> / <i>background</i>: mean grey value inside / outside all annotations.</p>"
         )
         parts.append(
-            _table(
+            html_table(
                 [
                     "cell type",
                     "images",
@@ -964,15 +927,15 @@ def _html_intensity(parts: list[str], stats: EdaStats, d: dict[str, Any], figure
                 ],
                 [
                     [_esc(ct), f"{s['images']:,}"]
-                    + [_fmt(s[k]) for k in ("mean", "std")]
-                    + [_fmt(s[k], 0) for k in ("p1", "p5", "p50", "p95", "p99")]
-                    + [_fmt(s["mean_in_cells"]), _fmt(s["mean_background"])]
+                    + [format_number(s[k]) for k in ("mean", "std")]
+                    + [format_number(s[k], 0) for k in ("p1", "p5", "p50", "p95", "p99")]
+                    + [format_number(s["mean_in_cells"]), format_number(s["mean_background"])]
                     for ct, s in d["intensity"].items()
                     if s
                 ],
             )
         )
-        parts.append(_img_tag(figures["intensity"], "intensity statistics"))
+        parts.append(img_tag(figures["intensity"], "intensity statistics"))
     else:
         parts.append("<p>No image folder given (<code>--images DIR</code>): no intensity statistics.</p>")
 
@@ -1006,7 +969,7 @@ def _html_examples(parts: list[str], stats: EdaStats, d: dict[str, Any], figures
             "<p class='note'>One image per cell type (chosen deterministically), contrast stretched to the "
             "0.5–99.5 percentiles; every annotation's polygon outlined in its own colour.</p>"
         )
-        parts.append(_img_tag(figures["examples"], "example images with outlines"))
+        parts.append(img_tag(figures["examples"], "example images with outlines"))
 
 
 #: the report's sections, in page order: ``f(parts, stats, stats.to_dict(), figures)`` appends to ``parts``
@@ -1029,7 +992,7 @@ def render_html(stats: EdaStats, figures: dict[str, bytes]) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>LIVECell data exploration</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>LIVECell data exploration</h1>",
         "<p>Annotations: "
         + ", ".join(f"<b>{e(k)}</b> = <code>{e(v)}</code>" for k, v in stats.sources.items())

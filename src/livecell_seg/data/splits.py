@@ -183,6 +183,47 @@ def _merge_categories(cat_lists: list[tuple[str, list[dict]]]) -> list[dict]:
     return [by_id[k] for k in sorted(by_id)]
 
 
+def _unique_ids(
+    kept: dict[str, tuple[dict, list[dict], str]],
+) -> tuple[list[dict], dict[int, list[dict]], dict[int, str], int, int]:
+    """Unique image ids, then unique annotation ids (first come keeps its id; a colliding one is
+    renumbered above the largest id in use) of the kept copies: ``(images, anns_by_image,
+    source_of, renumbered images, renumbered annotations)``."""
+    max_img = max((int(im["id"]) for im, _, _ in kept.values()), default=0)
+    max_ann = max((int(a.get("id", 0)) for _, anns, _ in kept.values() for a in anns), default=0)
+    used_img: set[int] = set()
+    used_ann: set[int] = set()
+    images: list[dict] = []
+    anns_by_image: dict[int, list[dict]] = {}
+    source_of: dict[int, str] = {}
+    remap_img = remap_ann = 0
+    for im, anns, src in kept.values():
+        iid = int(im["id"])
+        if iid in used_img:
+            max_img += 1
+            iid = max_img
+            im = {**im, "id": iid}
+            remap_img += 1
+        used_img.add(iid)
+        new_anns = []
+        for a in anns:
+            aid = int(a["id"]) if "id" in a else None
+            changed = {}
+            if aid is None or aid in used_ann:
+                max_ann += 1
+                aid = max_ann
+                changed["id"] = aid
+                remap_ann += 1
+            if int(a.get("image_id", -1)) != iid:
+                changed["image_id"] = iid
+            used_ann.add(aid)
+            new_anns.append({**a, **changed} if changed else a)
+        images.append(im)
+        anns_by_image[iid] = new_anns
+        source_of[iid] = src
+    return images, anns_by_image, source_of, remap_img, remap_ann
+
+
 def merge_datasets(json_paths: Sequence[str | os.PathLike[str]]) -> MergedDataset:
     """Load and merge LIVECell jsons (list or dict form): one copy per file name, unique ids.
 
@@ -237,39 +278,7 @@ def merge_datasets(json_paths: Sequence[str | os.PathLike[str]]) -> MergedDatase
                 name, k, [c for c in cs if c is not k], annotations_differ=sigs_differ.get(name, False)
             )
         )
-    # unique image ids, then unique annotation ids (first come keeps its id)
-    max_img = max((int(im["id"]) for im, _, _ in kept.values()), default=0)
-    max_ann = max((int(a.get("id", 0)) for _, anns, _ in kept.values() for a in anns), default=0)
-    used_img: set[int] = set()
-    used_ann: set[int] = set()
-    images: list[dict] = []
-    anns_by_image: dict[int, list[dict]] = {}
-    source_of: dict[int, str] = {}
-    remap_img = remap_ann = 0
-    for im, anns, src in kept.values():
-        iid = int(im["id"])
-        if iid in used_img:
-            max_img += 1
-            iid = max_img
-            im = {**im, "id": iid}
-            remap_img += 1
-        used_img.add(iid)
-        new_anns = []
-        for a in anns:
-            aid = int(a["id"]) if "id" in a else None
-            changed = {}
-            if aid is None or aid in used_ann:
-                max_ann += 1
-                aid = max_ann
-                changed["id"] = aid
-                remap_ann += 1
-            if int(a.get("image_id", -1)) != iid:
-                changed["image_id"] = iid
-            used_ann.add(aid)
-            new_anns.append({**a, **changed} if changed else a)
-        images.append(im)
-        anns_by_image[iid] = new_anns
-        source_of[iid] = src
+    images, anns_by_image, source_of, remap_img, remap_ann = _unique_ids(kept)
     merged = CocoDataset(
         path=None,
         images=images,

@@ -28,9 +28,7 @@ type's images.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 import math
 import sys
@@ -42,8 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from ..data.coco import find_image
 from ..errors import InputFileError, LivecellError
+from ..io import atomic_path, read_image
 from ..progress import Progress, progress_bar
+from ..reports import figure_png, format_metric, html_table, img_tag
 from . import metrics as M
 
 log = logging.getLogger(__name__)
@@ -646,12 +647,6 @@ def write_metrics_json(result: EvaluationResult, path: str | Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # console tables
 # ----------------------------------------------------------------------------------------------
-def _fmt(v: Any, pct: bool) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return f"{v:.2f}" if pct else f"{v:.3f}"
-
-
 TABLE_COLUMNS = ("AP", "AP50", "AP75", "AFNR", "mSA", "SA50", "F1_50", "PQ", "dice")
 
 
@@ -667,12 +662,14 @@ def print_summary(result: EvaluationResult, file: Any = None) -> None:
     for c in (*TABLE_COLUMNS, "images", "paper AP (AF/AB)"):
         t.add_column(c, justify="right")
     pct = set(AP_PERCENT_KEYS)
-    t.add_row("all", *(_fmt(m[c], c in pct) for c in TABLE_COLUMNS), str(m["n_images"]), "47.78/47.89")
+    t.add_row(
+        "all", *(format_metric(m[c], c in pct) for c in TABLE_COLUMNS), str(m["n_images"]), "47.78/47.89"
+    )
     for ct, row in m["per_cell_type"].items():
         paper = PAPER_AP_PER_CELL_TYPE.get(ct)
         t.add_row(
             ct,
-            *(_fmt(row[c], c in pct) for c in TABLE_COLUMNS),
+            *(format_metric(row[c], c in pct) for c in TABLE_COLUMNS),
             str(row["n_images"]),
             f"{paper[0]:.2f}/{paper[1]:.2f}" if paper else "-",
         )
@@ -686,12 +683,6 @@ def print_summary(result: EvaluationResult, file: Any = None) -> None:
 # ----------------------------------------------------------------------------------------------
 # HTML report
 # ----------------------------------------------------------------------------------------------
-def _png_b64(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def plot_pr_curves(result: EvaluationResult) -> Any:
     """Figure: precision-recall curves (COCOeval, 2000 detections, area all)."""
     import matplotlib
@@ -786,35 +777,30 @@ def error_overlay(
     return rgb, {"TP": int(tp_ids.size), "FN": int(fn_ids.size), "FP": int(fp_ids.size)}
 
 
-def _table_html(headers: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+#: the style sheet of report.html
+REPORT_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; }
+img { max-width: 100%; }
+.note { color: #555; font-size: 13px; }
+"""
 
 
-def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6) -> Path:
-    """Write ``OUT/report.html`` (self-contained, PNGs embedded) and the PNGs next to it.
+def _write_png(path: Path, fig: Any) -> bytes:
+    """The figure as PNG (110 dpi, cropped), written to ``path``; returns the bytes."""
+    png = figure_png(fig, 110, tight=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
+    return png
 
-    Tables (overall, per cell type with the paper's numbers), precision-recall curves, AP per cell
-    type next to the paper's bars, and the ``n_worst`` images with the lowest mSA with outlines of
-    the misses (red) and false positives (yellow).
-    """
+
+def _worst_images_html(result: EvaluationResult, out: Path, n_worst: int) -> list[str]:
+    """The ``n_worst`` images with the lowest mSA, outlines of misses and false positives drawn,
+    written as ``worst_K.png``; their ``<figure>`` elements."""
     from matplotlib.figure import Figure
-
-    from ..data.coco import find_image
-    from ..io import atomic_path, read_image
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    m = result.metrics
-    pngs: dict[str, str] = {}
-    for name, fig in (
-        ("pr_curves", plot_pr_curves(result)),
-        ("ap_per_cell_type", plot_ap_per_cell_type(result)),
-    ):
-        pngs[name] = _png_b64(fig)
-        with atomic_path(out / f"{name}.png") as tmp:
-            tmp.write_bytes(base64.b64decode(pngs[name]))
 
     worst_html = []
     candidates = [r for r in result.per_image if r["n_gt"] > 0 or r["n_pred"] > 0]
@@ -839,15 +825,17 @@ def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6
             f"green: matched ({counts['TP']})   red: missed GT ({counts['FN']})   yellow: false positive ({counts['FP']})",
             fontsize=9,
         )
-        b64 = _png_b64(fig)
-        with atomic_path(out / f"worst_{k + 1}.png") as tmp:
-            tmp.write_bytes(base64.b64decode(b64))
-        worst_html.append(f'<figure><img src="data:image/png;base64,{b64}"/></figure>')
+        png = _write_png(out / f"worst_{k + 1}.png", fig)
+        worst_html.append(f"<figure>{img_tag(png, self_closing=True)}</figure>")
+    return worst_html
 
+
+def _metric_rows(m: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The rows of the overall table (ours, then the paper's) and of the per-cell-type table."""
     pct = set(AP_PERCENT_KEYS)
-    overall_rows = [["ours", *(_fmt(m[c], c in pct) for c in METRIC_KEYS)]]
+    overall_rows = [["ours", *(format_metric(m[c], c in pct) for c in METRIC_KEYS)]]
     for name, vals in PAPER_OVERALL.items():
-        overall_rows.append([name, *(_fmt(vals.get(c), c in pct) for c in METRIC_KEYS)])
+        overall_rows.append([name, *(format_metric(vals.get(c), c in pct) for c in METRIC_KEYS)])
     type_rows = []
     for ct in sorted(set(m["per_cell_type"]) | set(PAPER_AP_PER_CELL_TYPE)):
         row = m["per_cell_type"].get(ct, {})
@@ -856,48 +844,64 @@ def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6
             [
                 ct,
                 row.get("n_images", 0),
-                *(_fmt(row.get(c), c in pct) for c in TABLE_COLUMNS),
-                _fmt(paper[0], True),
-                _fmt(paper[1], True),
+                *(format_metric(row.get(c), c in pct) for c in TABLE_COLUMNS),
+                format_metric(paper[0], True),
+                format_metric(paper[1], True),
             ]
         )
+    return overall_rows, type_rows
+
+
+def _report_page(m: dict[str, Any], pngs: dict[str, bytes], worst_html: list[str]) -> str:
+    """report.html from the metrics, the two plots and the worst images' figures."""
+    overall_rows, type_rows = _metric_rows(m)
     prot = m["protocol"]
     warn_html = "".join(f"<li>{html.escape(w)}</li>" for w in m.get("warnings", []))
-    page = f"""<!DOCTYPE html>
+    type_header = ["cell type", "images", *TABLE_COLUMNS, "paper AP anchor-free", "paper AP anchor-based"]
+    protocol_rows = [[k, "" if v is None else v] for k, v in prot.items()]
+    return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>livecell-seg evaluation</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-th {{ background: #f0f0f0; }}
-img {{ max-width: 100%; }}
-.note {{ color: #555; font-size: 13px; }}
-</style></head><body>
+<style>{REPORT_CSS}</style></head><body>
 <h1>LIVECell-protocol evaluation</h1>
 <p>{m["n_images"]} images, {m["n_gt_instances"]} ground-truth cells, {m["n_pred_instances"]} predicted instances.
 Ground truth <code>{html.escape(str(m["gt_json"]))}</code>, predictions <code>{html.escape(str(prot["prediction_source"]))}</code>.</p>
 <h2>Overall</h2>
 <p class="note">AP values in percent, all others fractions in [0, 1]. The paper's rows are on the official
 LIVECell test set; this evaluation is on the images above.</p>
-{_table_html(["", *METRIC_KEYS], overall_rows)}
+{html_table(["", *METRIC_KEYS], overall_rows, escape_cells=True)}
 <h2>Per cell type</h2>
 <p class="note">{html.escape(m["paper_comparison"]["note"])}</p>
-{_table_html(["cell type", "images", *TABLE_COLUMNS, "paper AP anchor-free", "paper AP anchor-based"], type_rows)}
-<img src="data:image/png;base64,{pngs["ap_per_cell_type"]}"/>
+{html_table(type_header, type_rows, escape_cells=True)}
+{img_tag(pngs["ap_per_cell_type"], self_closing=True)}
 <h2>Precision-recall curves</h2>
-<img src="data:image/png;base64,{pngs["pr_curves"]}"/>
+{img_tag(pngs["pr_curves"], self_closing=True)}
 <h2>Worst images (lowest mSA)</h2>
 <p class="note">Matching at IoU 0.5 on the rasterized ground truth: green = matched prediction,
 red = missed ground-truth cell (FN), yellow = false-positive prediction.</p>
 {"".join(worst_html) or "<p>none</p>"}
 <h2>Protocol</h2>
-{_table_html(["item", "definition"], [[k, "" if v is None else v] for k, v in prot.items()])}
+{html_table(["item", "definition"], protocol_rows, escape_cells=True)}
 <p class="note">{html.escape(PAPER_CITATION)}</p>
 {"<h2>Warnings</h2><ul>" + warn_html + "</ul>" if warn_html else ""}
 </body></html>
 """
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path, n_worst: int = 6) -> Path:
+    """Write ``OUT/report.html`` (self-contained, PNGs embedded) and the PNGs next to it.
+
+    Tables (overall, per cell type with the paper's numbers), precision-recall curves, AP per cell
+    type next to the paper's bars, and the ``n_worst`` images with the lowest mSA with outlines of
+    the misses (red) and false positives (yellow).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {
+        "pr_curves": _write_png(out / "pr_curves.png", plot_pr_curves(result)),
+        "ap_per_cell_type": _write_png(out / "ap_per_cell_type.png", plot_ap_per_cell_type(result)),
+    }
+    worst_html = _worst_images_html(result, out, n_worst)
     report = out / "report.html"
     with atomic_path(report) as tmp:
-        tmp.write_text(page)
+        tmp.write_text(_report_page(result.metrics, pngs, worst_html))
     return report

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import LivecellError
-from ..model.export import FINGERPRINT_KEY, ONNX_FILE, _missing, export_onnx, model_fingerprint
 from ..model.folder import LoadedModel, load_model_dir, read_model_config, read_postprocess
+from .network_export import FINGERPRINT_KEY, ONNX_FILE, export_onnx, missing_extra, model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def make_session(path: str | Path, num_threads: int | None = None, spinning: boo
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise _missing("onnx", e) from None
+        raise missing_extra("onnx", e) from None
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = int(num_threads or os.cpu_count() or 1)

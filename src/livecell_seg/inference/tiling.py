@@ -283,6 +283,61 @@ def predict_maps_scaled(
     return zoom_maps(maps, img.shape)
 
 
+def _predict_tiled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: np.ndarray,
+    c: int,
+    stride: int,
+    tile_shape: tuple[int, int],
+    overlap: float,
+    batch_size: int,
+    dev: str,
+) -> np.ndarray:
+    """``(c, H, W)`` maps of the normalized image ``x`` from overlapping ``tile_shape`` windows on the
+    stride grid, blended with Gaussian weights trimmed at inner tile edges (see the module's notes)."""
+    import torch
+
+    th, tw = tile_shape
+    h, w = x.shape
+    hp, wp = _ceil_to(h, stride), _ceil_to(w, stride)
+    step_h = max(stride, int(th * (1.0 - overlap)) // stride * stride)
+    step_w = max(stride, int(tw * (1.0 - overlap)) // stride * stride)
+    tiles_y = _axis_tiles(hp, th, step_h, stride)
+    tiles_x = _axis_tiles(wp, tw, step_w, stride)
+    xp = _pad_reflect(x, hp - h, wp - w)  # the same stride padding as a whole-image pass
+    src = torch.from_numpy(np.ascontiguousarray(xp)).to(dev)
+    acc = torch.zeros((c, hp, wp), dtype=torch.float32, device=dev)
+    norm = torch.zeros((hp, wp), dtype=torch.float32, device=dev)
+    trim_h = int(max(0, th - step_h) * TRIM)
+    trim_w = int(max(0, tw - step_w) * TRIM)
+
+    weights: dict[tuple[int, bool, bool, int, bool, bool], torch.Tensor] = {}
+
+    def weight(y0: int, ty: int, x0: int, tx: int) -> torch.Tensor:
+        key = (ty, y0 == 0, y0 + ty >= hp, tx, x0 == 0, x0 + tx >= wp)
+        if key not in weights:  # at most a few distinct tile kinds: build each once
+            wy = _axis_weight(ty, key[1], key[2], trim_h)
+            wx = _axis_weight(tx, key[4], key[5], trim_w)
+            weights[key] = torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(dev)
+        return weights[key]
+
+    # group equal-sized tiles so they can be batched
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for y0, ty in tiles_y:
+        for x0, tx in tiles_x:
+            groups.setdefault((ty, tx), []).append((y0, x0))
+    for (ty, tx), origins in groups.items():
+        for chunk in _batches(origins, max(1, int(batch_size))):
+            batch = torch.stack([src[y0 : y0 + ty, x0 : x0 + tx] for y0, x0 in chunk])[:, None]
+            probs = forward(batch)
+            for (y0, x0), pr in zip(chunk, probs):
+                wgt = weight(y0, ty, x0, tx)
+                acc[:, y0 : y0 + ty, x0 : x0 + tx].add_(pr * wgt)
+                norm[y0 : y0 + ty, x0 : x0 + tx].add_(wgt)
+    out = (acc / norm)[:, :h, :w]
+    return np.ascontiguousarray(out.cpu().numpy())
+
+
 def predict_maps(
     model: LoadedModel,
     image: np.ndarray,
@@ -356,40 +411,6 @@ def predict_maps(
             out = forward(t)[0, :, :h, :w]
             return np.ascontiguousarray(out.float().cpu().numpy())
 
-        step_h = max(stride, int(th * (1.0 - overlap)) // stride * stride)
-        step_w = max(stride, int(tw * (1.0 - overlap)) // stride * stride)
-        tiles_y = _axis_tiles(hp, th, step_h, stride)
-        tiles_x = _axis_tiles(wp, tw, step_w, stride)
-        xp = _pad_reflect(x, hp - h, wp - w)  # the same stride padding as a whole-image pass
-        src = torch.from_numpy(np.ascontiguousarray(xp)).to(dev)
-        c = int(model.model_config.out_channels)
-        acc = torch.zeros((c, hp, wp), dtype=torch.float32, device=dev)
-        norm = torch.zeros((hp, wp), dtype=torch.float32, device=dev)
-        trim_h = int(max(0, th - step_h) * TRIM)
-        trim_w = int(max(0, tw - step_w) * TRIM)
-
-        weights: dict[tuple[int, bool, bool, int, bool, bool], torch.Tensor] = {}
-
-        def weight(y0: int, ty: int, x0: int, tx: int) -> torch.Tensor:
-            key = (ty, y0 == 0, y0 + ty >= hp, tx, x0 == 0, x0 + tx >= wp)
-            if key not in weights:  # at most a few distinct tile kinds: build each once
-                wy = _axis_weight(ty, key[1], key[2], trim_h)
-                wx = _axis_weight(tx, key[4], key[5], trim_w)
-                weights[key] = torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(dev)
-            return weights[key]
-
-        # group equal-sized tiles so they can be batched
-        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for y0, ty in tiles_y:
-            for x0, tx in tiles_x:
-                groups.setdefault((ty, tx), []).append((y0, x0))
-        for (ty, tx), origins in groups.items():
-            for chunk in _batches(origins, max(1, int(batch_size))):
-                batch = torch.stack([src[y0 : y0 + ty, x0 : x0 + tx] for y0, x0 in chunk])[:, None]
-                probs = forward(batch)
-                for (y0, x0), pr in zip(chunk, probs):
-                    wgt = weight(y0, ty, x0, tx)
-                    acc[:, y0 : y0 + ty, x0 : x0 + tx].add_(pr * wgt)
-                    norm[y0 : y0 + ty, x0 : x0 + tx].add_(wgt)
-        out = (acc / norm)[:, :h, :w]
-        return np.ascontiguousarray(out.cpu().numpy())
+        return _predict_tiled(
+            forward, x, int(model.model_config.out_channels), stride, (th, tw), overlap, batch_size, dev
+        )

@@ -1,9 +1,5 @@
-"""Export a model folder as ONNX or as a BioImage Model Zoo (bioimage.io) package.
+"""Export a model folder as a BioImage Model Zoo (bioimage.io) package.
 
-- :func:`export_onnx`: ``(N, 1, H, W)`` normalized image -> ``(N, C, H, W)`` sigmoid probabilities,
-  ``H`` and ``W`` multiples of the network's stride (``2**depth``), batch, height and width dynamic.
-  The model folder's fingerprint is stored in the file's metadata, so ``predict --backend
-  onnxruntime`` can tell whether a ``model.onnx`` belongs to the weights next to it.
 - :func:`export_bioimageio`: a zip with ``rdf.yaml`` (bioimage.io model spec 0.5) that holds the
   weights three ways (``pytorch_state_dict`` built from :mod:`livecell_seg.model.unet`, which is copied
   into the package; ``torchscript``; ``onnx``), the percentile normalization as a ``scale_range``
@@ -13,16 +9,14 @@
 - :func:`validate_bioimageio`: bioimage.io's own checks (``bioimageio.spec`` format validation,
   ``bioimageio.core`` model test) on a written package.
 
+The network alone (ONNX, TorchScript, the model folder's fingerprint) is written by
+:mod:`livecell_seg.inference.network_export`, which ``predict --backend onnxruntime`` uses too.
 Heavy imports (torch, onnx, bioimageio) happen inside the functions; the ``[onnx]`` and
 ``[bioimageio]`` extras install what they need.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import hashlib
-import io
 import json
 import os
 import re
@@ -35,20 +29,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LivecellError
+from ..data import sample_paths
+from ..errors import LivecellError, OutputFileError
+from ..inference.network_export import (
+    ONNX_OPSET,
+    export_onnx,
+    export_torchscript,
+    matching_onnx,
+    missing_extra,
+)
+from ..inference.outputs import overlay_image
+from ..inference.postprocess import PostprocessParams
+from ..inference.predict import segment_image
+from ..inference.tiling import predict_maps
+from ..io import describe_os_error, list_images, read_image
+from .folder import MODEL_FILE, model_to_dict, unet_kwargs
 from .heads import CHANNELS, head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     from .folder import LoadedModel
-
-#: ONNX opset of exported files (onnxruntime >= 1.14, deepImageJ's and ilastik's runtimes read it)
-ONNX_OPSET = 18
-#: bumped when the exported graph changes, so that cached exports are redone
-EXPORT_VERSION = "1"
-#: metadata key of the model folder fingerprint in exported ONNX files
-FINGERPRINT_KEY = "livecell_seg.fingerprint"
-#: the ONNX file of a model folder (``export --format onnx --out DIR/model.onnx``), used when it matches
-ONNX_FILE = "model.onnx"
 
 LIVECELL_CITATION = (
     "Edlund, C., Jackson, T.R., Khalid, N. et al. LIVECell - A large-scale dataset for label-free live "
@@ -57,141 +56,6 @@ LIVECELL_CITATION = (
 LIVECELL_DOI = "10.1038/s41592-021-01249-6"
 #: percentiles of livecell_seg.io.normalize_image (the scale_range preprocessing of the package)
 NORM_PERCENTILES = (1.0, 99.8)
-
-
-def _missing(extra: str, e: ImportError) -> LivecellError:
-    return LivecellError(
-        f"this needs the optional dependencies of livecell-seg[{extra}] ({e.name or e} is not installed): "
-        f"pip install 'livecell-seg[{extra}]'"
-    )
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """sha256 of a model folder's weights and architecture (``model.pt`` + the config's ``model``
-    entry, less what is not part of the network: ``cell_diameter``, ``predict_scale``) and of the
-    export format: two folders with the same network get the same fingerprint."""
-    from .folder import MODEL_FILE, model_to_dict, read_model_config
-
-    d = Path(model_dir)
-    _, mcfg = read_model_config(d)
-    arch = {k: v for k, v in model_to_dict(mcfg).items() if k not in ("cell_diameter", "predict_scale")}
-    h = hashlib.sha256()
-    h.update((d / MODEL_FILE).read_bytes())
-    h.update(json.dumps(arch, sort_keys=True).encode())
-    h.update(f"opset={ONNX_OPSET};export={EXPORT_VERSION}".encode())
-    return h.hexdigest()
-
-
-def probability_network(model: LoadedModel) -> Any:
-    """A CPU, eval-mode ``torch.nn.Module``: normalized ``(N, 1, H, W)`` -> sigmoid probabilities,
-    BatchNorm folded into the convolutions (the same prepared copy ``predict`` runs on a CPU)."""
-    import torch
-
-    from ..inference.tiling import inference_net
-
-    class ProbabilityNet(torch.nn.Module):
-        def __init__(self, net: torch.nn.Module) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.net(x))
-
-    net = copy.deepcopy(inference_net(model, "cpu", channels_last=False, fuse=True))
-    return ProbabilityNet(net).eval()
-
-
-def export_onnx(model: LoadedModel, out: str | Path, *, opset: int = ONNX_OPSET) -> Path:
-    """Write the network of ``model`` (a loaded model folder) as one ONNX file, atomically.
-
-    Input ``input``: ``(N, 1, H, W)`` float32, the image normalized as by
-    :func:`livecell_seg.io.normalize_image`, ``H``/``W`` multiples of the stride; output
-    ``output``: ``(N, C, H, W)`` float32 probabilities (channels of the model's head).
-    """
-    try:
-        import onnx
-        import onnxscript  # noqa: F401 - torch's ONNX exporter needs it
-        import torch
-    except ImportError as e:
-        raise _missing("onnx", e) from None
-
-    from ..io import atomic_path
-
-    out = Path(out)
-    net = probability_network(model)
-    stride = model.stride
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    hs = torch.export.Dim("h_blocks", min=1, max=4096)
-    ws = torch.export.Dim("w_blocks", min=1, max=4096)
-    example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
-    # the exporter prints progress lines; keep the user's terminal clean
-    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        program = torch.onnx.export(
-            net,
-            (example,),
-            None,
-            dynamo=True,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes={"x": {0: batch, 2: stride * hs, 3: stride * ws}},
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    proto = program.model_proto
-    meta = {
-        "livecell_seg.head": model.head,
-        "livecell_seg.channels": ",".join(head_channels(model.head)),
-        "livecell_seg.stride": str(stride),
-        "livecell_seg.input": "image normalized by percentiles 1/99.8 (livecell_seg.io.normalize_image)",
-        "livecell_seg.output": "sigmoid probabilities",
-    }
-    if model.path is not None:
-        meta[FINGERPRINT_KEY] = model_fingerprint(model.path)
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    proto.producer_name = "livecell-seg"
-    onnx.checker.check_model(proto)
-    with atomic_path(out) as tmp:
-        onnx.save_model(proto, str(tmp))
-    return out
-
-
-def matching_onnx(model: LoadedModel) -> Path | None:
-    """The model folder's ``model.onnx`` when it was exported from these very weights (its
-    fingerprint matches), else None."""
-    path = model.path / ONNX_FILE if model.path is not None else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - an unreadable file is simply not reused
-        return None
-    meta = {p.key: p.value for p in proto.metadata_props}
-    return path if meta.get(FINGERPRINT_KEY) == model_fingerprint(model.path) else None
-
-
-def export_torchscript(model: LoadedModel, out: str | Path) -> Path:
-    """Write the network as TorchScript (traced; probabilities out), atomically. Inputs must have
-    height and width multiples of the stride (the trace records no padding)."""
-    import warnings
-
-    import torch
-
-    from ..io import atomic_path
-
-    net = probability_network(model)
-    stride = model.stride
-    example = torch.zeros(1, int(model.model_config.in_channels), 4 * stride, 4 * stride)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(net, example)
-    with atomic_path(out) as tmp:
-        traced.save(str(tmp))
-    return Path(out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,7 +98,7 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
     try:
         from bioimageio.spec import load_description
     except ImportError as e:
-        raise _missing("bioimageio", e) from None
+        raise missing_extra("bioimageio", e) from None
 
     t0 = time.perf_counter()
     descr = load_description(str(path), perform_io_checks=True)
@@ -249,7 +113,7 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
         try:
             from bioimageio.core import test_model
         except ImportError as e:
-            raise _missing("bioimageio", e) from None
+            raise missing_extra("bioimageio", e) from None
         t1 = time.perf_counter()
         result = test_model(str(path))
         check.test_status = str(result.status)
@@ -262,9 +126,6 @@ def validate_bioimageio(path: str | Path, *, test: bool = True) -> BioimageioChe
 
 def _first_sample() -> tuple[np.ndarray, str]:
     """The first bundled LIVECell sample image (704 x 520) and its file name."""
-    from ..data import sample_paths
-    from ..io import list_images, read_image
-
     path = list_images(sample_paths()[1])[0]
     return read_image(path), path.name
 
@@ -280,9 +141,6 @@ def _test_crop(img: np.ndarray, stride: int) -> np.ndarray:
 def _cover(model: LoadedModel, image: np.ndarray, out: Path, params: Any) -> None:
     """Cover (2:1): the image with the outlines of the cells livecell-seg finds | the maps as RGB."""
     from PIL import Image
-
-    from ..inference.outputs import overlay_image
-    from ..inference.predict import segment_image
 
     h, w = image.shape
     side = min(h, w)
@@ -301,6 +159,49 @@ def _cover(model: LoadedModel, image: np.ndarray, out: Path, params: Any) -> Non
     cover.save(out, format="PNG", optimize=True)
 
 
+def _readme_training_and_licence(cfg: dict[str, Any], test_image: str, license_id: str) -> list[str]:
+    """The README's sections on training, validation, limitations, licence and citation."""
+    optim = cfg.get("optim", {})
+    data = cfg.get("data", {})
+    return [
+        "## Training",
+        "",
+        f"- Data: {_describe_training_data(data)}",
+        f"- Crops {data.get('crop_size', '?')} px, batch {data.get('batch_size', '?')}, "
+        f"{_training_length(optim)}, AdamW lr {optim.get('lr', '?')} ({optim.get('schedule', '?')} schedule); "
+        f"loss {cfg.get('loss', {}).get('kind', '?')} per channel; augmentation: flips, rotations, zoom, intensity.",
+        "- The full training configuration is attached as `config.json` (`livecell-seg train --config config.json`",
+        "  reproduces the run when the data is at hand).",
+        "",
+        "## Validation",
+        "",
+        "Validate on images the model never saw with livecell-seg's evaluation (LIVECell protocol: COCO mask AP",
+        "with the paper's area ranges, AFNR, mean segmentation accuracy, F1):",
+        "",
+        "```bash",
+        "livecell-seg predict --model MODEL_DIR --input test_images/ --out pred/",
+        "livecell-seg evaluate --gt livecell_coco_test.json --pred pred/ --images test_images/ --json-out metrics.json",
+        "```",
+        "",
+        f"The test tensors of this package are a 256 x 256 crop of the LIVECell image `{test_image}` and the maps",
+        "livecell-seg's own PyTorch inference computes for it.",
+        "",
+        "## Limitations",
+        "",
+        "Trained for phase-contrast images of adherent cell lines at LIVECell's magnification and pixel size;",
+        "other modalities, magnifications or cell types need fine-tuning (or rescaling the images to LIVECell's",
+        "cell sizes). Check the training data above: a model trained on few images is a demo, not a",
+        "LIVECell-scale model.",
+        "",
+        "## Licence and citation",
+        "",
+        f"Weights: {license_id}. LIVECell images are licensed CC BY-NC 4.0 (non-commercial use); other training",
+        "sets listed above come with their own terms. Cite LIVECell:",
+        f"{LIVECELL_CITATION}, doi:{LIVECELL_DOI}.",
+        "",
+    ]
+
+
 def _readme(
     model: LoadedModel,
     *,
@@ -315,8 +216,6 @@ def _readme(
     channels = head_channels(model.head)
     meaning = {ch: CHANNELS[ch].help for ch in channels}
     cfg = model.config or {}
-    optim = cfg.get("optim", {})
-    data = cfg.get("data", {})
     mc = model.model_config
     lines = [
         f"# {name}",
@@ -367,41 +266,7 @@ def _readme(
         json.dumps({k: v for k, v in postprocess.items() if k != "tuning"}, indent=2),
         "```",
         "",
-        "## Training",
-        "",
-        f"- Data: {_describe_training_data(data)}",
-        f"- Crops {data.get('crop_size', '?')} px, batch {data.get('batch_size', '?')}, "
-        f"{_training_length(optim)}, AdamW lr {optim.get('lr', '?')} ({optim.get('schedule', '?')} schedule); "
-        f"loss {cfg.get('loss', {}).get('kind', '?')} per channel; augmentation: flips, rotations, zoom, intensity.",
-        "- The full training configuration is attached as `config.json` (`livecell-seg train --config config.json`",
-        "  reproduces the run when the data is at hand).",
-        "",
-        "## Validation",
-        "",
-        "Validate on images the model never saw with livecell-seg's evaluation (LIVECell protocol: COCO mask AP",
-        "with the paper's area ranges, AFNR, mean segmentation accuracy, F1):",
-        "",
-        "```bash",
-        "livecell-seg predict --model MODEL_DIR --input test_images/ --out pred/",
-        "livecell-seg evaluate --gt livecell_coco_test.json --pred pred/ --images test_images/ --json-out metrics.json",
-        "```",
-        "",
-        f"The test tensors of this package are a 256 x 256 crop of the LIVECell image `{test_image}` and the maps",
-        "livecell-seg's own PyTorch inference computes for it.",
-        "",
-        "## Limitations",
-        "",
-        "Trained for phase-contrast images of adherent cell lines at LIVECell's magnification and pixel size;",
-        "other modalities, magnifications or cell types need fine-tuning (or rescaling the images to LIVECell's",
-        "cell sizes). Check the training data above: a model trained on few images is a demo, not a",
-        "LIVECell-scale model.",
-        "",
-        "## Licence and citation",
-        "",
-        f"Weights: {license_id}. LIVECell images are licensed CC BY-NC 4.0 (non-commercial use); other training",
-        "sets listed above come with their own terms. Cite LIVECell:",
-        f"{LIVECELL_CITATION}, doi:{LIVECELL_DOI}.",
-        "",
+        *_readme_training_and_licence(cfg, test_image, license_id),
     ]
     return "\n".join(lines)
 
@@ -483,6 +348,204 @@ def check_package_name(name: str | None) -> None:
         )
 
 
+def _write_package_files(
+    model: LoadedModel, files: Path, *, pp: dict[str, Any], name: str, license_id: str
+) -> None:
+    """The files of the package into ``files``: ``unet.py``, the weights three ways, test and
+    sample tensors, the cover, ``postprocess.json`` (``pp``), ``config.json`` and ``README.md``."""
+    from . import unet as unet_module
+
+    stride = model.stride
+    files.mkdir()
+    shutil.copyfile(Path(unet_module.__file__), files / "unet.py")
+    shutil.copyfile(model.path / MODEL_FILE, files / "weights.pt")
+    export_torchscript(model, files / "weights_torchscript.pt")
+    existing = matching_onnx(model)  # reuse DIR/model.onnx of these weights (export --format onnx)
+    if existing is not None:
+        shutil.copyfile(existing, files / "weights.onnx")
+    else:
+        export_onnx(model, files / "weights.onnx")
+    sample, image_name = _first_sample()
+    image = _test_crop(sample, stride)
+    test_in = image.astype(np.float32)[None, None]
+    test_out = predict_maps(model, image, device="cpu")[None]
+    np.save(files / "test_input.npy", test_in)
+    np.save(files / "test_output.npy", test_out.astype(np.float32))
+    import tifffile  # sample tensors (for people and the website): the same crop as TIFF
+
+    tifffile.imwrite(files / "sample_input.tif", image)
+    tifffile.imwrite(files / "sample_output.tif", test_out[0].astype(np.float32), compression="zlib")
+    _cover(model, sample, files / "cover.png", model.params)
+    (files / "postprocess.json").write_text(json.dumps(pp, indent=2) + "\n")
+    (files / "config.json").write_text(
+        json.dumps(model.config or {"model": model_to_dict(model.model_config)}, indent=2) + "\n"
+    )
+    (files / "README.md").write_text(
+        _readme(
+            model,
+            name=name,
+            stride=stride,
+            min_size=4 * stride,
+            postprocess=pp,
+            tuned=model.postprocess is not None,
+            test_image=image_name,
+            license_id=license_id,
+        )
+    )
+
+
+def _tensor_descrs(v05: Any, files: Path, channels: list[str], stride: int) -> tuple[Any, Any]:
+    """bioimage.io's descriptions of the input (with its ``scale_range`` preprocessing) and output
+    tensors; ``v05`` is ``bioimageio.spec.model.v0_5``."""
+    min_size = 4 * stride
+    in_axes = [
+        v05.BatchAxis(),
+        v05.ChannelAxis(channel_names=[v05.Identifier("phase_contrast")]),
+        v05.SpaceInputAxis(id=v05.AxisId("y"), size=v05.ParameterizedSize(min=min_size, step=stride)),
+        v05.SpaceInputAxis(id=v05.AxisId("x"), size=v05.ParameterizedSize(min=min_size, step=stride)),
+    ]
+    out_axes = [
+        v05.BatchAxis(),
+        v05.ChannelAxis(channel_names=[v05.Identifier(c) for c in channels]),
+        *(
+            v05.SpaceOutputAxis(
+                id=v05.AxisId(ax),
+                size=v05.SizeReference(tensor_id=v05.TensorId("input"), axis_id=v05.AxisId(ax)),
+            )
+            for ax in ("y", "x")
+        ),
+    ]
+    inputs = v05.InputTensorDescr(
+        id=v05.TensorId("input"),
+        axes=in_axes,
+        description="phase-contrast image (any bit depth), height and width multiples of the stride",
+        test_tensor=v05.FileDescr(source=files / "test_input.npy"),
+        sample_tensor=v05.FileDescr(source=files / "sample_input.tif"),
+        data=v05.IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=[
+            v05.ScaleRangeDescr(
+                kwargs=v05.ScaleRangeKwargs(
+                    axes=[v05.AxisId("y"), v05.AxisId("x")],
+                    min_percentile=NORM_PERCENTILES[0],
+                    max_percentile=NORM_PERCENTILES[1],
+                )
+            )
+        ],
+    )
+    outputs = v05.OutputTensorDescr(
+        id=v05.TensorId("output"),
+        axes=out_axes,
+        description=f"sigmoid probabilities: {', '.join(channels)}"[:128],
+        test_tensor=v05.FileDescr(source=files / "test_output.npy"),
+        sample_tensor=v05.FileDescr(source=files / "sample_output.tif"),
+        data=v05.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+    )
+    return inputs, outputs
+
+
+def _weights_descr(v05: Any, files: Path, mc: Any, torch_version: Any) -> Any:
+    """The three weight formats: the state dict with ``unet.py`` as its architecture, and the
+    TorchScript and ONNX files made from it."""
+    arch = v05.ArchitectureFromFileDescr(
+        source=files / "unet.py",
+        callable=v05.Identifier("UNet"),
+        kwargs={**unet_kwargs(mc), "final_activation": "sigmoid"},
+    )
+    return v05.WeightsDescr(
+        pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
+            source=files / "weights.pt", architecture=arch, pytorch_version=torch_version
+        ),
+        torchscript=v05.TorchscriptWeightsDescr(
+            source=files / "weights_torchscript.pt",
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+            comment="BatchNorm folded into the convolutions; traced",
+        ),
+        onnx=v05.OnnxWeightsDescr(
+            source=files / "weights.onnx",
+            opset_version=ONNX_OPSET,
+            parent="pytorch_state_dict",
+            comment="BatchNorm folded into the convolutions; torch.onnx (dynamo) export",
+        ),
+    )
+
+
+#: the package's tags on bioimage.io
+PACKAGE_TAGS = [
+    "unet",
+    "2d",
+    "pytorch",
+    "onnx",
+    "cells",
+    "phase-contrast",
+    "livecell",
+    "instance-segmentation",
+    "semantic-segmentation",
+    "livecell-seg",
+]
+
+
+def _bioimageio_config(v05: Any, model: LoadedModel, channels: list[str]) -> Any:
+    """The ``config.bioimageio`` entry: architecture, modality, task and training details."""
+    mc = model.model_config
+    cfg = model.config or {}
+    optim = cfg.get("optim", {})
+    n_params = int(sum(p.numel() for p in model.net.parameters()))
+    return v05.Config(
+        bioimageio=v05.BioimageioConfig(
+            architecture_type="U-Net",
+            architecture_description=f"U-Net, depth {mc.depth}, {mc.base_features} base features, "
+            f"{mc.norm} norm, bilinear upsampling; head {mc.head} ({', '.join(channels)})",
+            modality="phase-contrast microscopy (label-free)",
+            target_structure=["cells"],
+            task="semantic segmentation maps for instance segmentation (watershed in livecell-seg)",
+            model_parameter_count=n_params,
+            training=v05.TrainingDetails(
+                training_preprocessing="percentile normalization 1/99.8; random crops, flips, rotations, zoom, intensity",
+                training_batch_size=cfg.get("data", {}).get("batch_size"),
+                initial_learning_rate=optim.get("lr"),
+                learning_rate_schedule=optim.get("schedule"),
+                loss_function=str(cfg.get("loss", {}).get("kind")) if cfg.get("loss") else None,
+                optimizer="torch.optim.AdamW",
+            ),
+        ),
+    )
+
+
+def _model_descr(
+    v05: Any,
+    model: LoadedModel,
+    files: Path,
+    *,
+    name: str,
+    description: str,
+    authors: list[str] | None,
+    license_id: str,
+    torch_version: Any,
+) -> Any:
+    """bioimage.io's description (``rdf.yaml``) of the package whose files are in ``files``."""
+    channels = list(head_channels(model.head))
+    inputs, outputs = _tensor_descrs(v05, files, channels, model.stride)
+    return v05.ModelDescr(
+        name=name,
+        description=description,
+        authors=[v05.Author(name=a) for a in (authors or ["livecell-seg developers"])],
+        cite=[v05.CiteEntry(text=LIVECELL_CITATION, doi=v05.Doi(LIVECELL_DOI))],
+        license=v05.LicenseId(license_id),
+        documentation=v05.FileDescr(source=files / "README.md"),
+        covers=[v05.FileDescr(source=files / "cover.png")],
+        attachments=[
+            v05.FileDescr(source=files / "postprocess.json"),
+            v05.FileDescr(source=files / "config.json"),
+        ],
+        tags=list(PACKAGE_TAGS),
+        inputs=[inputs],
+        outputs=[outputs],
+        weights=_weights_descr(v05, files, model.model_config, torch_version),
+        config=_bioimageio_config(v05, model, channels),
+    )
+
+
 def export_bioimageio(
     model: LoadedModel,
     out: str | Path,
@@ -503,44 +566,9 @@ def export_bioimageio(
     try:
         import torch
         from bioimageio.spec import save_bioimageio_package
-        from bioimageio.spec.model.v0_5 import (
-            ArchitectureFromFileDescr,
-            Author,
-            AxisId,
-            BatchAxis,
-            BioimageioConfig,
-            ChannelAxis,
-            CiteEntry,
-            Config,
-            Doi,
-            FileDescr,
-            Identifier,
-            InputTensorDescr,
-            IntervalOrRatioDataDescr,
-            LicenseId,
-            ModelDescr,
-            OnnxWeightsDescr,
-            OutputTensorDescr,
-            ParameterizedSize,
-            PytorchStateDictWeightsDescr,
-            ScaleRangeDescr,
-            ScaleRangeKwargs,
-            SizeReference,
-            SpaceInputAxis,
-            SpaceOutputAxis,
-            TensorId,
-            TorchscriptWeightsDescr,
-            TrainingDetails,
-            Version,
-            WeightsDescr,
-        )
+        from bioimageio.spec.model import v0_5 as v05
     except ImportError as e:
-        raise _missing("bioimageio", e) from None
-
-    from ..inference.postprocess import PostprocessParams
-    from ..inference.tiling import predict_maps
-    from . import unet as unet_module
-    from .folder import MODEL_FILE, model_to_dict, unet_kwargs
+        raise missing_extra("bioimageio", e) from None
 
     mc = model.model_config
     if mc.arch != "unet" or model.path is None:
@@ -551,10 +579,7 @@ def export_bioimageio(
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise LivecellError(f"{out}: a bioimage.io package is a .zip file")
-    stride = model.stride
-    min_size = 4 * stride
     channels = list(head_channels(model.head))
-    params = model.params
     tuned = model.postprocess is not None
     pp = dict(model.postprocess) if tuned else {**PostprocessParams().to_dict(), "head": model.head}
     name = name or f"livecell-seg U-Net {model.head}"
@@ -562,161 +587,22 @@ def export_bioimageio(
         "U-Net for label-free live-cell segmentation of phase-contrast images (LIVECell), predicting "
         f"{', '.join(channels)} maps; instances come from livecell-seg's seeded watershed (postprocess.json)."
     )
-    torch_version = Version(torch.__version__.split("+")[0])
+    torch_version = v05.Version(torch.__version__.split("+")[0])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".bioimageio-", dir=out.parent))
     try:
         files = work / "files"
-        files.mkdir()
-        shutil.copyfile(Path(unet_module.__file__), files / "unet.py")
-        shutil.copyfile(model.path / MODEL_FILE, files / "weights.pt")
-        export_torchscript(model, files / "weights_torchscript.pt")
-        existing = matching_onnx(model)  # reuse DIR/model.onnx of these weights (export --format onnx)
-        if existing is not None:
-            shutil.copyfile(existing, files / "weights.onnx")
-        else:
-            export_onnx(model, files / "weights.onnx")
-        sample, image_name = _first_sample()
-        image = _test_crop(sample, stride)
-        test_in = image.astype(np.float32)[None, None]
-        test_out = predict_maps(model, image, device="cpu")[None]
-        np.save(files / "test_input.npy", test_in)
-        np.save(files / "test_output.npy", test_out.astype(np.float32))
-        import tifffile  # sample tensors (for people and the website): the same crop as TIFF
-
-        tifffile.imwrite(files / "sample_input.tif", image)
-        tifffile.imwrite(files / "sample_output.tif", test_out[0].astype(np.float32), compression="zlib")
-        _cover(model, sample, files / "cover.png", params)
-        (files / "postprocess.json").write_text(json.dumps(pp, indent=2) + "\n")
-        (files / "config.json").write_text(
-            json.dumps(model.config or {"model": model_to_dict(mc)}, indent=2) + "\n"
-        )
-        (files / "README.md").write_text(
-            _readme(
-                model,
-                name=name,
-                stride=stride,
-                min_size=min_size,
-                postprocess=pp,
-                tuned=tuned,
-                test_image=image_name,
-                license_id=license_id,
-            )
-        )
-
-        in_axes = [
-            BatchAxis(),
-            ChannelAxis(channel_names=[Identifier("phase_contrast")]),
-            SpaceInputAxis(id=AxisId("y"), size=ParameterizedSize(min=min_size, step=stride)),
-            SpaceInputAxis(id=AxisId("x"), size=ParameterizedSize(min=min_size, step=stride)),
-        ]
-        out_axes = [
-            BatchAxis(),
-            ChannelAxis(channel_names=[Identifier(c) for c in channels]),
-            SpaceOutputAxis(
-                id=AxisId("y"), size=SizeReference(tensor_id=TensorId("input"), axis_id=AxisId("y"))
-            ),
-            SpaceOutputAxis(
-                id=AxisId("x"), size=SizeReference(tensor_id=TensorId("input"), axis_id=AxisId("x"))
-            ),
-        ]
-        inputs = InputTensorDescr(
-            id=TensorId("input"),
-            axes=in_axes,
-            description="phase-contrast image (any bit depth), height and width multiples of the stride",
-            test_tensor=FileDescr(source=files / "test_input.npy"),
-            sample_tensor=FileDescr(source=files / "sample_input.tif"),
-            data=IntervalOrRatioDataDescr(type="float32"),
-            preprocessing=[
-                ScaleRangeDescr(
-                    kwargs=ScaleRangeKwargs(
-                        axes=[AxisId("y"), AxisId("x")],
-                        min_percentile=NORM_PERCENTILES[0],
-                        max_percentile=NORM_PERCENTILES[1],
-                    )
-                )
-            ],
-        )
-        outputs = OutputTensorDescr(
-            id=TensorId("output"),
-            axes=out_axes,
-            description=f"sigmoid probabilities: {', '.join(channels)}"[:128],
-            test_tensor=FileDescr(source=files / "test_output.npy"),
-            sample_tensor=FileDescr(source=files / "sample_output.tif"),
-            data=IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-        )
-        arch = ArchitectureFromFileDescr(
-            source=files / "unet.py",
-            callable=Identifier("UNet"),
-            kwargs={**unet_kwargs(mc), "final_activation": "sigmoid"},
-        )
-        weights = WeightsDescr(
-            pytorch_state_dict=PytorchStateDictWeightsDescr(
-                source=files / "weights.pt", architecture=arch, pytorch_version=torch_version
-            ),
-            torchscript=TorchscriptWeightsDescr(
-                source=files / "weights_torchscript.pt",
-                pytorch_version=torch_version,
-                parent="pytorch_state_dict",
-                comment="BatchNorm folded into the convolutions; traced",
-            ),
-            onnx=OnnxWeightsDescr(
-                source=files / "weights.onnx",
-                opset_version=ONNX_OPSET,
-                parent="pytorch_state_dict",
-                comment="BatchNorm folded into the convolutions; torch.onnx (dynamo) export",
-            ),
-        )
-        cfg = model.config or {}
-        optim = cfg.get("optim", {})
-        n_params = int(sum(p.numel() for p in model.net.parameters()))
-        descr = ModelDescr(
+        _write_package_files(model, files, pp=pp, name=name, license_id=license_id)
+        descr = _model_descr(
+            v05,
+            model,
+            files,
             name=name,
             description=description,
-            authors=[Author(name=a) for a in (authors or ["livecell-seg developers"])],
-            cite=[CiteEntry(text=LIVECELL_CITATION, doi=Doi(LIVECELL_DOI))],
-            license=LicenseId(license_id),
-            documentation=FileDescr(source=files / "README.md"),
-            covers=[FileDescr(source=files / "cover.png")],
-            attachments=[
-                FileDescr(source=files / "postprocess.json"),
-                FileDescr(source=files / "config.json"),
-            ],
-            tags=[
-                "unet",
-                "2d",
-                "pytorch",
-                "onnx",
-                "cells",
-                "phase-contrast",
-                "livecell",
-                "instance-segmentation",
-                "semantic-segmentation",
-                "livecell-seg",
-            ],
-            inputs=[inputs],
-            outputs=[outputs],
-            weights=weights,
-            config=Config(
-                bioimageio=BioimageioConfig(
-                    architecture_type="U-Net",
-                    architecture_description=f"U-Net, depth {mc.depth}, {mc.base_features} base features, "
-                    f"{mc.norm} norm, bilinear upsampling; head {mc.head} ({', '.join(channels)})",
-                    modality="phase-contrast microscopy (label-free)",
-                    target_structure=["cells"],
-                    task="semantic segmentation maps for instance segmentation (watershed in livecell-seg)",
-                    model_parameter_count=n_params,
-                    training=TrainingDetails(
-                        training_preprocessing="percentile normalization 1/99.8; random crops, flips, rotations, zoom, intensity",
-                        training_batch_size=cfg.get("data", {}).get("batch_size"),
-                        initial_learning_rate=optim.get("lr"),
-                        learning_rate_schedule=optim.get("schedule"),
-                        loss_function=str(cfg.get("loss", {}).get("kind")) if cfg.get("loss") else None,
-                        optimizer="torch.optim.AdamW",
-                    ),
-                ),
-            ),
+            authors=authors,
+            license_id=license_id,
+            torch_version=torch_version,
         )
         pkg = work / out.name
         save_bioimageio_package(descr, output_path=pkg)
@@ -727,9 +613,6 @@ def export_bioimageio(
         os.replace(pkg, out)
         return check
     except OSError as e:  # a full or read-only file system while the package is built next to out
-        from ..errors import OutputFileError
-        from ..io import describe_os_error
-
         if e.filename is not None and not str(e.filename).startswith(str(work)):
             raise  # about another file (an input): named by the command line's last line of defence
         raise OutputFileError(out, f"cannot be written ({describe_os_error(e)})") from None

@@ -464,17 +464,6 @@ def labels_quality(labels_path: Path) -> float | None:
     return None
 
 
-#: how many frames "check these frames" lists at most
-CHECK_FRAMES = 5
-
-
-def frames_to_check(per_image: Sequence[dict[str, Any]], n: int = CHECK_FRAMES) -> list[dict[str, Any]]:
-    """The ``n`` per-image rows with the lowest quality estimate, worst first (none when no
-    frame has one): the segmentations to look at before trusting the growth figures."""
-    rated = [r for r in per_image if r.get("quality") is not None]
-    return sorted(rated, key=lambda r: (r["quality"], r["file"]))[:n]
-
-
 def tabulate(
     measured: Sequence[tuple[Frame, FrameStats, Path | None]],
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:

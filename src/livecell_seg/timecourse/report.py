@@ -26,18 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..reports import CSS, figure_png, format_number, html_table, img_tag
+
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Frame, TimecourseResult
 
 _WELL_RE = re.compile(r"^([A-Za-z]{1,2})(\d{1,2})$")
 #: at most this many wells get a frame strip in index.html
 MAX_STRIPS = 12
-
-
-def _png(fig: Any, dpi: int = 110) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
 
 
 def well_label(cell_type: str, well: str) -> str:
@@ -114,7 +110,7 @@ def growth_curves_png(
                 loc="upper left",
             )
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.12, top=0.92, wspace=0.22)  # (tight_layout is slow)
-    return _png(fig)
+    return figure_png(fig, 110)
 
 
 _FOLD_TICKS = (
@@ -185,7 +181,7 @@ def absolute_png(per_well_time: Sequence[dict[str, Any]], pixel_size_um: float |
         sec = axes[0].secondary_yaxis("right", functions=(lambda c: c * k, lambda d: d / k))
         sec.set_ylabel("cells per mm²")
     fig.subplots_adjust(left=0.065, right=0.985, bottom=0.13, top=0.96, wspace=0.42)
-    return _png(fig)
+    return figure_png(fig, 110)
 
 
 def plate_layout(wells: Sequence[str]) -> tuple[int, int] | None:
@@ -299,7 +295,7 @@ def plate_heatmap_png(growth: Sequence[dict[str, Any]]) -> bytes | None:
 
     if meaningful:
         fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), shrink=0.8, label="doubling time (h)")
-    return _png(fig)
+    return figure_png(fig, 110)
 
 
 def _circle(x: float, y: float, face: Any, edge: str, hatch: str | None = None) -> Any:
@@ -423,24 +419,29 @@ def _fmt_time(t_h: float) -> str:
     return f"{int(d):02d}d{rem:04.1f}h" if rem % 1 else f"{int(d):02d}d{int(rem):02d}h"
 
 
+#: how many frames "check these frames" lists at most
+CHECK_FRAMES = 5
+
+
+def frames_to_check(per_image: Sequence[dict[str, Any]], n: int = CHECK_FRAMES) -> list[dict[str, Any]]:
+    """The ``n`` per-image rows with the lowest quality estimate, worst first (none when no
+    frame has one): the segmentations to look at before trusting the growth figures."""
+    rated = [r for r in per_image if r.get("quality") is not None]
+    return sorted(rated, key=lambda r: (r["quality"], r["file"]))[:n]
+
+
 # --------------------------------------------------------------------------------------------------
 # index.html
 # --------------------------------------------------------------------------------------------------
 def _num(v: Any, nd: int = 1) -> str:
+    """A table cell: a float with ``nd`` decimals (NaN -> ``–``, infinities -> ``∞``), else escaped text."""
     if isinstance(v, float):
-        if v != v:
-            return "–"
-        if math.isinf(v):
-            return "∞"
-        return f"{v:,.{nd}f}"
+        return "∞" if math.isinf(v) else format_number(v, nd)
     return html.escape(str(v))
 
 
-def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dict[str, bytes]) -> str:
-    """The report page: settings, skipped files, growth table, plots, per-time table, frames."""
-    from ..data.eda import _CSS, _img_tag, _table
-    from .analysis import frames_to_check
-
+def _header_html(result: TimecourseResult) -> list[str]:
+    """The page head, the title and the run's summary; the skipped files."""
     e = html.escape
     s = result.settings
     n_wells = len({(r["cell_type"], r["well"]) for r in result.per_image})
@@ -453,7 +454,7 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>livecell-seg time course</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>Time course: confluence, cell counts and growth</h1>",
         f"<p>{len(result.per_image)} image(s) of {n_wells} well(s), {src}. "
         f"Pixel size {px if px else '–'} µm. Made by <code>livecell-seg timecourse</code> in "
@@ -478,8 +479,13 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
             "(<code>--quality</code>: agreement with a segmentation of the mirrored image, 0-1), "
             f"worst first; look at their outlines before trusting the growth figures:</p><ol>{items}</ol>"
         )
-    fit = s.get("fit", {})
-    parts.append("<h2>Growth per well</h2>")
+    return parts
+
+
+def _growth_html(result: TimecourseResult) -> list[str]:
+    """The growth table (one row per well and metric) and how the fits were made."""
+    e = html.escape
+    fit = result.settings.get("fit", {})
     rows = []
     for g in result.growth:
         rows.append(
@@ -494,21 +500,7 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
                 "yes" if g["meaningful"] else f"<span class='warn'>no: {e(g['reason'])}</span>",
             ]
         )
-    parts.append(
-        _table(
-            [
-                "well",
-                "metric",
-                "doubling time [95% CI]",
-                "rate (1/h)",
-                "R²",
-                "time points used",
-                "hours",
-                "meaningful",
-            ],
-            rows,
-        )
-    )
+    header = ["well", "metric", "doubling time [95% CI]", "rate (1/h)", "R²", "time points used", "hours"]
     rule = (
         "the three-phase linear model (lag, exponential, plateau; Buchanan et al. 1997) fitted to "
         "ln(value) with breakpoints at observed time points, the variant with or without lag and "
@@ -516,55 +508,74 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
         if not fit.get("fit_range_h")
         else f"the time points from {fit['fit_range_h'][0]:g} to {fit['fit_range_h'][1]:g} h (given)"
     )
-    parts.append(
+    return [
+        "<h2>Growth per well</h2>",
+        html_table([*header, "meaningful"], rows),
         "<p class='note'>Fit: ln(mean over fields and crops) against time, ordinary least squares over "
         f"the exponential phase, 95% CI from Student's t on the slope. Exponential phase: {e(rule)}. "
         "Not meaningful: fewer than 3 time points with cells, no increase, a rate whose CI includes 0, "
-        f"or R² below {fit.get('min_r2')}.</p>"
-    )
+        f"or R² below {fit.get('min_r2')}.</p>",
+    ]
+
+
+def _figures_html(figures: dict[str, bytes], strips: dict[str, bytes]) -> list[str]:
+    """The plots, then the frame strips of each well."""
+    e = html.escape
     titles = {
         "growth_curves": "Growth curves (relative to the first time point)",
         "absolute": "Counts and confluence (mean ± SD over fields and crops)",
         "doubling_time_plate": "Doubling times on the plate",
     }
+    parts = []
     for key, title in titles.items():
         if key in figures:
-            parts.append(f"<h2>{e(title)}</h2>{_img_tag(figures[key], title)}")
+            parts.append(f"<h2>{e(title)}</h2>{img_tag(figures[key], title)}")
     if strips:
         parts.append("<h2>Segmentations over time</h2>")
         for name, png in strips.items():
-            parts.append(f"<h3>{e(name)}</h3>{_img_tag(png, name)}")
-    parts.append("<h2>Per well and time point</h2><details><summary>table</summary>")
-    parts.append(
-        _table(
-            [
-                "well",
-                "time (h)",
-                "images",
-                "count",
-                "SD",
-                "confluence (%)",
-                "SD",
-                "cells/mm²",
-                "median area (µm²)",
-            ],
-            [
-                [
-                    e(well_label(r["cell_type"], r["well"])),
-                    _num(r["time_h"]),
-                    r["n_images"],
-                    _num(r["count_mean"]),
-                    _num(r["count_sd"]),
-                    _num(r["confluence_mean"], 2),
-                    _num(r["confluence_sd"], 2),
-                    _num(r["cells_per_mm2_mean"], 0),
-                    _num(r["median_area_um2_mean"], 0),
-                ]
-                for r in result.per_well_time
-            ],
-        )
-    )
-    parts.append("</details></body></html>")
+            parts.append(f"<h3>{e(name)}</h3>{img_tag(png, name)}")
+    return parts
+
+
+def _per_well_time_html(result: TimecourseResult) -> list[str]:
+    """The table of every well and time point (folded)."""
+    header = [
+        "well",
+        "time (h)",
+        "images",
+        "count",
+        "SD",
+        "confluence (%)",
+        "SD",
+        "cells/mm²",
+        "median area (µm²)",
+    ]
+    rows = [
+        [
+            html.escape(well_label(r["cell_type"], r["well"])),
+            _num(r["time_h"]),
+            r["n_images"],
+            _num(r["count_mean"]),
+            _num(r["count_sd"]),
+            _num(r["confluence_mean"], 2),
+            _num(r["confluence_sd"], 2),
+            _num(r["cells_per_mm2_mean"], 0),
+            _num(r["median_area_um2_mean"], 0),
+        ]
+        for r in result.per_well_time
+    ]
+    return ["<h2>Per well and time point</h2><details><summary>table</summary>", html_table(header, rows)]
+
+
+def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dict[str, bytes]) -> str:
+    """The report page: settings, skipped files, growth table, plots, per-time table, frames."""
+    parts = [
+        *_header_html(result),
+        *_growth_html(result),
+        *_figures_html(figures, strips),
+        *_per_well_time_html(result),
+        "</details></body></html>",
+    ]
     return "\n".join(parts)
 
 
