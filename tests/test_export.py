@@ -133,13 +133,14 @@ def test_predict_backend_onnxruntime_on_a_local_dask_worker(model_dir, tmp_path,
     Runtime and write the labels serial onnxruntime predict writes."""
     pytest.importorskip("distributed")
     from livecell_seg.inference import distributed as dist
+    from livecell_seg.inference import runner
     from livecell_seg.inference.predict import PredictSettings
     from livecell_seg.inference.runner import predict_paths
 
     # the command line hands the backend to the Dask runner
     seen = {}
     real_run_images = dist.run_images
-    monkeypatch.setattr(dist, "run_images", lambda *a, **k: seen.update(k) or real_run_images(*a, **k))
+    monkeypatch.setattr(runner, "run_images", lambda *a, **k: seen.update(k) or real_run_images(*a, **k))
     img = str(SAMPLES[0])
     argv = ["predict", "--model", str(model_dir), "-i", img, "--threads", "1", "--scale", "1", "-q"]
     assert (
