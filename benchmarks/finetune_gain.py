@@ -102,6 +102,8 @@ def recipe_for(name: str):  # noqa: ANN201
     r = Recipe()
     return {
         "guarded": r,
+        "guarded_v1": replace(r, distill=1.0, replay_zooms=(1.0,)),
+        "lowlr": replace(r, lr=3e-5),
         "naive": replace(r, lr=3e-4, replay=0, distill=0.0, freeze_bn=False),
         "nodistill": replace(r, replay=0, distill=0.0),
         "native": replace(r, zoom="none"),

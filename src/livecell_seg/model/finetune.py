@@ -73,7 +73,9 @@ class Recipe:
 
     ``lr``: AdamW learning rate (constant after ``warmup`` steps); ``batch``: crops per step, of which
     ``replay`` are replay crops (the bundled sample images, loss = distillation towards the base
-    model, weighted ``distill``); ``crop``: crop side in pixels (at the training zoom);
+    model, weighted ``distill``), shown at their auto zoom times each of ``replay_zooms`` (the first
+    pass of ``--scale auto`` shows the network cells of every size at zoom 1: its behaviour there
+    is kept too); ``crop``: crop side in pixels (at the training zoom);
     ``freeze_bn``: BatchNorm layers in eval mode (running statistics frozen); ``intensity``:
     strength of the intensity augmentation (flips and 90° rotations always).
     """
@@ -83,7 +85,8 @@ class Recipe:
     warmup: int = 10
     batch: int = 4
     replay: int = 2
-    distill: float = 1.0
+    distill: float = 10.0
+    replay_zooms: tuple[float, ...] = (0.7, 1.0, 1.5)
     crop: int = 256
     freeze_bn: bool = True
     intensity: float = 0.5
@@ -102,6 +105,8 @@ class Recipe:
         check_finite(self.crop, "crop", 16, 4096)
         check_finite(self.intensity, "intensity", 0, 10)
         check_finite(self.grad_clip, "grad_clip", 0, 1e9)
+        if not self.replay_zooms or not all(0.1 <= float(z) <= 10 for z in self.replay_zooms):
+            raise LivecellError(f"recipe replay_zooms must be zooms in [0.1, 10], got {self.replay_zooms!r}")
         if self.zoom not in ("auto", "none"):
             raise LivecellError(f"recipe zoom must be 'auto' or 'none', got {self.zoom!r}")
 
@@ -448,9 +453,8 @@ def finetune(
         replay_names: list[str] = []
         if recipe.replay > 0:
             for name, img in replay_images():
-                replay.append(
-                    _prepare(img, None, auto_zoom(base, img) if recipe.zoom == "auto" else 1.0, head)
-                )
+                z = auto_zoom(base, img) if recipe.zoom == "auto" else 1.0
+                replay.extend(_prepare(img, None, z * float(f), head) for f in recipe.replay_zooms)
                 replay_names.append(name)
         side = _crop_side([p.image.shape for p in train + replay], recipe.crop, stride)
 
