@@ -14,7 +14,9 @@ from livecell_seg.io import normalize_image, read_image, write_labels
 from livecell_seg.model.heads import HEADS
 from livecell_seg.model.targets import make_targets
 
-PRODUCT_COMMANDS = "download convert split eda train predict timecourse tune evaluate demo app".split()
+PRODUCT_COMMANDS = (
+    "download convert split eda train predict timecourse finetune tune evaluate demo app".split()
+)
 
 
 def test_help_is_light_and_lists_every_subcommand():
@@ -29,7 +31,7 @@ def test_help_is_light_and_lists_every_subcommand():
     probe = (
         "import sys, contextlib, io, livecell_seg.cli as c\n"
         "c.build_parser()\n"
-        "for argv in (['--help'], ['predict', '--help'], ['timecourse', '--help'], ['train', '--help']):\n"
+        "for argv in (['--help'], ['predict', '--help'], ['timecourse', '--help'], ['train', '--help'], ['finetune', '--help']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        c.main(argv)\n"
         f"print(*(m in sys.modules for m in {heavy!r}))"

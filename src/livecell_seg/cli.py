@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pseudolabel": ("pseudolabel", "confident cells of a model on unannotated images, for self-training"),
     "postprocess": ("postprocess", "re-run instance extraction from saved probability maps"),
     "timecourse": ("timecourse", "time lapse: confluence, cell counts and doubling times per well"),
+    "finetune": ("finetune", "fine-tune a model on a few corrected images (minutes on a CPU)"),
     "tune": ("tune", "tune watershed parameters on a validation set"),
     "evaluate": ("evaluate", "LIVECell-protocol instance evaluation (COCO mask AP, AFNR, mSA, F1, ...)"),
     "export": ("export", "export a model as a BioImage Model Zoo (bioimage.io) package or ONNX"),
