@@ -294,3 +294,104 @@ def test_full_viewer_screenshot(tmp_path):
         assert im.size[0] >= 1000 and im.size[1] >= 600
         rgb = np.asarray(im.convert("RGB"))
     assert rgb.std() > 20  # not a blank window
+
+
+# --------------------------------------------------------------------------------------------------
+# fine-tuning on corrections (issue 25)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_base(tmp_path, keep_torch_threads):
+    """A tiny BatchNorm U-Net model folder (a fine-tuning step takes milliseconds)."""
+    import json
+
+    from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(head="fg+dist", base_features=4, depth=2, cell_diameter=12.0, predict_scale=1.0)
+    d = tmp_path / "base"
+    save_model_dir(
+        d, build_model(cfg).eval(), {"model": model_to_dict(cfg), "loss": {"kind": "bce_dice"}}, {}
+    )
+    (d / "provenance.json").write_text(json.dumps({"training": {"recipe": "random"}, "scores": {}}))
+    return d
+
+
+def _corrected(viewer, name: str = "mine") -> np.ndarray:
+    """An image layer and its corrected ``<name> cells`` layer (two planes: one corrected, one empty)."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros((2, 48, 56), np.int32)
+    for k, (y, x) in enumerate([(10, 10), (10, 30), (30, 15), (32, 40)], start=1):
+        labels[0, y - 5 : y + 5, x - 5 : x + 5] = k
+    img = (40 + 150 * (labels > 0) + rng.normal(0, 8, labels.shape)).clip(0, 255).astype(np.uint8)
+    viewer.add_image(img, name=name)
+    viewer.add_labels(labels, name=f"{name} cells")
+    return labels
+
+
+def test_finetune_on_corrections_trains_in_a_worker_saves_and_offers_the_model(
+    qtbot, viewer_and_widget, tiny_base, tmp_path
+):
+    import json
+
+    from livecell_seg.model.finetune import Recipe
+
+    viewer, widget = viewer_and_widget
+    widget.model_kind.value = _widget.FOLDER
+    widget.model_dir.value = tiny_base
+    labels = _corrected(viewer)
+    examples = widget.corrections()
+    assert [e.name for e in examples] == ["mine plane 0"]  # the empty plane is not a correction
+    np.testing.assert_array_equal(examples[0].labels, labels[0])
+    # nothing to do without an output folder
+    assert widget.finetune() is None and "folder for the new model" in widget.status.value
+    widget.ft_out.value = tmp_path / "mine_model"
+    widget.ft_steps.value = 3
+    widget.ft_recipe = Recipe(replay=0, crop=32, batch=2, warmup=0)
+    seen = []
+    worker = widget.finetune()
+    assert worker is not None and widget.busy and not widget.ft_button.enabled
+    assert not widget.ft_stop.native.isHidden()
+    worker.yielded.connect(seen.append)
+    _wait(qtbot, widget)
+    out = tmp_path / "mine_model"
+    assert widget.finetuned == out and (out / "model.pt").is_file()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["finetune"]["steps"] == 3 and prov["finetune"]["images"][0]["name"] == "mine plane 0"
+    assert any(d == t == 3 for d, t, _ in seen)  # the progress bar reached the end from the thread
+    # (the dock is not shown offscreen: isHidden says what the widget asked for)
+    assert "use it for the next image" in widget.status.value and not widget.ft_use.native.isHidden()
+    assert widget.ft_button.enabled and widget.ft_stop.native.isHidden()
+    widget.use_finetuned()
+    assert widget.model_kind.value == _widget.FOLDER and Path(widget._model_dir) == out
+    widget.run()
+    _wait(qtbot, widget)
+    assert "cells" in widget.status.value
+
+
+def test_stop_leaves_a_usable_fine_tuned_folder(qtbot, viewer_and_widget, tiny_base, tmp_path):
+    from livecell_seg.model.finetune import Recipe
+    from livecell_seg.model.folder import load_model_dir
+
+    viewer, widget = viewer_and_widget
+    widget.model_kind.value = _widget.FOLDER
+    widget.model_dir.value = tiny_base
+    _corrected(viewer)
+    widget.ft_out.value = tmp_path / "stopped"
+    widget.ft_steps.value = 5000
+    widget.ft_recipe = Recipe(replay=0, crop=32, batch=2, warmup=0)
+    worker = widget.finetune()
+    worker.yielded.connect(lambda v: v[0] >= 2 and widget.stop_finetune())
+    _wait(qtbot, widget)
+    assert widget.finetuned == tmp_path / "stopped" and "stopped early" in widget.status.value
+    load_model_dir(tmp_path / "stopped")  # a usable folder
+
+
+def test_finetune_without_corrections_says_what_to_do(viewer_and_widget, tiny_base, tmp_path):
+    viewer, widget = viewer_and_widget
+    widget.model_kind.value = _widget.FOLDER
+    widget.model_dir.value = tiny_base
+    viewer.add_image(np.zeros((20, 20), np.uint8), name="plain")
+    widget.ft_out.value = tmp_path / "x"
+    assert widget.finetune() is None and "No corrected cells" in widget.status.value
+    viewer.add_labels(np.zeros((20, 21), np.int32), name="plain cells")
+    assert widget.finetune() is None and "differs from plain" in widget.status.value

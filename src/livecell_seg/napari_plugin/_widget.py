@@ -10,11 +10,19 @@ zoom), so changing a post-processing field re-runs only the watershed. A 2-D ima
 The zoom is the model's default (what ``predict`` uses: ``auto`` for the bundled model) unless
 chosen otherwise. The work itself is :mod:`livecell_seg.app.logic` (the web app's functions):
 ``network_maps`` (network at a zoom), ``segment`` (watershed), ``param_specs`` (which parameters a head uses).
+
+**Fine-tune on corrections**: after correcting a ``<image> cells`` Labels layer (paint, erase, fill,
+split, merge with napari's label tools), the button fine-tunes the chosen model on every corrected
+image (each Image layer with a ``<image> cells`` layer; every plane of a stack that has cells) with
+:func:`livecell_seg.model.finetune.finetune` in a worker thread (progress bar, Stop keeps a usable
+folder), saves the new model folder where the user chose, and offers it for the next image.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +171,17 @@ class SegmentWidget(Container):
         self.status = Label(value="")
         self.params_box = Container(labels=True, label="")
         self.reset_button = PushButton(text="Reset to the model's values")
+        #: fine-tuning on the corrected ``<image> cells`` layers
+        self.ft_out = FileEdit(label="New model folder", mode="d")
+        self.ft_steps = SpinBox(label="Steps", min=1, max=5000, value=150)
+        self.ft_button = PushButton(text="Fine-tune on corrections")
+        self.ft_stop = PushButton(text="Stop fine-tuning", visible=False)
+        self.ft_use = PushButton(text="Use the fine-tuned model", visible=False)
+        #: the last fine-tuned model folder (None before the first)
+        self.finetuned: Path | None = None
+        #: the fine-tuning recipe (None: :class:`~livecell_seg.model.finetune.Recipe`'s defaults)
+        self.ft_recipe: Any = None
+        self._ft_stop_requested = threading.Event()
         self.extend(
             [
                 self.image,
@@ -179,12 +198,21 @@ class SegmentWidget(Container):
                 Label(value="<b>Post-processing</b> (re-runs only the watershed)"),
                 self.params_box,
                 self.reset_button,
+                Label(value="<b>Fine-tune</b> on the corrected cells layers"),
+                self.ft_out,
+                self.ft_steps,
+                self.ft_button,
+                self.ft_stop,
+                self.ft_use,
             ]
         )
         self.model_kind.changed.connect(self._on_model_changed)
         self.model_dir.changed.connect(self._on_model_changed)
         self.run_button.changed.connect(self.run)
         self.reset_button.changed.connect(self.reset_params)
+        self.ft_button.changed.connect(self.finetune)
+        self.ft_stop.changed.connect(self.stop_finetune)
+        self.ft_use.changed.connect(self.use_finetuned)
         layers = self.viewer.layers
         for ev in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             ev.connect(self._refresh_images)
@@ -463,8 +491,134 @@ class SegmentWidget(Container):
         except Exception:  # noqa: BLE001 - a notification is a nicety
             pass
 
+    # ------------------------------------------------------------------ fine-tuning
+    def corrections(self) -> list[Any]:
+        """The corrected images: every Image layer with a ``<image> cells`` Labels layer of the same
+        shape, one :class:`~livecell_seg.model.finetune.CorrectedImage` per plane that has cells."""
+        from napari.layers import Image, Labels
+
+        from ..model.finetune import CorrectedImage
+
+        out = []
+        for layer in self.viewer.layers:
+            cells = f"{layer.name} cells"
+            if not isinstance(layer, Image) or cells not in self.viewer.layers:
+                continue
+            lab_layer = self.viewer.layers[cells]
+            if not isinstance(lab_layer, Labels):
+                continue
+            planes, lead = image_planes(layer.data, bool(getattr(layer, "rgb", False)), layer.name)
+            labels = np.asarray(lab_layer.data)
+            if labels.shape != (*lead, *planes.shape[-2:]):
+                raise LivecellError(
+                    f"{cells}: its shape {labels.shape} differs from {layer.name}'s {(*lead, *planes.shape[-2:])}"
+                )
+            labels = labels.reshape(len(planes), *planes.shape[-2:])
+            for i, (img, lab) in enumerate(zip(planes, labels)):
+                if lab.max() > 0:
+                    name = layer.name if len(planes) == 1 else f"{layer.name} plane {i}"
+                    out.append(CorrectedImage(name, img, lab.astype(np.int32)))
+        return out
+
+    def finetune(self, _value: Any = None) -> Any:
+        """Fine-tune the chosen model on the corrections in a worker thread; returns the worker."""
+        from napari.qt.threading import thread_worker
+
+        from ..model.finetune import finetune
+
+        if self.busy:
+            self._set_status("Busy: wait for the current run to finish.")
+            return None
+        if self._model_dir is None:
+            self._set_status("Choose a model first.")
+            return None
+        out = str(self.ft_out.value or "")
+        if out in ("", "."):
+            self._set_status("Choose a folder for the new model first.")
+            return None
+        try:
+            examples = self.corrections()
+        except LivecellError as e:
+            self._set_status(str(e))
+            return None
+        if not examples:
+            self._set_status("No corrected cells: segment an image and correct its cells layer first.")
+            return None
+        base, steps, out_dir, recipe = self._model_dir, int(self.ft_steps.value), Path(out), self.ft_recipe
+        stop = self._ft_stop_requested
+        stop.clear()
+
+        def job():  # noqa: ANN202 - generator: yields (done, total, message), returns the new folder
+            # finetune reports progress from its own loop: it runs in a thread of its own here and
+            # this generator hands its progress to the Qt side
+            events: queue.Queue = queue.Queue()
+            result: dict[str, Any] = {}
+
+            def target() -> None:
+                try:
+                    result["path"] = finetune(
+                        examples,
+                        out_dir,
+                        base,
+                        steps=steps,
+                        recipe=recipe,
+                        progress=lambda done, total: events.put((done, total)),
+                        should_stop=stop.is_set,
+                    )
+                except BaseException as e:  # noqa: BLE001 - handed to the worker's errored signal
+                    result["error"] = e
+                finally:
+                    events.put(None)
+
+            yield 0, steps, f"fine-tuning on {len(examples)} corrected image(s)…"
+            runner = threading.Thread(target=target, name="livecell-seg finetune", daemon=True)
+            runner.start()
+            while (item := events.get()) is not None:
+                done, total = item
+                yield done, total, f"fine-tuning: step {done}/{total}"
+            runner.join()
+            if "error" in result:
+                raise result["error"]
+            return result["path"]
+
+        worker = thread_worker(job, start_thread=False)()
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_finetuned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.ft_button.enabled = False
+        self.ft_stop.visible = True
+        self.ft_use.visible = False
+        worker.start()
+        return worker
+
+    def stop_finetune(self, _value: Any = None) -> None:
+        """Ask the running fine-tuning to stop after its current step (the folder stays usable)."""
+        self._ft_stop_requested.set()
+        self._set_status("stopping after this step…")
+
+    def _on_finetuned(self, path: Any) -> None:
+        self.finetuned = Path(path)
+        self.progress.value = self.progress.max
+        stopped = " (stopped early)" if self._ft_stop_requested.is_set() else ""
+        self._set_status(f"fine-tuned model saved to {self.finetuned}{stopped}: use it for the next image?")
+        self.ft_use.visible = True
+
+    def use_finetuned(self, _value: Any = None) -> None:
+        """Segment with the last fine-tuned model from now on."""
+        if self.finetuned is None:
+            return
+        self.model_dir.value = self.finetuned
+        self.model_kind.value = FOLDER
+        self._on_model_changed()
+        self.ft_use.visible = False
+
     def _on_finished(self) -> None:
         self._worker = None
+        self.ft_button.enabled = True
+        self.ft_stop.visible = False
         self.run_button.enabled = self._model_dir is not None
         if self._pending_watershed:
             self._pending_watershed = False
