@@ -937,7 +937,6 @@ def run_timecourse(
     recorded in ``timecourse.json``).
     """
     from ..inference.predict import PredictSettings
-    from ..io import list_images
     from ..options import check_finite
 
     check_finite(min_r2, "min_r2", 0, 1)
@@ -947,22 +946,7 @@ def run_timecourse(
     t0 = time.perf_counter()
     out = Path(out_dir)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    out_abs = out.resolve()
-    paths = [p for p in list_images(items) if out_abs not in p.resolve().parents]
-    if not paths:
-        raise LivecellError(
-            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, items))}"
-        )
-    frames, bad = parse_names(paths, pattern)
-    skipped: list[tuple[Path, str]] = []
-    if bad:
-        msg = unparsed_message(bad, len(paths), pattern)
-        if not frames:
-            raise LivecellError(msg)
-        log.error("skipped %s", msg)
-        skipped += [
-            (p, f"{p}: {name_problem(p, pattern) or 'file name does not match the pattern'}") for p in bad
-        ]
+    paths, frames, skipped = _named_frames(items, out, pattern)
     t_parse = time.perf_counter()
     if labels_dir is not None:
         seg = find_label_files([f.path for f in frames], labels_dir)
@@ -988,25 +972,19 @@ def run_timecourse(
     per_well_time = aggregate(rows)
     growth = fit_wells(per_well_time, min_r2=min_r2, fit_range=fit_range)
     t_fit = time.perf_counter()
-
     run_settings = {
         "inputs": [str(p) for p in items],
         "pattern": pattern,
         "labels_dir": str(labels_dir) if labels_dir is not None else None,
         "model": _model_name(model_dir, model) if labels_dir is None else None,
         "pixel_size_um": pixel_size_um,
-        "fit": {
-            "min_r2": min_r2,
-            "fit_range_h": list(fit_range) if fit_range is not None else None,
-            "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
-        },
+        "fit": _fit_settings(min_r2, fit_range),
         "predict": _jsonable_settings(predict_settings) if labels_dir is None else None,
     }
     measured = {r["file"] for r in rows}
-    frames_used = [f for f in frames if str(f.path) in measured]
     res = TimecourseResult(
         out_dir=out,
-        frames=frames_used,
+        frames=[f for f in frames if str(f.path) in measured],
         per_image=rows,
         per_well_time=per_well_time,
         growth=growth,
@@ -1020,6 +998,42 @@ def run_timecourse(
     with folder_lock(out, "timecourse"):  # a second run writing the same tables at once is refused
         _write_outputs(res, paths, skipped, run_settings, seg, report, (t0, t_parse, t_seg, t_fit))
     return res
+
+
+def _named_frames(
+    items: list[str | Path], out: Path, pattern: str | None
+) -> tuple[list[Path], list[Frame], list[tuple[Path, str]]]:
+    """The images of ``items`` (those inside ``out`` left out), the frames whose names parse, and
+    the files skipped (with their reasons: logged). Raises :class:`LivecellError` when no image is
+    found or no name parses."""
+    from ..io import list_images
+
+    out_abs = out.resolve()
+    paths = [p for p in list_images(items) if out_abs not in p.resolve().parents]
+    if not paths:
+        raise LivecellError(
+            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, items))}"
+        )
+    frames, bad = parse_names(paths, pattern)
+    skipped: list[tuple[Path, str]] = []
+    if bad:
+        msg = unparsed_message(bad, len(paths), pattern)
+        if not frames:
+            raise LivecellError(msg)
+        log.error("skipped %s", msg)
+        skipped += [
+            (p, f"{p}: {name_problem(p, pattern) or 'file name does not match the pattern'}") for p in bad
+        ]
+    return paths, frames, skipped
+
+
+def _fit_settings(min_r2: float, fit_range: tuple[float, float] | None) -> dict[str, Any]:
+    """The growth-fit settings recorded in ``timecourse.json``."""
+    return {
+        "min_r2": min_r2,
+        "fit_range_h": list(fit_range) if fit_range is not None else None,
+        "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
+    }
 
 
 def _write_outputs(
