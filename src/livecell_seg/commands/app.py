@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..app import launch
+from ..options import integer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import integer
-
     parser.add_argument(
         "--port",
         type=integer(0, 65535),
@@ -23,6 +24,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the app until interrupted (Ctrl+C or SIGTERM)."""
-    from ..app import launch
-
     return launch(args.port, args.model, open_browser=not args.no_browser)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.coco import DEFAULT_MIN_FRAGMENT
+from ..errors import LivecellError
+from ..options import integer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..data.coco import DEFAULT_MIN_FRAGMENT
-    from ..options import integer
-
     parser.add_argument("--json", required=True, help="COCO annotation json (LIVECell's, list or dict form)")
     parser.add_argument(
         "--images",
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..data.convert import convert
-    from ..errors import LivecellError
 
     if args.workers is not None and args.workers < 1:
         raise LivecellError("--workers must be at least 1")

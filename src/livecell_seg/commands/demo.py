@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..demo import DemoOptions, run_demo
+from ..options import number, seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import number, seed
-
     parser.add_argument(
         "--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)"
     )
@@ -39,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..demo import DemoOptions, run_demo
-
     run_demo(
         DemoOptions(
             out=args.out,

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.download import (
+    BASE_URL,
+    DEFAULT_GROUPS,
+    ENV_BASE_URL,
+    ENV_MAX_UNZIPPED,
+    ENV_SHA256,
+    GROUPS,
+    download,
+    resolve_base_url,
+)
+from ..errors import LivecellError
+from ..options import integer, number
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..data.download import BASE_URL, DEFAULT_GROUPS, ENV_BASE_URL, ENV_MAX_UNZIPPED, ENV_SHA256, GROUPS
-    from ..options import integer, number
-
     parser.add_argument("--out", default="data/livecell", help="target folder (default data/livecell)")
     parser.add_argument(
         "--what",
@@ -54,9 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     import sys
-
-    from ..data.download import download, resolve_base_url
-    from ..errors import LivecellError
 
     if args.retries < 0:
         raise LivecellError("--retries must be >= 0")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import integer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import integer
-
     parser.add_argument(
         "--json",
         action="append",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import integer, number
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import integer, number
-
     parser.add_argument("--gt", required=True, type=Path, help="COCO annotation json (ground truth)")
     parser.add_argument(
         "--pred",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import LivecellError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
@@ -42,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from ..errors import LivecellError
     from ..inference.network_export import ONNX_OPSET, export_onnx
     from ..inference.predict import load_model_for_predict
     from ..model.export import export_bioimageio

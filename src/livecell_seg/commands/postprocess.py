@@ -7,6 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..errors import InputFileError, LivecellError, OutputFileError
+from ..model.heads import HEADS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
@@ -24,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="post-processing parameters: a JSON file or a model folder (its postprocess.json); "
         "default: built-in defaults",
     )
-    from ..model.heads import HEADS
-
     parser.add_argument(
         "--head",
         choices=tuple(HEADS),
@@ -35,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_params(path: Path | None):  # noqa: ANN202
-    from ..errors import InputFileError
     from ..inference.postprocess import PostprocessParams
     from ..model.folder import POSTPROCESS_FILE
 
@@ -50,7 +50,6 @@ def _read_params(path: Path | None):  # noqa: ANN202
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..errors import InputFileError, LivecellError
     from ..inference.postprocess import list_maps
     from ..io import check_input_file, folder_lock
 
@@ -90,11 +89,9 @@ def _record(params, head: str | None, maps_file: Path) -> dict:  # noqa: ANN001
 
 
 def _run_locked(args: argparse.Namespace, files: list[Path], params) -> int:  # noqa: ANN001
-    from ..errors import InputFileError, LivecellError, OutputFileError
     from ..inference.postprocess import instances_from_maps, load_maps
     from ..inference.predict import settings_change
     from ..io import read_labels_record, sweep_stale_parts, write_labels
-    from ..model.heads import HEADS
 
     sweep_stale_parts(args.out, recursive=False)
     failed = done = skipped = 0

@@ -6,15 +6,25 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+# light (standard library only): the parser and --help import no numpy, torch or Dask
+from ..errors import LivecellError
+from ..inference.distributed import (
+    CLUSTER_KINDS,
+    INSTALL_HINT,
+    MAX_IMAGES_PER_TASK,
+    TASKS_PER_WORKER,
+    ClusterOptions,
+    summary_line,
+)
+from ..options import SCALE_RANGE, integer, number, scale_or_auto
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.predict import PredictSettings
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and network options shared by every command that segments images (predict,
-    timecourse), with the Dask cluster options (:func:`livecell_seg.inference.distributed.add_cluster_arguments`)."""
-    from ..options import SCALE_RANGE, integer, number, scale_or_auto
-
+    timecourse), with the Dask cluster options (:func:`add_cluster_arguments`)."""
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
         "--params", metavar="JSON", help="post-processing parameters (default: the model's postprocess.json)"
@@ -78,8 +88,6 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         help="estimate each image's segmentation quality (0-1: agreement with a segmentation of the "
         "mirrored image; one more network pass per image) into OUT/summary.csv; default: off",
     )
-    from ..inference.distributed import add_cluster_arguments
-
     add_cluster_arguments(parser)
 
 
@@ -88,12 +96,74 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
 MAX_OVERLAP = 0.75
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scheduler``, ``--local-workers``, ``--cluster`` (+ ``--jobs --cores --memory
+    --walltime``) and ``--images-per-task`` to a command's parser, in their own group."""
+    g = parser.add_argument_group(
+        "parallel run on Dask workers (needs " + INSTALL_HINT + "; without these options: serial)"
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use the workers of a running Dask scheduler, e.g. tcp://10.1.2.3:8786",
+    )
+    g.add_argument(
+        "--local-workers",
+        type=integer(1, 1024),
+        metavar="N",
+        help="start N single-threaded Dask worker processes on this machine",
+    )
+    g.add_argument(
+        "--cluster",
+        choices=CLUSTER_KINDS,
+        help="start Dask workers as batch jobs through dask-jobqueue (unset values come from its "
+        "config, e.g. ~/.config/dask/jobqueue.yaml: queue, account, job_extra_directives, ...)",
+    )
+    g.add_argument(
+        "--jobs",
+        type=integer(1, 10_000),
+        metavar="N",
+        help="with --cluster: batch jobs to submit (default 1)",
+    )
+    g.add_argument(
+        "--cores",
+        type=integer(1, 4096),
+        metavar="N",
+        help="with --cluster: cores per job (one 1-thread worker per core)",
+    )
+    g.add_argument("--memory", metavar="SIZE", help="with --cluster: memory per job, e.g. 16GB")
+    g.add_argument("--walltime", metavar="TIME", help="with --cluster: time limit per job, e.g. 02:00:00")
+    g.add_argument(
+        "--images-per-task",
+        type=integer(1, 10_000),
+        metavar="N",
+        help=f"images per Dask task (default: enough tasks for {TASKS_PER_WORKER} per worker, 1 to {MAX_IMAGES_PER_TASK})",
+    )
+
+
+def cluster_options_from_args(args: argparse.Namespace) -> ClusterOptions | None:
+    """The :class:`ClusterOptions` of parsed arguments, or None when no cluster option was given
+    (then the command runs serially). Raises a one-line :class:`LivecellError` on bad values."""
+    names = (
+        "scheduler",
+        "local_workers",
+        "cluster",
+        "jobs",
+        "cores",
+        "memory",
+        "walltime",
+        "images_per_task",
+    )
+    values = {n: getattr(args, n, None) for n in names}
+    if all(v is None for v in values.values()):
+        return None
+    return ClusterOptions(**values)
+
+
 def network_settings(args: argparse.Namespace) -> PredictSettings:
     """Check the options of :func:`add_network_arguments` and return them as the
     :class:`~livecell_seg.inference.predict.PredictSettings` of a run (``--model`` excluded; ``cluster`` is
     None without a cluster option: serial; outputs not chosen)."""
-    from ..inference.distributed import cluster_options_from_args
-
     params = None
     if args.params:
         from ..inference.postprocess import PostprocessParams
@@ -160,7 +230,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..errors import LivecellError
     from ..inference.runner import predict_paths
 
     if args.rank_for_correction and args.quality is False:
@@ -198,8 +267,6 @@ def run(args: argparse.Namespace) -> int:
             line += f"; quality {qs[0]:.2f}-{qs[-1]:.2f} (median {qs[len(qs) // 2]:.2f})"
         print(line)
         if summary.workers:
-            from ..inference.distributed import summary_line
-
             print(summary_line(summary))
     if args.rank_for_correction:
         from ..inference.quality import RANKING_FILE, rank_for_correction, ranking_table

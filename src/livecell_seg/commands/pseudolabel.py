@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..inference.pseudolabel import PseudoLabelSettings, pseudo_label_paths
+from ..options import number, scale_or_auto
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..inference.pseudolabel import PseudoLabelSettings
-    from ..options import number, scale_or_auto
-
     d = PseudoLabelSettings()
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument("--input", "-i", nargs="+", required=True, metavar="PATH", help="image files/folders")
@@ -49,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
     from ..inference.predict import load_model_for_predict
-    from ..inference.pseudolabel import PseudoLabelSettings, pseudo_label_paths
 
     scale: float | str = args.scale
     settings = PseudoLabelSettings(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import number, seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
@@ -15,8 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LIVECell COCO json (list or dict form); repeat to merge several (e.g. train, val, test)",
     )
     parser.add_argument("--out", required=True, help="output folder for train.json, val.json, test.json")
-    from ..options import number, seed
-
     parser.add_argument(
         "--val",
         type=number(0, 1, hi_open=True),

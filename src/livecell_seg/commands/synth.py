@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.synth import MAX_DENSITY, MAX_IMAGES, make_synthetic_dataset
+from ..errors import LivecellError
+from ..io import check_image_size
 from ..options import integer, number, seed
 
 
 def _size(text: str) -> tuple[int, int]:
-    from ..errors import LivecellError
-    from ..io import check_image_size
-
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -29,8 +29,6 @@ _size.bounds = (16, None)  # type: ignore[attr-defined]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..data.synth import MAX_DENSITY, MAX_IMAGES
-
     parser.add_argument("--out", required=True, help="output folder (images/ and annotations/ go there)")
     parser.add_argument(
         "--n-images", type=integer(1, MAX_IMAGES), default=16, help="number of images (default 16)"
@@ -49,8 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..data.synth import make_synthetic_dataset
-
     json_path, images_dir = make_synthetic_dataset(
         args.out, n_images=args.n_images, seed=args.seed, size=args.size, density_scale=args.density
     )

@@ -6,14 +6,15 @@ import argparse
 import math
 import sys
 
+from ..data import LIVECELL_PIXEL_SIZE_UM
+from ..errors import LivecellError
+from ..inference.distributed import summary_line
+from ..options import number
 from .predict import add_network_arguments, network_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..data import LIVECELL_PIXEL_SIZE_UM
-    from ..options import number
-
     parser.add_argument(
         "--input",
         "-i",
@@ -68,7 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..errors import LivecellError
     from ..timecourse.analysis import run_timecourse
 
     fit_range = None
@@ -130,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
             )
         seg = res.segmentation.predict if res.segmentation is not None else None
         if seg is not None and seg.workers:
-            from ..inference.distributed import summary_line
-
             print(summary_line(seg))
     if res.skipped:
         print(

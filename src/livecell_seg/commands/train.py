@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import integer, seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import integer, seed
-
     parser.add_argument(
         "--config",
         "-c",

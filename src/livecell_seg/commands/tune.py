@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import integer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
@@ -20,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="coordinate",
         help="coordinate ascent (default) or the exhaustive grid",
     )
-    from ..options import integer
-
     parser.add_argument(
         "--max-images", type=integer(1, 10_000_000), help="tune on the first N annotated images only"
     )

@@ -4,9 +4,10 @@ Optional: ``pip install 'livecell-seg[dask]'`` (distributed, dask-jobqueue). Not
 Dask until a run starts, and commands only call in here when a cluster option is given, so the
 serial path never imports it.
 
-- :class:`ClusterOptions` says where the workers come from; :func:`add_cluster_arguments` adds the
-  matching command-line options and :func:`cluster_options_from_args` reads them back (None when
-  none was given: run serially).
+- :class:`ClusterOptions` says where the workers come from (the matching command-line options:
+  :func:`livecell_seg.commands.predict.add_cluster_arguments`, read back by
+  :func:`~livecell_seg.commands.predict.cluster_options_from_args`: None when none was given, run
+  serially).
 - :func:`run_images` runs :func:`livecell_seg.inference.predict.segment_file` (the per-image step of serial
   ``predict``) on the workers, so the files written are the same, bit for bit:
 
@@ -24,7 +25,7 @@ serial path never imports it.
 
 Another command adopts it in three lines::
 
-    from livecell_seg.inference.distributed import add_cluster_arguments, cluster_options_from_args
+    from livecell_seg.commands.predict import add_cluster_arguments, cluster_options_from_args
     add_cluster_arguments(parser)                       # in add_arguments(parser)
     cluster = cluster_options_from_args(args)           # in run(args): None without the options
     summary = predict_paths(inputs, out_dir, model_dir, ..., cluster=cluster)   # or run_images(...)
@@ -32,7 +33,6 @@ Another command adopts it in three lines::
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import logging
@@ -155,72 +155,6 @@ class ClusterOptions:
 
 #: ``--local-workers`` at most this many per core of the machine
 MAX_LOCAL_WORKERS_PER_CORE = 4
-
-
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--scheduler``, ``--local-workers``, ``--cluster`` (+ ``--jobs --cores --memory
-    --walltime``) and ``--images-per-task`` to a command's parser, in their own group."""
-    from ..options import integer
-
-    g = parser.add_argument_group(
-        "parallel run on Dask workers (needs " + INSTALL_HINT + "; without these options: serial)"
-    )
-    g.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="use the workers of a running Dask scheduler, e.g. tcp://10.1.2.3:8786",
-    )
-    g.add_argument(
-        "--local-workers",
-        type=integer(1, 1024),
-        metavar="N",
-        help="start N single-threaded Dask worker processes on this machine",
-    )
-    g.add_argument(
-        "--cluster",
-        choices=CLUSTER_KINDS,
-        help="start Dask workers as batch jobs through dask-jobqueue (unset values come from its "
-        "config, e.g. ~/.config/dask/jobqueue.yaml: queue, account, job_extra_directives, ...)",
-    )
-    g.add_argument(
-        "--jobs",
-        type=integer(1, 10_000),
-        metavar="N",
-        help="with --cluster: batch jobs to submit (default 1)",
-    )
-    g.add_argument(
-        "--cores",
-        type=integer(1, 4096),
-        metavar="N",
-        help="with --cluster: cores per job (one 1-thread worker per core)",
-    )
-    g.add_argument("--memory", metavar="SIZE", help="with --cluster: memory per job, e.g. 16GB")
-    g.add_argument("--walltime", metavar="TIME", help="with --cluster: time limit per job, e.g. 02:00:00")
-    g.add_argument(
-        "--images-per-task",
-        type=integer(1, 10_000),
-        metavar="N",
-        help=f"images per Dask task (default: enough tasks for {TASKS_PER_WORKER} per worker, 1 to {MAX_IMAGES_PER_TASK})",
-    )
-
-
-def cluster_options_from_args(args: argparse.Namespace) -> ClusterOptions | None:
-    """The :class:`ClusterOptions` of parsed arguments, or None when no cluster option was given
-    (then the command runs serially). Raises a one-line :class:`LivecellError` on bad values."""
-    names = (
-        "scheduler",
-        "local_workers",
-        "cluster",
-        "jobs",
-        "cores",
-        "memory",
-        "walltime",
-        "images_per_task",
-    )
-    values = {n: getattr(args, n, None) for n in names}
-    if all(v is None for v in values.values()):
-        return None
-    return ClusterOptions(**values)
 
 
 def images_per_task(n_images: int, n_workers: int, override: int | None = None) -> int:
@@ -546,90 +480,39 @@ def run_images(
     per worker (``workers``) and the run's wall time (``wall_s``).
     """
     if lock:
-        from ..io import folder_lock
-
-        if stems is None:
-            from .predict import PredictSettings, check_outputs
-
-            # refused before anything is written (the lock creates the folder)
-            check_outputs([Path(q) for q in paths], Path(out_dir), settings or PredictSettings())
-        with folder_lock(out_dir, command):
-            return run_images(
-                paths,
-                out_dir,
-                cluster,
-                model_dir=model_dir,
-                settings=settings,
-                progress=progress,
-                command=command,
-                on_outcome=on_outcome,
-                stems=stems,
-                lock=False,
-                **changes,
-            )
-    from ..model.folder import read_model_config
-    from .predict import (
-        ImageOutcome,
-        PredictSettings,
-        PredictSummary,
-        check_backend,
-        check_outputs,
-        open_outputs,
-    )
+        return _run_images_locked(
+            paths,
+            out_dir,
+            cluster,
+            model_dir=model_dir,
+            settings=settings,
+            progress=progress,
+            command=command,
+            on_outcome=on_outcome,
+            stems=stems,
+            **changes,
+        )
+    from .predict import check_outputs, open_outputs, write_run_summary
 
     distributed = _import_distributed()
-    opts = (settings or PredictSettings()).replace(**changes, cluster=None)
-    check_backend(opts.backend, opts.device, opts.precision)
-    threads = int(opts.num_threads or 1)
-    if threads < 1:
-        raise LivecellError(f"threads per worker must be at least 1, got {threads}")
-    if model_dir is not None:
-        folder = Path(model_dir)
-        if not folder.is_dir():
-            raise LivecellError(f"{folder}: model folder not found")
-        read_model_config(folder)  # a one-line error here rather than on every worker
-        model_dir = _absolute(folder)
-    if opts.scale not in (None, 1.0) or opts.diameter is not None:  # fail before any work, as serially
-        from ..model.folder import LoadedModel, default_model_dir
-        from .predict import resolve_scale
-
-        folder = Path(model_dir) if model_dir is not None else default_model_dir()
-        mcfg = read_model_config(folder)[1]
-        resolve_scale(LoadedModel(net=None, model_config=mcfg, path=folder), opts.scale, opts.diameter)
+    opts, threads, model_dir = _checked_run(settings, changes, model_dir)
     out = Path(out_dir)
     paths = [Path(p) for p in paths]
     if stems is None:  # output names as serial predict gives them (predict_names.json kept)
         stems = check_outputs(paths, out, opts)
     elif len(stems) != len(paths):
         raise ValueError(f"{len(stems)} output stems for {len(paths)} images")
-    from ..model.folder import default_model_dir, read_params
-    from .predict import finished, model_fingerprint, report_redone, run_record, write_run_summary
-
-    folder = Path(model_dir) if model_dir is not None else default_model_dir()
-    params = opts.params if opts.params is not None else read_params(folder)
-    record = run_record(opts, params, model_fingerprint(folder), read_model_config(folder)[1].predict_scale)
-    summary = PredictSummary(out_dir=out, n_inputs=len(paths))
-    todo: list[tuple[Path, str]] = []
-    redone: list[str] = []
-    for path, stem in zip(paths, stems):
-        state = finished(opts, out, stem, record) if opts.resume else "missing"
-        if state == "done":
-            summary.skipped_existing.append(path)
-        else:
-            todo.append((path, stem))
-            if state == "other":
-                redone.append(stem)
-    report_redone(out, redone, record, opts)
+    record = _run_record(opts, model_dir)
+    summary, todo = _images_to_do(paths, stems, out, opts, record)
     if not todo:
         open_outputs(paths, out)
         summary.wall_s = 0.0
         write_run_summary(paths, stems, out, summary, opts)
         return summary
     if opts.backend == "onnxruntime":  # the ONNX file exported here once, not by every worker
-        from ..model.folder import default_model_dir
         from .onnx_backend import onnx_session_for
 
-        onnx_session_for(Path(model_dir) if model_dir is not None else default_model_dir(), num_threads=1)
+        onnx_session_for(_model_folder(model_dir), num_threads=1)
     original = {str(_absolute(p)): p for p, _ in todo}
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -646,37 +529,169 @@ def run_images(
         )
         bar = ProgressBar(progress, command, total=len(paths), initial=len(summary.skipped_existing))
         stack.callback(bar.close)
-        n_workers = planned or sum(client.nthreads().values())
-        if not client.nthreads():
-            log.info("waiting for Dask workers to join %s", client.scheduler.address)
-        per = images_per_task(len(todo), n_workers, cluster.images_per_task)
-        token = uuid.uuid4().hex[:8]
-        batches: dict[str, list[tuple[str, str]]] = {}
-        running: dict[str, Any] = {}  # key -> future, until its result is in
-        kills: collections.Counter[tuple[str, str]] = collections.Counter()  # single-image KilledWorker
+        tasks = _submit_all(client, planned, todo, job, cluster, command)
+        stack.callback(tasks.cancel)
 
-        def submit(items: list[tuple[str, str]]) -> Any:
-            key = f"livecell-seg-{command}-{token}-{len(batches)}"
-            batches[key] = items
-            running[key] = fut = client.submit(_run_batch, items, job, key=key, pure=False)
-            return fut
+        def collect(o: ImageOutcome) -> None:
+            _named_as_given(o, original)
+            summary.add(o)
+            bar.update(1)
+            if on_outcome is not None:
+                on_outcome(o, client)
 
-        for i in range(0, len(todo), per):
-            submit([(str(_absolute(p)), s) for p, s in todo[i : i + per]])
-        stack.callback(lambda: client.cancel(list(running.values())))
-        pending = distributed.as_completed(list(running.values()))
+        tasks.collect(distributed, original, collect)
+    summary.wall_s = time.perf_counter() - t0
+    _sort_as_given(summary, paths)
+    remove_orphan_parts(t for _, stem in todo for t in opts.targets(out_abs, stem))
+    write_run_summary(paths, stems, out, summary, opts)
+    return summary
+
+
+def _run_images_locked(
+    paths: list[Path],
+    out_dir: str | Path,
+    cluster: ClusterOptions,
+    *,
+    settings: PredictSettings | None,
+    command: str,
+    stems: list[str] | None,
+    **rest: Any,
+) -> PredictSummary:
+    """:func:`run_images` holding the output folder's lock; without ``stems`` the output names are
+    checked first (refused before anything is written: the lock creates the folder)."""
+    from ..io import folder_lock
+
+    if stems is None:
+        from .predict import PredictSettings, check_outputs
+
+        check_outputs([Path(q) for q in paths], Path(out_dir), settings or PredictSettings())
+    with folder_lock(out_dir, command):
+        return run_images(
+            paths, out_dir, cluster, settings=settings, command=command, stems=stems, lock=False, **rest
+        )
+
+
+def _model_folder(model_dir: str | Path | None) -> Path:
+    """``model_dir``, or the bundled model's folder when None."""
+    from ..model.folder import default_model_dir
+
+    return Path(model_dir) if model_dir is not None else default_model_dir()
+
+
+def _checked_run(
+    settings: PredictSettings | None, changes: dict[str, Any], model_dir: str | Path | None
+) -> tuple[PredictSettings, int, Path | None]:
+    """The run's settings (``cluster`` dropped), torch threads per worker and the model folder
+    made absolute, checked here before any work, with the one-line errors of a serial run."""
+    from ..model.folder import LoadedModel, read_model_config
+    from .predict import PredictSettings, check_backend, resolve_scale
+
+    opts = (settings or PredictSettings()).replace(**changes, cluster=None)
+    check_backend(opts.backend, opts.device, opts.precision)
+    threads = int(opts.num_threads or 1)
+    if threads < 1:
+        raise LivecellError(f"threads per worker must be at least 1, got {threads}")
+    if model_dir is not None:
+        folder = Path(model_dir)
+        if not folder.is_dir():
+            raise LivecellError(f"{folder}: model folder not found")
+        read_model_config(folder)  # a one-line error here rather than on every worker
+        model_dir = _absolute(folder)
+    if opts.scale not in (None, 1.0) or opts.diameter is not None:  # fail before any work, as serially
+        folder = _model_folder(model_dir)
+        mcfg = read_model_config(folder)[1]
+        resolve_scale(LoadedModel(net=None, model_config=mcfg, path=folder), opts.scale, opts.diameter)
+    return opts, threads, model_dir
+
+
+def _run_record(opts: PredictSettings, model_dir: str | Path | None) -> dict[str, Any]:
+    """The settings record written into each label image (``predict.run_record``)."""
+    from ..model.folder import read_model_config, read_params
+    from .predict import model_fingerprint, run_record
+
+    folder = _model_folder(model_dir)
+    params = opts.params if opts.params is not None else read_params(folder)
+    return run_record(opts, params, model_fingerprint(folder), read_model_config(folder)[1].predict_scale)
+
+
+def _images_to_do(
+    paths: list[Path], stems: list[str], out: Path, opts: PredictSettings, record: dict[str, Any]
+) -> tuple[PredictSummary, list[tuple[Path, str]]]:
+    """The run's summary (images already done with these settings skipped, under ``resume``) and
+    the (path, stem) pairs left to segment; outputs made with other settings are reported."""
+    from .predict import PredictSummary, finished, report_redone
+
+    summary = PredictSummary(out_dir=out, n_inputs=len(paths))
+    todo: list[tuple[Path, str]] = []
+    redone: list[str] = []
+    for path, stem in zip(paths, stems):
+        state = finished(opts, out, stem, record) if opts.resume else "missing"
+        if state == "done":
+            summary.skipped_existing.append(path)
+        else:
+            todo.append((path, stem))
+            if state == "other":
+                redone.append(stem)
+    report_redone(out, redone, record, opts)
+    return summary, todo
+
+
+def _submit_all(
+    client: Any, planned: int, todo: list[tuple[Path, str]], job: _Job, cluster: ClusterOptions, command: str
+) -> _Tasks:
+    """Every image of ``todo`` submitted, in tasks of :func:`images_per_task` images (``planned``:
+    the worker threads expected, 0 = those that joined)."""
+    n_workers = planned or sum(client.nthreads().values())
+    if not client.nthreads():
+        log.info("waiting for Dask workers to join %s", client.scheduler.address)
+    per = images_per_task(len(todo), n_workers, cluster.images_per_task)
+    tasks = _Tasks(client, job, command)
+    for i in range(0, len(todo), per):
+        tasks.submit([(str(_absolute(p)), s) for p, s in todo[i : i + per]])
+    return tasks
+
+
+class _Tasks:
+    """The Dask tasks of one run: batches of images submitted to ``client``, collected as they
+    finish; a batch whose workers keep dying is split into single images."""
+
+    def __init__(self, client: Any, job: _Job, command: str) -> None:
+        self.client = client
+        self.job = job
+        self.prefix = f"livecell-seg-{command}-{uuid.uuid4().hex[:8]}"
+        self.batches: dict[str, list[tuple[str, str]]] = {}
+        self.running: dict[str, Any] = {}  # key -> future, until its result is in
+        self.kills: collections.Counter[tuple[str, str]] = collections.Counter()  # single-image KilledWorker
+
+    def submit(self, items: list[tuple[str, str]]) -> Any:
+        key = f"{self.prefix}-{len(self.batches)}"
+        self.batches[key] = items
+        self.running[key] = fut = self.client.submit(_run_batch, items, self.job, key=key, pure=False)
+        return fut
+
+    def cancel(self) -> None:
+        self.client.cancel(list(self.running.values()))
+
+    def collect(
+        self, distributed: Any, original: dict[str, Path], handle: Callable[[ImageOutcome], None]
+    ) -> None:
+        """Call ``handle`` on each image's outcome as its task finishes (``original``: the paths as
+        the user gave them, by the absolute path sent to the workers)."""
+        from .predict import ImageOutcome
+
+        pending = distributed.as_completed(list(self.running.values()))
         for fut in pending:
-            items = batches[fut.key]
+            items = self.batches[fut.key]
             try:
                 outcomes = fut.result()
             except distributed.KilledWorker:
                 # Dask gave up on the task after its workers died (allowed-failures): split it to
                 # find the image that kills workers; a single image gets one more chance, since on
                 # a scheduler we did not start, a task queued on the dying worker is blamed too
-                if len(items) > 1 or kills[items[0]] < 1:
+                if len(items) > 1 or self.kills[items[0]] < 1:
                     for item in items:
-                        kills[item] += len(items) == 1
-                        pending.add(submit([item]))
+                        self.kills[item] += len(items) == 1
+                        pending.add(self.submit([item]))
                     continue
                 shown = original.get(items[0][0], Path(items[0][0]))
                 outcomes = [
@@ -687,21 +702,22 @@ def run_images(
                 ]
             finally:
                 # forget the result at once: a worker that dies later must not make Dask redo it
-                running.pop(fut.key, None)
+                self.running.pop(fut.key, None)
                 fut.release()
             for o in outcomes:
-                sent, o.path = str(o.path), original.get(str(o.path), o.path)
-                if o.error is not None:
-                    o.error = o.error.replace(sent, str(o.path))  # named as the user gave it, as serially
-                    log.error("skipped %s", o.error)
-                summary.add(o)
-                bar.update(1)
-                if on_outcome is not None:
-                    on_outcome(o, client)
-    summary.wall_s = time.perf_counter() - t0
+                handle(o)
+
+
+def _named_as_given(o: ImageOutcome, original: dict[str, Path]) -> None:
+    """``o``'s path (and its error message) as the user gave it, as serially; errors logged."""
+    sent, o.path = str(o.path), original.get(str(o.path), o.path)
+    if o.error is not None:
+        o.error = o.error.replace(sent, str(o.path))  # named as the user gave it, as serially
+        log.error("skipped %s", o.error)
+
+
+def _sort_as_given(summary: PredictSummary, paths: list[Path]) -> None:
+    """Processed and failed images in the order of ``paths`` (tasks finish in any order)."""
     order = {p: i for i, p in enumerate(paths)}
     summary.processed.sort(key=lambda p: order.get(p, 0))
     summary.failed.sort(key=lambda f: order.get(f[0], 0))
-    remove_orphan_parts(t for _, stem in todo for t in opts.targets(out_abs, stem))
-    write_run_summary(paths, stems, out, summary, opts)
-    return summary

@@ -34,13 +34,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data import LIVECELL_PIXEL_SIZE_UM
+from ..data.coco import parse_livecell_name
 from ..errors import InputFileError, LivecellError
+from ..inference.predict import PredictSettings, PredictSummary, _output_stems
+from ..inference.runner import predict_paths
+from ..io import (
+    atomic_path,
+    folder_lock,
+    image_header_shape,
+    list_images,
+    read_labels,
+    read_labels_outcome,
+    write_json_atomic,
+)
+from ..options import check_finite
 from ..progress import Progress
+from .report import write_report
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..inference.predict import PredictSettings, PredictSummary
     from ..model.folder import LoadedModel
 
 #: a growth fit with a lower R² is reported as not meaningful (see :func:`fit_growth`)
@@ -246,8 +259,6 @@ def parse_frame_name(path: str | Path, pattern: str | re.Pattern[str] | None = N
     ``hours``, ``minutes``), optionally ``cell_type``, ``well``, ``field``, ``crop``; missing ones
     default to ``""`` (well ``"all"``).
     """
-    from ..data.coco import parse_livecell_name
-
     p = Path(path)
     name = p.name
     if pattern is None:
@@ -330,9 +341,6 @@ def segment_frames(
     ``livecell-seg predict`` would; with ``settings.cluster``
     (:class:`livecell_seg.inference.distributed.ClusterOptions`) on Dask workers, with the same label files.
     """
-    from ..inference.predict import _output_stems
-    from ..inference.runner import predict_paths
-
     out = Path(out_dir)
     paths = list(paths)
     t0 = time.perf_counter()
@@ -455,8 +463,6 @@ def frame_row(frame: Frame, stats: FrameStats, labels_path: Path | None = None) 
 def labels_quality(labels_path: Path) -> float | None:
     """The quality estimate ``predict --quality`` recorded in a label image (None: not estimated,
     or a label image from elsewhere)."""
-    from ..io import read_labels_outcome
-
     rec = read_labels_outcome(labels_path)
     q = rec.get("quality") if rec is not None else None
     if isinstance(q, (int, float)) and not isinstance(q, bool) and 0.0 <= q <= 1.0:
@@ -502,11 +508,7 @@ def measure_frames(
 ) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """Measure each frame's label image (``label_files[frame.path]``; frames without one are left
     out) and :func:`tabulate` them: ``(rows, failures)``; an unreadable label image is a failure."""
-    from ..io import image_header_shape, read_labels
-
     if pixel_size_um is not None:
-        from ..options import check_finite
-
         check_finite(pixel_size_um, "pixel size (µm)", 0, 1000)
     measured: list[tuple[Frame, FrameStats, Path | None]] = []
     failed: list[tuple[Path, str]] = []
@@ -707,8 +709,6 @@ def fit_growth(
     degenerate input: ``meaningful`` is False and ``reason`` says why (fewer than 3 time points,
     no increase, a rate whose CI includes 0, R² below ``min_r2``).
     """
-    from ..options import check_finite
-
     check_finite(min_r2, "min_r2", 0, 1)  # NaN would flag every fit as poor (issue 22)
     if fit_range is not None:
         check_finite(fit_range[0], "fit_range start")
@@ -827,8 +827,6 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Write :func:`csv_text` atomically."""
-    from ..io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(csv_text(rows, columns))
 
@@ -936,10 +934,6 @@ def run_timecourse(
     ``settings``, ``model`` and ``changes`` go to :func:`segment_frames` (the settings used are
     recorded in ``timecourse.json``).
     """
-    from ..inference.predict import PredictSettings
-    from ..io import list_images
-    from ..options import check_finite
-
     check_finite(min_r2, "min_r2", 0, 1)
     if pixel_size_um is not None:
         check_finite(pixel_size_um, "pixel size (µm)", 0, 1000)
@@ -947,22 +941,7 @@ def run_timecourse(
     t0 = time.perf_counter()
     out = Path(out_dir)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    out_abs = out.resolve()
-    paths = [p for p in list_images(items) if out_abs not in p.resolve().parents]
-    if not paths:
-        raise LivecellError(
-            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, items))}"
-        )
-    frames, bad = parse_names(paths, pattern)
-    skipped: list[tuple[Path, str]] = []
-    if bad:
-        msg = unparsed_message(bad, len(paths), pattern)
-        if not frames:
-            raise LivecellError(msg)
-        log.error("skipped %s", msg)
-        skipped += [
-            (p, f"{p}: {name_problem(p, pattern) or 'file name does not match the pattern'}") for p in bad
-        ]
+    paths, frames, skipped = _named_frames(items, out, pattern)
     t_parse = time.perf_counter()
     if labels_dir is not None:
         seg = find_label_files([f.path for f in frames], labels_dir)
@@ -988,25 +967,19 @@ def run_timecourse(
     per_well_time = aggregate(rows)
     growth = fit_wells(per_well_time, min_r2=min_r2, fit_range=fit_range)
     t_fit = time.perf_counter()
-
     run_settings = {
         "inputs": [str(p) for p in items],
         "pattern": pattern,
         "labels_dir": str(labels_dir) if labels_dir is not None else None,
         "model": _model_name(model_dir, model) if labels_dir is None else None,
         "pixel_size_um": pixel_size_um,
-        "fit": {
-            "min_r2": min_r2,
-            "fit_range_h": list(fit_range) if fit_range is not None else None,
-            "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
-        },
+        "fit": _fit_settings(min_r2, fit_range),
         "predict": _jsonable_settings(predict_settings) if labels_dir is None else None,
     }
     measured = {r["file"] for r in rows}
-    frames_used = [f for f in frames if str(f.path) in measured]
     res = TimecourseResult(
         out_dir=out,
-        frames=frames_used,
+        frames=[f for f in frames if str(f.path) in measured],
         per_image=rows,
         per_well_time=per_well_time,
         growth=growth,
@@ -1015,11 +988,43 @@ def run_timecourse(
         timings={},
         segmentation=seg,
     )
-    from ..io import folder_lock
-
     with folder_lock(out, "timecourse"):  # a second run writing the same tables at once is refused
         _write_outputs(res, paths, skipped, run_settings, seg, report, (t0, t_parse, t_seg, t_fit))
     return res
+
+
+def _named_frames(
+    items: list[str | Path], out: Path, pattern: str | None
+) -> tuple[list[Path], list[Frame], list[tuple[Path, str]]]:
+    """The images of ``items`` (those inside ``out`` left out), the frames whose names parse, and
+    the files skipped (with their reasons: logged). Raises :class:`LivecellError` when no image is
+    found or no name parses."""
+    out_abs = out.resolve()
+    paths = [p for p in list_images(items) if out_abs not in p.resolve().parents]
+    if not paths:
+        raise LivecellError(
+            f"no images (.tif, .tiff, .png, .jpg, .jpeg) found in {', '.join(map(str, items))}"
+        )
+    frames, bad = parse_names(paths, pattern)
+    skipped: list[tuple[Path, str]] = []
+    if bad:
+        msg = unparsed_message(bad, len(paths), pattern)
+        if not frames:
+            raise LivecellError(msg)
+        log.error("skipped %s", msg)
+        skipped += [
+            (p, f"{p}: {name_problem(p, pattern) or 'file name does not match the pattern'}") for p in bad
+        ]
+    return paths, frames, skipped
+
+
+def _fit_settings(min_r2: float, fit_range: tuple[float, float] | None) -> dict[str, Any]:
+    """The growth-fit settings recorded in ``timecourse.json``."""
+    return {
+        "min_r2": min_r2,
+        "fit_range_h": list(fit_range) if fit_range is not None else None,
+        "rule": FIT_RULE if fit_range is None else "all time points in fit_range_h",
+    }
 
 
 def _write_outputs(
@@ -1032,8 +1037,6 @@ def _write_outputs(
     times: tuple[float, float, float, float],
 ) -> None:
     """The CSV tables, the report and ``timecourse.json`` of :func:`run_timecourse`."""
-    from ..io import write_json_atomic
-
     t0, t_parse, t_seg, t_fit = times
     out = res.out_dir
     rows, per_well_time, growth = res.per_image, res.per_well_time, res.growth
@@ -1045,8 +1048,6 @@ def _write_outputs(
     write_csv(res.files["growth"], growth, GROWTH_COLUMNS)
     t_csv = time.perf_counter()
     if report:
-        from .report import write_report
-
         res.files.update(write_report(res))
     t_end = time.perf_counter()
     res.timings = {

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import LivecellError
+from ..inference.outputs import overlay_image
+from ..io import atomic_path, read_image, read_labels
 from ..reports import CSS, figure_png, format_number, html_table, img_tag
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -357,8 +360,6 @@ def frame_strip_png(
     title above each; ``items`` are ``(title, image, labels)``. Drawn with Pillow."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..inference.outputs import overlay_image
-
     tiles = []
     for _title, image, labels in items:
         ov = Image.fromarray(overlay_image(image, labels))
@@ -391,9 +392,6 @@ def frame_strip_for(
 ) -> bytes | None:
     """:func:`frame_strip_png` of one well's frames (image read from disk, labels from the
     ``labels`` column of ``per_image``); None when none can be read."""
-    from ..errors import LivecellError
-    from ..io import read_image, read_labels
-
     rows = {r["file"]: r for r in per_image}
     items = []
     for f in strip_frames(frames, max_frames):
@@ -581,8 +579,6 @@ def render_html(result: TimecourseResult, figures: dict[str, bytes], strips: dic
 
 def write_report(result: TimecourseResult) -> dict[str, Path]:
     """Write ``plots/*.png`` and ``index.html`` into ``result.out_dir``; returns ``{name: path}``."""
-    from ..io import atomic_path
-
     out = Path(result.out_dir)
     figures: dict[str, bytes] = {
         "growth_curves": growth_curves_png(result.per_well_time, result.growth),
