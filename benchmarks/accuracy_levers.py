@@ -87,7 +87,7 @@ def resolve_model(path: Path) -> Path:
     """A model folder; a run folder's last checkpoint is exported to ``RUN/last_model`` (once)."""
     if not (path / "checkpoints" / "last.ckpt").is_file():
         return path
-    from livecell_seg.model.training import export_last
+    from livecell_seg.training.trainer import export_last
 
     return export_last(path)
 

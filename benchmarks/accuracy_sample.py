@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{head}: tuned {best.to_dict()} AP {s:.1f} ({n} evaluations)")
         long_dir = Path(args.long_run)
         if (long_dir / "checkpoints" / "last.ckpt").is_file():
-            from livecell_seg.model.training import export_last
+            from livecell_seg.training.trainer import export_last
 
             long_dir = export_last(long_dir)
         tune_dir = Path(args.heldout_runs) / "fg+dist" / "model"

@@ -80,7 +80,7 @@ def run(n_images: int, rounds: int) -> tuple[str, dict]:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
-    from livecell_seg.demo import machine_info
+    from livecell_seg.demo_pipeline import machine_info
     from livecell_seg.inference.distributed import ClusterOptions, images_per_task, open_client, run_images
     from livecell_seg.inference.predict import load_model_for_predict
     from livecell_seg.inference.runner import predict_paths

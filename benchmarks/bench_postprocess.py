@@ -38,7 +38,7 @@ from livecell_seg.inference.postprocess import (
 )
 from livecell_seg.io import read_image
 from livecell_seg.model.heads import HEADS
-from livecell_seg.model.targets import make_targets
+from livecell_seg.training.targets import make_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "postprocess"

@@ -160,7 +160,7 @@ def run(quick: bool, compile_: bool) -> str:
     from livecell_seg.inference.runner import predict_paths
     from livecell_seg.inference.tiling import predict_maps
     from livecell_seg.io import normalize_image, read_image, write_labels
-    from livecell_seg.model.targets import make_targets
+    from livecell_seg.training.targets import make_targets
 
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     cores = os.cpu_count() or 1

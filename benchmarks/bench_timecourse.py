@@ -167,7 +167,7 @@ def summary(rows: list[dict]) -> dict[str, float]:
 def render(
     sp: dict | None, n_frames: int, sample: list[dict], kag: list[dict] | None, args, model: str
 ) -> str:
-    from livecell_seg.demo import machine_info
+    from livecell_seg.demo_pipeline import machine_info
 
     info = machine_info()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

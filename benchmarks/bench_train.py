@@ -40,7 +40,7 @@ def bench_throughput(crop: int, batch: int, steps: int, warmup: int, threads: in
     import torch
 
     from livecell_seg.model.folder import ModelConfig, build_model
-    from livecell_seg.model.losses import SegLoss
+    from livecell_seg.training.losses import SegLoss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -78,8 +78,8 @@ def bench_throughput(crop: int, batch: int, steps: int, warmup: int, threads: in
 def bench_data(n: int, crop: int) -> dict:
     import numpy as np
 
-    from livecell_seg.data.dataset import CropDataset, resolve_sources
-    from livecell_seg.model.config import SourceConfig
+    from livecell_seg.training.config import SourceConfig
+    from livecell_seg.training.dataset import CropDataset, resolve_sources
 
     refs = resolve_sources([SourceConfig(sample=True)])
     ds = CropDataset(refs, "fg+boundary", crop_size=crop, samples_per_epoch=n, cache_images=len(refs))
@@ -130,8 +130,8 @@ MEM_CHILD = r"""
 import json, sys, time
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-from livecell_seg.model.config import SourceConfig
-from livecell_seg.data.dataset import CropDataset, resolve_sources
+from livecell_seg.training.config import SourceConfig
+from livecell_seg.training.dataset import CropDataset, resolve_sources
 
 def hwm_mb(pid="self"):
     # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's peak across exec)

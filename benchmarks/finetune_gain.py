@@ -13,7 +13,7 @@ on the OTHER images of that type, and on other cell types (forgetting):
   sample images (BT474, Huh7, MCF7; training images of the base model: they measure forgetting
   only), and the other case's type (3 images).
 
-Recipes (``--recipes``): ``guarded`` (the default :class:`livecell_seg.model.finetune.Recipe`),
+Recipes (``--recipes``): ``guarded`` (the default :class:`livecell_seg.training.finetune.Recipe`),
 ``naive`` (BatchNorm training, lr 3e-4, no replay: plain fine-tuning at the auto zoom),
 ``nodistill`` (the default without replay/distillation), ``native`` (the default at zoom 1).
 Results are kept per (recipe, case) in ``--out`` so an interrupted run resumes::
@@ -45,7 +45,7 @@ def usiigaci_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """3 Usiigaci images and labels at LIVECell's pixel size."""
     from livecell_seg.inference.scale import zoom_image
     from livecell_seg.io import read_image, read_labels
-    from livecell_seg.model.finetune import zoom_labels
+    from livecell_seg.training.finetune import zoom_labels
 
     out = []
     for s in USIIGACI_STEMS:
@@ -97,7 +97,7 @@ OTHER_CASE_IMAGES = 3
 
 
 def recipe_for(name: str):  # noqa: ANN201
-    from livecell_seg.model.finetune import Recipe
+    from livecell_seg.training.finetune import Recipe
 
     r = Recipe()
     return {
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from livecell_seg.model.finetune import CorrectedImage, finetune
     from livecell_seg.model.folder import load_model_dir
+    from livecell_seg.training.finetune import CorrectedImage, finetune
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 MODULES = {
     "metrics": "src/livecell_seg/evaluation/metrics.py",
     "postprocess": "src/livecell_seg/inference/postprocess.py",
-    "targets": "src/livecell_seg/model/targets.py",
+    "targets": "src/livecell_seg/training/targets.py",
     "data/convert": "src/livecell_seg/data/convert.py",
     "data/splits": "src/livecell_seg/data/splits.py",
     "inference (tiling)": "src/livecell_seg/inference/tiling.py",

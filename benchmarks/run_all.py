@@ -41,9 +41,9 @@ def discover(folder: Path = HERE) -> list[str]:
 
 
 def machine() -> dict:
-    """CPU model, cores, load average, versions (``livecell_seg.demo.machine_info``)."""
+    """CPU model, cores, load average, versions (``livecell_seg.demo_pipeline.machine_info``)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from livecell_seg.demo import machine_info
+    from livecell_seg.demo_pipeline import machine_info
 
     return machine_info()
 

@@ -20,14 +20,14 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PKG
 
 # low -> high; a module's layer is the first prefix that matches its dotted name (after livecell_seg.)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "options", "settings", "progress", "io", "reports"),  # foundations
+    ("errors", "options", "dataclass_dicts", "progress", "io", "reports"),  # foundations
     ("data",),  # COCO, conversion, splits, download, EDA, synthetic images
     ("evaluation.metrics",),  # matching and AP on label images (pure numpy)
     ("model",),  # what a model is: heads registry, post-processing parameters, model folders, U-Net
     ("inference",),  # maps, watershed, tiling, zoom, predict, its Dask runner, tuning, pseudo-labels
-    ("training", "evaluation", "bioimageio"),  # training and fine-tuning, evaluate, packaging
+    ("training", "evaluation", "bioimageio_export"),  # training and fine-tuning, evaluate, packaging
     ("timecourse",),
-    ("app", "napari_plugin", "demo"),
+    ("interactive", "app", "napari_plugin", "demo_pipeline"),
     ("commands", "cli", "__main__"),
 ]
 

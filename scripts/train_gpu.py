@@ -51,8 +51,8 @@ class StepClock:
 
 
 def run_training(cfg_path: Path, overrides: list[str], steps: int, minutes: float | None, clock: StepClock):
-    from livecell_seg.model.config import load_config
-    from livecell_seg.model.training import train
+    from livecell_seg.training.config import load_config
+    from livecell_seg.training.trainer import train
 
     cfg = load_config(cfg_path, [*overrides, f"optim.max_steps={steps}"])
     if minutes is not None:

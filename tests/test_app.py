@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import HANG_S
-from livecell_seg.app import MODEL_ENV, SCRIPT, free_port, logic
+from livecell_seg import interactive as logic
+from livecell_seg.app import MODEL_ENV, SCRIPT, free_port
 from livecell_seg.errors import InputFileError
 from livecell_seg.io import LABELS_SOFTWARE
 
@@ -35,7 +36,7 @@ def tiny_model(tmp_path_factory):
 
     from livecell_seg.io import normalize_image, read_image
     from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
-    from livecell_seg.model.targets import make_targets
+    from livecell_seg.training.targets import make_targets
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -236,7 +237,7 @@ def test_page_counts_and_scores_perfect_maps_like_the_ground_truth(tiny_model, m
 
     from livecell_seg.data import sample_paths
     from livecell_seg.data.coco import annotations_to_labels, load_coco
-    from livecell_seg.model.targets import make_targets
+    from livecell_seg.training.targets import make_targets
 
     sample = logic.sample_images()[0]  # the page's default image
     ds = load_coco(sample_paths()[0])

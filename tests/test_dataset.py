@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livecell_seg.data.dataset import (
+from livecell_seg.errors import InputFileError
+from livecell_seg.io import write_labels, write_tiff_atomic
+from livecell_seg.training.config import AugmentConfig, SourceConfig
+from livecell_seg.training.dataset import (
     CropDataset,
     FullImageDataset,
     extract_window,
     load_sample,
     resolve_sources,
 )
-from livecell_seg.errors import InputFileError
-from livecell_seg.io import write_labels, write_tiff_atomic
-from livecell_seg.model.config import AugmentConfig, SourceConfig
-from livecell_seg.model.targets import make_targets
+from livecell_seg.training.targets import make_targets
 
 torch = pytest.importorskip("torch")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from livecell_seg.cli import main
-from livecell_seg.demo import MARKER, plan_steps, prepare_output
+from livecell_seg.demo_pipeline import MARKER, plan_steps, prepare_output
 from livecell_seg.errors import InputFileError, LivecellError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def _finite_metrics(block: dict) -> None:
 
 
 def test_quick_demo_end_to_end_and_rerun(tmp_path, capsys):
-    from livecell_seg.demo import bundled_model_ready
+    from livecell_seg.demo_pipeline import bundled_model_ready
     from livecell_seg.io import read_labels
 
     out = tmp_path / "demo"
@@ -144,7 +144,7 @@ def test_quick_demo_pretrained_fine_tunes_and_compares_the_bundled_model(tmp_pat
 def test_quick_demo_resumes_an_interrupted_training(tmp_path, capsys, monkeypatch):
     import lightning.pytorch as pl
 
-    import livecell_seg.demo as demo
+    import livecell_seg.demo_pipeline as demo
 
     real = demo._train_progress_callback
 
@@ -217,7 +217,7 @@ def test_plan_steps_fits_the_time_box_in_whole_validated_epochs(minutes, step_s)
 
 # ----------------------------------------------------------------------------- init_from (training)
 def _tiny_cfg(out: Path, extra: list[str]):
-    from livecell_seg.model.config import load_config
+    from livecell_seg.training.config import load_config
 
     return load_config(
         None,
@@ -250,7 +250,7 @@ def test_init_from_starts_training_from_a_model_folder(tmp_path):
     import torch
 
     from livecell_seg.model.folder import ModelConfig, build_model, model_to_dict, save_model_dir
-    from livecell_seg.model.training import init_weights_from, train
+    from livecell_seg.training.trainer import init_weights_from, train
 
     torch.manual_seed(123)
     mcfg = ModelConfig(head="fg", base_features=4, depth=2)
@@ -296,7 +296,7 @@ def test_time_box_stops_training_on_a_fake_clock(tmp_path, monkeypatch):
     drives, not on how fast this machine happens to be."""
     import lightning.pytorch.callbacks.timer as timer
 
-    from livecell_seg.model.training import train
+    from livecell_seg.training.trainer import train
 
     def steps(out: Path, extra: list[str]) -> int:
         monkeypatch.setattr(timer, "time", _FakeClock(step=10.0))  # 10 s per reading
@@ -310,8 +310,8 @@ def test_time_box_stops_training_on_a_fake_clock(tmp_path, monkeypatch):
 
 
 def test_demo_config_is_a_valid_train_config():
-    from livecell_seg.demo import DEFAULT_CONFIG, QUICK_OVERRIDES
-    from livecell_seg.model.config import load_config
+    from livecell_seg.demo_pipeline import DEFAULT_CONFIG, QUICK_OVERRIDES
+    from livecell_seg.training.config import load_config
 
     assert DEFAULT_CONFIG == REPO / "src" / "livecell_seg" / "configs" / "demo.yaml"
     cfg = load_config(DEFAULT_CONFIG, QUICK_OVERRIDES + ["trainer.max_minutes=0.5"])

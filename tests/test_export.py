@@ -293,7 +293,7 @@ def test_zoo_prediction_then_livecell_postprocess_equals_livecell_predict(model_
     import tifffile
     from bioimageio.core import predict
 
-    from livecell_seg.model.export import export_bioimageio
+    from livecell_seg.bioimageio_export import export_bioimageio
     from livecell_seg.model.folder import load_model_dir
 
     model = load_model_dir(model_dir)
@@ -326,8 +326,8 @@ def test_export_errors_are_one_line(tmp_path, capsys):
 
 
 def test_bioimageio_export_refuses_other_architectures(tmp_path):
+    from livecell_seg.bioimageio_export import export_bioimageio
     from livecell_seg.errors import LivecellError
-    from livecell_seg.model.export import export_bioimageio
     from livecell_seg.model.folder import LoadedModel, ModelConfig, build_model
 
     cfg = ModelConfig(arch="monai_basicunet", head="fg", base_features=8)
@@ -374,7 +374,7 @@ def test_load_maps_accepts_a_leading_batch_axis(tmp_path):
 
 
 def test_package_readme_describes_the_training_sources():
-    from livecell_seg.model.export import _describe_training_data
+    from livecell_seg.bioimageio_export import _describe_training_data
 
     data = {
         "train": [

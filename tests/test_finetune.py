@@ -1,4 +1,4 @@
-"""``livecell-seg finetune`` and :mod:`livecell_seg.model.finetune` (issue 25): tiny models, small
+"""``livecell-seg finetune`` and :mod:`livecell_seg.training.finetune` (issue 25): tiny models, small
 images, a few steps; time boxes on a fake clock."""
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from livecell_seg.errors import LivecellError
 
 torch = pytest.importorskip("torch")
 
-from livecell_seg.model import finetune as ft  # noqa: E402
-from livecell_seg.model.finetune import CorrectedImage, Recipe, finetune  # noqa: E402
 from livecell_seg.model.folder import (  # noqa: E402
     ModelConfig,
     build_model,
@@ -26,6 +24,8 @@ from livecell_seg.model.folder import (  # noqa: E402
     model_to_dict,
     save_model_dir,
 )
+from livecell_seg.training import finetune as ft  # noqa: E402
+from livecell_seg.training.finetune import CorrectedImage, Recipe, finetune  # noqa: E402
 
 #: no replay (the 5 sample images), small crops: a step of the tiny network takes milliseconds
 FAST = Recipe(replay=0, crop=32, batch=2, warmup=0)
@@ -238,7 +238,7 @@ def _corrections_on_disk(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def test_label_tiffs_roi_zips_and_geojson_give_the_same_examples(tmp_path):
-    from livecell_seg.data.corrections import load_corrections
+    from livecell_seg.training.corrections import load_corrections
 
     imgs, img, lab = _corrections_on_disk(tmp_path)
     for kind, folder in (("labels", "labels"), ("rois", "pred"), ("geojson", "gj")):
@@ -248,8 +248,8 @@ def test_label_tiffs_roi_zips_and_geojson_give_the_same_examples(tmp_path):
 
 
 def test_geojson_holes_and_pieces_round_trip(tmp_path):
-    from livecell_seg.data.corrections import read_geojson
     from livecell_seg.inference.outputs import write_geojson
+    from livecell_seg.training.corrections import read_geojson
 
     lab = np.zeros((40, 40), np.int32)
     lab[5:30, 5:30] = 1

@@ -75,8 +75,8 @@ def test_pack_zooms_usiigaci_to_livecell_pixels_and_leaves_out_the_held_out_imag
 
 
 def test_gpu_config_reads_the_pack_and_keeps_the_bundled_architecture(tmp_path):
-    from livecell_seg.model.config import load_config
     from livecell_seg.model.folder import read_model_config
+    from livecell_seg.training.config import load_config
 
     cfg = load_config(ROOT / "configs" / "gpu.yaml")
     folders = [s.folder for s in cfg.data.train]

@@ -8,11 +8,12 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from livecell_seg.app import logic
+from livecell_seg import interactive as logic
 from livecell_seg.commands import postprocess as postprocess_cmd
 from livecell_seg.inference import postprocess, tuning
 from livecell_seg.inference.postprocess import PostprocessParams
-from livecell_seg.model import heads, targets
+from livecell_seg.model import heads
+from livecell_seg.training import targets
 
 
 def test_registry_is_complete_and_consistent():

@@ -152,8 +152,8 @@ def test_postprocess_kernel_and_size_parameters_are_bounded(tmp_path, capsys):
 def test_every_numeric_setting_of_a_training_config_has_a_range():
     """The training config's sizes, counts and rates are bounded like the options (a crop of
     100,000 px or a U-Net 8,192 channels wide would take the machine's memory)."""
-    from livecell_seg.model.config import TrainConfig, load_config
-    from livecell_seg.settings import field_range
+    from livecell_seg.dataclass_dicts import field_range
+    from livecell_seg.training.config import TrainConfig, load_config
 
     def numeric(tp: object) -> bool:
         args = typing.get_args(tp) or (tp,)

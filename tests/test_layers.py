@@ -7,8 +7,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,9 +18,6 @@ def _import_graph():  # noqa: ANN202
     return mod
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 24 in progress: predict <-> distributed, export, training package"
-)
 def test_no_import_cycles_and_no_arrow_climbs_a_layer():
     ig = _import_graph()
     graph = ig.edges()
@@ -49,7 +44,6 @@ def test_the_checker_sees_a_cycle_and_a_climbing_arrow(tmp_path):
     assert graph["livecell_seg.inference.c"] == {}  # type-only imports are not arrows
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24 in progress: 10 functions over 100 lines")
 def test_no_function_is_longer_than_100_lines():
     long = []
     for path in sorted((ROOT / "src").rglob("*.py")):

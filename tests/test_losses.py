@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from livecell_seg.model.config import LossConfig  # noqa: E402
-from livecell_seg.model.losses import SegLoss, soft_dice_loss, tversky_loss  # noqa: E402
+from livecell_seg.training.config import LossConfig  # noqa: E402
+from livecell_seg.training.losses import SegLoss, soft_dice_loss, tversky_loss  # noqa: E402
 
 
 def _targets(head: str) -> torch.Tensor:

@@ -31,7 +31,7 @@ torch = pytest.importorskip("torch")
 from napari.components import ViewerModel  # noqa: E402
 from napari.layers import Image, Labels, Shapes  # noqa: E402
 
-from livecell_seg.app import logic  # noqa: E402
+from livecell_seg import interactive as logic  # noqa: E402
 from livecell_seg.io import write_labels  # noqa: E402
 from livecell_seg.napari_plugin import _reader, _sample_data, _widget  # noqa: E402
 
@@ -203,7 +203,7 @@ def test_widget_zoom_defaults_to_the_models_and_is_part_of_the_maps_cache(qtbot,
     """The zoom offered first is the model folder's ``predict_scale`` (``auto`` for the bundled
     model, as ``predict`` and the app use); another zoom runs the network again and gives
     ``network_maps`` at that zoom; going back uses the cached maps."""
-    from livecell_seg.app import logic
+    from livecell_seg import interactive as logic
     from livecell_seg.inference.postprocess import instances_from_maps
     from livecell_seg.inference.predict import load_model_for_predict
 
@@ -333,7 +333,7 @@ def test_finetune_on_corrections_trains_in_a_worker_saves_and_offers_the_model(
 ):
     import json
 
-    from livecell_seg.model.finetune import Recipe
+    from livecell_seg.training.finetune import Recipe
 
     viewer, widget = viewer_and_widget
     widget.model_kind.value = _widget.FOLDER
@@ -369,8 +369,8 @@ def test_finetune_on_corrections_trains_in_a_worker_saves_and_offers_the_model(
 
 
 def test_stop_leaves_a_usable_fine_tuned_folder(qtbot, viewer_and_widget, tiny_base, tmp_path):
-    from livecell_seg.model.finetune import Recipe
     from livecell_seg.model.folder import load_model_dir
+    from livecell_seg.training.finetune import Recipe
 
     viewer, widget = viewer_and_widget
     widget.model_kind.value = _widget.FOLDER

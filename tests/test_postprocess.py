@@ -25,7 +25,7 @@ from livecell_seg.inference.postprocess import (
     watershed_fg,
 )
 from livecell_seg.model.heads import HEADS
-from livecell_seg.model.targets import make_targets
+from livecell_seg.training.targets import make_targets
 
 ALL_HEADS = list(HEADS)
 

@@ -665,8 +665,8 @@ def _bounded_settings() -> list[tuple[str, tuple, type]]:
     import dataclasses
     import typing
 
-    from livecell_seg.model.config import TrainConfig
-    from livecell_seg.settings import field_range
+    from livecell_seg.dataclass_dicts import field_range
+    from livecell_seg.training.config import TrainConfig
 
     out = []
 
@@ -703,7 +703,7 @@ BOUNDED_SETTINGS = _bounded_settings()
 )
 def test_a_setting_outside_its_range_is_refused_in_one_line(setting, value) -> None:
     from livecell_seg.errors import LivecellError
-    from livecell_seg.model.config import config_to_dict, load_config
+    from livecell_seg.training.config import config_to_dict, load_config
 
     key, (lo, hi), _kind = setting
     try:

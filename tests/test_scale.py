@@ -72,7 +72,7 @@ def _Model(diameter):  # noqa: N802
 
 
 def oracle_maps(labels: np.ndarray) -> np.ndarray:
-    from livecell_seg.model.targets import make_targets
+    from livecell_seg.training.targets import make_targets
 
     return make_targets(labels, "fg+dist")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from livecell_seg.dataclass_dicts import settings_from_dict
 from livecell_seg.errors import InputFileError, LivecellError
 from livecell_seg.inference.postprocess import PostprocessParams
-from livecell_seg.model.config import load_config
 from livecell_seg.model.folder import (
     CONFIG_FILE,
     POSTPROCESS_FILE,
@@ -20,7 +20,7 @@ from livecell_seg.model.folder import (
     read_model_config,
     read_postprocess,
 )
-from livecell_seg.settings import settings_from_dict
+from livecell_seg.training.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CONFIGS = sorted(

@@ -8,16 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from livecell_seg.data.dataset import (
+from livecell_seg.errors import InputFileError, LivecellError
+from livecell_seg.io import write_labels, write_tiff_atomic
+from livecell_seg.training.config import AugmentConfig, SourceConfig, load_config
+from livecell_seg.training.dataset import (
     CropDataset,
     SampleRef,
     loss_weight,
     resolve_sources,
     sampling_probabilities,
 )
-from livecell_seg.errors import InputFileError, LivecellError
-from livecell_seg.io import write_labels, write_tiff_atomic
-from livecell_seg.model.config import AugmentConfig, SourceConfig, load_config
 
 torch = pytest.importorskip("torch")
 
@@ -126,7 +126,7 @@ def test_crop_sampling_draws_by_probability(tmp_path):
 
 
 def test_weighted_loss_ignores_zero_weight_pixels():
-    from livecell_seg.model.losses import SegLoss
+    from livecell_seg.training.losses import SegLoss
 
     torch.manual_seed(0)
     targets = (torch.rand(2, 3, 16, 16) > 0.5).float()
@@ -146,7 +146,7 @@ def test_weighted_loss_ignores_zero_weight_pixels():
 
 
 def test_config_source_checks_and_extends(tmp_path):
-    from livecell_seg.model.config import config_from_dict
+    from livecell_seg.training.config import config_from_dict
 
     for bad, msg in (
         ({"weight": 0}, "weight"),
@@ -181,9 +181,9 @@ def test_shipped_lever_configs_load():
 
 
 def test_training_mixes_weighted_partial_and_ignore_sources(tmp_path):
-    from livecell_seg.model.config import load_config
     from livecell_seg.model.folder import load_model_dir
-    from livecell_seg.model.training import train
+    from livecell_seg.training.config import load_config
+    from livecell_seg.training.trainer import train
 
     a = write_source(tmp_path / "a", n=2)
     b = write_source(tmp_path / "b", n=2, types=["astro", "cort"], ignore_half=True)
@@ -214,7 +214,7 @@ def test_training_mixes_weighted_partial_and_ignore_sources(tmp_path):
     # every image holds disks of radius 6: a diameter of about 12 px
     assert model.model_config.cell_diameter == pytest.approx(12.4, abs=1.0)
     # the last checkpoint as a model folder (no validation: the same weights as run/model)
-    from livecell_seg.model.training import export_last
+    from livecell_seg.training.trainer import export_last
 
     last = export_last(run)
     assert last == run / "last_model"

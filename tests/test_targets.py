@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from livecell_seg.model.heads import HEADS
-from livecell_seg.model.targets import foreground, inner_boundary, make_targets, per_object_distances
+from livecell_seg.training.targets import foreground, inner_boundary, make_targets, per_object_distances
 
 
 def square_distances(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -452,8 +452,8 @@ def test_network_path_is_predicts_code_path(tmp_path, capsys):
     pytest.importorskip("torch")
     import tifffile
 
-    from livecell_seg.app.logic import sample_images
     from livecell_seg.inference.runner import predict_paths
+    from livecell_seg.interactive import sample_images
     from livecell_seg.io import read_image, read_labels
 
     src = read_image(sample_images()[0])
@@ -496,7 +496,7 @@ def test_frames_keep_the_label_names_an_earlier_run_gave(tmp_path):
     pytest.importorskip("torch")
     import tifffile
 
-    from livecell_seg.app.logic import sample_images
+    from livecell_seg.interactive import sample_images
     from livecell_seg.io import read_image, read_labels
     from livecell_seg.timecourse.analysis import run_timecourse
 
@@ -530,7 +530,8 @@ def test_app_time_course_view_uploads_and_folder(tmp_path, monkeypatch):
     import tifffile
     from streamlit.testing.v1 import AppTest
 
-    from livecell_seg.app import MODEL_ENV, SCRIPT, logic
+    from livecell_seg import interactive as logic
+    from livecell_seg.app import MODEL_ENV, SCRIPT
     from livecell_seg.inference.predict import load_model_for_predict, segment_image
 
     monkeypatch.delenv(MODEL_ENV, raising=False)  # the bundled model

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import HANG_S
 from livecell_seg.errors import InputFileError, LivecellError
-from livecell_seg.model.config import TrainConfig, apply_overrides, config_to_dict, load_config
+from livecell_seg.training.config import TrainConfig, apply_overrides, config_to_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_cli_print_config_and_bad_input(tmp_path):
 @pytest.mark.parametrize("head", ["fg", "fg+boundary", "fg+dist"])
 def test_smoke_training_per_head(tmp_path, data_dir, head):
     from livecell_seg.model.folder import load_model_dir
-    from livecell_seg.model.training import train
+    from livecell_seg.training.trainer import train
 
     run = train(tiny_config(data_dir, tmp_path / "run", head))
     losses = [v for _, v in train_losses(run)]
@@ -159,13 +159,13 @@ def test_validation_scores_what_predict_gets(tmp_path, data_dir):
     weights change; the training network is left as it was."""
     import torch
 
-    from livecell_seg.data.dataset import FullImageDataset, resolve_sources
     from livecell_seg.evaluation.metrics import segmentation_accuracies
     from livecell_seg.inference.postprocess import PostprocessParams
     from livecell_seg.inference.predict import segment_image
     from livecell_seg.io import read_image, read_labels
     from livecell_seg.model.folder import load_model_dir, save_model_dir
-    from livecell_seg.model.training import SegModule, _collate_val
+    from livecell_seg.training.dataset import FullImageDataset, resolve_sources
+    from livecell_seg.training.trainer import SegModule, _collate_val
 
     torch.manual_seed(0)
     cfg = tiny_config(data_dir, tmp_path / "run", "fg")
@@ -197,7 +197,7 @@ def test_validation_scores_what_predict_gets(tmp_path, data_dir):
 
 
 def test_resume_continues_from_same_step(tmp_path, data_dir):
-    from livecell_seg.model.training import train
+    from livecell_seg.training.trainer import train
 
     out = tmp_path / "run"
     every2 = ("trainer.val_every_n_epochs=2",)

@@ -11,7 +11,7 @@ import pytest
 
 from livecell_seg.inference.postprocess import PostprocessParams
 from livecell_seg.inference.tuning import default_grid, tune_params
-from livecell_seg.model.targets import make_targets
+from livecell_seg.training.targets import make_targets
 
 
 def f1_at_half(gt_list, pred_list, scores_list) -> float:

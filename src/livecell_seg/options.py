@@ -3,7 +3,7 @@
 Every numeric option of every subcommand has a type from this module: NaN, infinities and values
 outside the option's range are refused by argparse itself (usage line, then one line naming the
 option), before any work starts. Each type function carries its range (``.bounds``), so a test
-can walk every option of every subcommand (``tests/test_hardening.py``). Pure Python.
+can walk every option of every subcommand (``tests/test_bad_input_and_interrupts.py``). Pure Python.
 
 The ranges bound the work one option can ask for (a size, a count, a kernel) as well as the
 values that make sense; where a bound is an image size it follows :func:`livecell_seg.io.max_image_pixels`.

@@ -2,7 +2,7 @@
 
 Used by the EDA report (:mod:`livecell_seg.data.eda`), the evaluation report
 (:mod:`livecell_seg.evaluation.evaluate`), the time-course report (:mod:`livecell_seg.timecourse.report`)
-and the demo's tables (:mod:`livecell_seg.demo`). Pure Python; matplotlib is imported only to close a
+and the demo's tables (:mod:`livecell_seg.demo_pipeline`). Pure Python; matplotlib is imported only to close a
 pyplot figure (:func:`figure_png` with ``close=True``).
 """
 

@@ -1,7 +1,7 @@
 """The Streamlit web app: ``livecell-seg app`` starts it on 127.0.0.1.
 
 :func:`launch` runs ``streamlit run`` on :data:`SCRIPT` (the page, ``streamlit_app.py``) in a child
-process; the page logic lives in :mod:`livecell_seg.app.logic` (pure, testable helpers).
+process; the page logic lives in :mod:`livecell_seg.interactive` (pure, testable helpers).
 Nothing heavy is imported here.
 """
 

@@ -1,6 +1,6 @@
 """The livecell-seg web page (Streamlit script; start it with ``livecell-seg app``).
 
-Thin layout over :mod:`livecell_seg.app.logic`. The network runs once per (image, model, TTA):
+Thin layout over :mod:`livecell_seg.interactive`. The network runs once per (image, model, TTA):
 its probability maps are cached, so moving a post-processing slider re-runs only the watershed.
 Query parameter ``?sample=<file name>`` preselects a bundled sample image.
 """
@@ -13,7 +13,8 @@ import time
 import numpy as np
 import streamlit as st
 
-from livecell_seg.app import MODEL_ENV, logic
+from livecell_seg import interactive as logic
+from livecell_seg.app import MODEL_ENV
 from livecell_seg.data import LIVECELL_PIXEL_SIZE_UM
 from livecell_seg.model.heads import head_channels
 from livecell_seg.progress import progress_bar

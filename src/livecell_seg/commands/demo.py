@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..demo import DemoOptions, run_demo
+from ..demo_pipeline import DemoOptions, run_demo
 from ..options import number, seed
 
 

@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from ..bioimageio_export import export_bioimageio
     from ..inference.network_export import ONNX_OPSET, export_onnx
     from ..inference.predict import load_model_for_predict
-    from ..model.export import export_bioimageio
 
     out = Path(args.out)
     if args.format == "onnx" and out.suffix.lower() != ".onnx":
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise LivecellError(f"{out}: is a folder; give the name of the file to write")
     if args.format == "bioimageio":
-        from ..model.export import check_package_name
+        from ..bioimageio_export import check_package_name
 
         check_package_name(args.name)
     model = load_model_for_predict(args.model, device="cpu")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..model.finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
     from ..options import integer, number, seed
+    from ..training.finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
 
     parser.add_argument(
         "--images",
@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..data.corrections import load_corrections
-    from ..model.finetune import finetune
+    from ..training.corrections import load_corrections
+    from ..training.finetune import finetune
 
     kind, folder = next((k, getattr(args, k)) for k in ("labels", "rois", "geojson") if getattr(args, k))
     examples = load_corrections(args.images, folder, kind)

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..model.config import config_to_dict, load_config
+    from ..training.config import config_to_dict, load_config
 
     overrides = list(args.overrides or [])
     for flag, key in (
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    from ..model.training import train
+    from ..training.trainer import train
 
     run_dir = train(cfg)
     print(f"run folder: {run_dir}  (model folder: {run_dir / 'model'})")

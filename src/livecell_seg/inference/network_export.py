@@ -8,7 +8,7 @@
 - :func:`export_torchscript`: the same network traced as TorchScript.
 
 The bioimage.io package, which runs the whole pipeline for its test tensors and cover, is built on
-these in :mod:`livecell_seg.model.export`. Heavy imports (torch, onnx) happen inside the functions;
+these in :mod:`livecell_seg.bioimageio_export`. Heavy imports (torch, onnx) happen inside the functions;
 the ``[onnx]`` extra installs what they need.
 """
 

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dataclass_dicts import bounded, check_ranges, settings_from_dict
 from ..errors import InputFileError, LivecellError
 from ..io import atomic_path, read_json, write_json_atomic
-from ..settings import bounded, check_ranges, settings_from_dict
 from .heads import HEADS, head_channels
 from .params import PostprocessParams
 
@@ -100,7 +100,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a ``config.json``'s ``model`` entry (:func:`~livecell_seg.settings.settings_from_dict`:
+        """Build from a ``config.json``'s ``model`` entry (:func:`~livecell_seg.dataclass_dicts.settings_from_dict`:
         unknown keys and mistyped values are one-line errors naming the key)."""
         return settings_from_dict(cls, d, "model")
 

@@ -26,7 +26,7 @@ class Channel:
     #: binary target (BCE + Dice); otherwise a regression target defined inside cells only
     #: (its loss is masked by the foreground)
     binary: bool
-    #: name of the target function in :mod:`livecell_seg.model.targets`: ``f(labels, boundary_width, memo)``
+    #: name of the target function in :mod:`livecell_seg.training.targets`: ``f(labels, boundary_width, memo)``
     target: str
     #: short human-readable name (app captions, napari layer names)
     title: str

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ..dataclass_dicts import check_keys
 from ..errors import InputFileError, LivecellError
 from ..io import read_json
-from ..settings import check_keys
 from .heads import PARAM_SPECS
 
 __all__ = ["RECORD_KEYS", "PostprocessParams"]
@@ -82,7 +82,7 @@ class PostprocessParams:
     def from_dict(cls, d: dict[str, Any] | None) -> PostprocessParams:
         """Build from a dict (e.g. ``postprocess.json``); values coerced, unknown keys are errors.
 
-        The strict key rule is :func:`livecell_seg.settings.check_keys` (one line naming the key);
+        The strict key rule is :func:`livecell_seg.dataclass_dicts.check_keys` (one line naming the key);
         :data:`RECORD_KEYS` (the head and tuning record a tuned ``postprocess.json`` carries) are
         allowed and ignored. Values are coerced leniently (``"12"`` -> 12, ``"yes"`` -> True, 33.0
         -> 33) because the app's sliders, napari's fields and hand-written files all feed this.

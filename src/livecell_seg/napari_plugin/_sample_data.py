@@ -20,7 +20,7 @@ SAMPLES: dict[str, str] = {
 
 def load_sample(key: str) -> list[tuple[Any, dict[str, Any], str]]:
     """napari layer data of one sample: ``[(image, meta, "image"), (annotations, meta, "labels")]``."""
-    from ..app import logic
+    from .. import interactive as logic
     from ..errors import LivecellError
     from ..io import read_image
 

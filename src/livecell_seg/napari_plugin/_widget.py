@@ -8,13 +8,13 @@ zoom), so changing a post-processing field re-runs only the watershed. A 2-D ima
 (time, z: any leading axes) is segmented plane by plane; RGB is converted to grey.
 
 The zoom is the model's default (what ``predict`` uses: ``auto`` for the bundled model) unless
-chosen otherwise. The work itself is :mod:`livecell_seg.app.logic` (the web app's functions):
+chosen otherwise. The work itself is :mod:`livecell_seg.interactive` (the web app's functions):
 ``network_maps`` (network at a zoom), ``segment`` (watershed), ``param_specs`` (which parameters a head uses).
 
 **Fine-tune on corrections**: after correcting a ``<image> cells`` Labels layer (paint, erase, fill,
 split, merge with napari's label tools), the button fine-tunes the chosen model on every corrected
 image (each Image layer with a ``<image> cells`` layer; every plane of a stack that has cells) with
-:func:`livecell_seg.model.finetune.finetune` in a worker thread (progress bar, Stop keeps a usable
+:func:`livecell_seg.training.finetune.finetune` in a worker thread (progress bar, Stop keeps a usable
 folder), saves the new model folder where the user chose, and offers it for the next image.
 """
 
@@ -40,7 +40,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..app import logic
+from .. import interactive as logic
 from ..errors import LivecellError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +97,7 @@ def compute_stack_maps(
 ):  # noqa: ANN201
     """Generator: yields after each plane's network run, returns ``((N, C, H, W) float32 maps,
     [zoom per plane], mirrored maps or None)``; ``scale`` as in
-    :func:`livecell_seg.app.logic.network_maps` (``"auto"``: the zoom ``predict`` picks, per plane);
+    :func:`livecell_seg.interactive.network_maps` (``"auto"``: the zoom ``predict`` picks, per plane);
     ``quality``: also the maps of each mirrored plane at its zoom (:func:`logic.mirrored_maps`),
     for the quality estimate."""
     out, zooms, mirrored = [], [], []
@@ -114,7 +114,7 @@ def compute_stack_maps(
 def stack_quality(
     labels: np.ndarray, mirrored: np.ndarray, head: str, params: PostprocessParams
 ) -> list[float]:
-    """The quality estimate of each plane's labels (:func:`livecell_seg.app.logic.quality_of`)."""
+    """The quality estimate of each plane's labels (:func:`livecell_seg.interactive.quality_of`)."""
     return [logic.quality_of(lab, m, head, params) for lab, m in zip(labels, mirrored)]
 
 
@@ -179,7 +179,7 @@ class SegmentWidget(Container):
         self.ft_use = PushButton(text="Use the fine-tuned model", visible=False)
         #: the last fine-tuned model folder (None before the first)
         self.finetuned: Path | None = None
-        #: the fine-tuning recipe (None: :class:`~livecell_seg.model.finetune.Recipe`'s defaults)
+        #: the fine-tuning recipe (None: :class:`~livecell_seg.training.finetune.Recipe`'s defaults)
         self.ft_recipe: Any = None
         self._ft_stop_requested = threading.Event()
         self.extend(
@@ -494,10 +494,10 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ fine-tuning
     def corrections(self) -> list[Any]:
         """The corrected images: every Image layer with a ``<image> cells`` Labels layer of the same
-        shape, one :class:`~livecell_seg.model.finetune.CorrectedImage` per plane that has cells."""
+        shape, one :class:`~livecell_seg.training.finetune.CorrectedImage` per plane that has cells."""
         from napari.layers import Image, Labels
 
-        from ..model.finetune import CorrectedImage
+        from ..training.finetune import CorrectedImage
 
         out = []
         for layer in self.viewer.layers:
@@ -524,7 +524,7 @@ class SegmentWidget(Container):
         """Fine-tune the chosen model on the corrections in a worker thread; returns the worker."""
         from napari.qt.threading import thread_worker
 
-        from ..model.finetune import finetune
+        from ..training.finetune import finetune
 
         if self.busy:
             self._set_status("Busy: wait for the current run to finish.")

@@ -15,6 +15,7 @@ This module imports torch and Lightning at the top: import it only inside functi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -27,12 +28,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from ..data.dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
-from ..errors import InputFileError, LivecellError
-from ..io import read_json, write_json_atomic
+from ..errors import InputFileError, LivecellError, OutputFileError
+from ..io import describe_os_error, read_json, write_json_atomic
+from ..model.folder import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
+from ..model.heads import head_channels
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .folder import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
-from .heads import head_channels
+from .dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
 from .losses import SegLoss
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class SegModule(pl.LightningModule):
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits of whole images (padded to the stride, cropped back): the validation loss."""
-        from .unet import pad_to_multiple
+        from ..model.unet import pad_to_multiple
 
         h, w = image.shape[-2:]
         return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
@@ -264,7 +265,7 @@ def export_checkpoint(
     ckpt: str | Path, run_dir: Path, config: dict[str, Any], summary: dict[str, Any]
 ) -> Path:
     """Write the checkpoint's network as ``run_dir/model.pt`` and as a model folder ``run_dir/model``."""
-    from .folder import ModelConfig
+    from ..model.folder import ModelConfig
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     net = build_model(ModelConfig.from_dict(config["model"]))
@@ -302,7 +303,7 @@ def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
 
 def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
     """Load ``cfg.init_from`` (a model folder) into ``net``; its architecture must match ``cfg.model``."""
-    from .folder import read_model_config
+    from ..model.folder import read_model_config
 
     src = Path(str(cfg.init_from))
     _, mcfg = read_model_config(src)  # InputFileError when it is not a model folder
@@ -324,8 +325,8 @@ def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
 def measure_cell_diameter(cfg: TrainConfig, refs: list[SampleRef]) -> float | None:
     """Typical cell diameter (pixels) of the training data: the median of per-image median
     diameters, each image weighted by how often training draws it (``scale.training_diameter``)."""
-    from ..data.dataset import load_sample
     from ..inference.scale import image_diameter, training_diameter
+    from .dataset import load_sample
 
     probs = sampling_probabilities(refs, [s.weight for s in cfg.data.train], cfg.data.balance)
     diameters = [image_diameter(load_sample(r)[1]) for r in refs]
@@ -333,33 +334,12 @@ def measure_cell_diameter(cfg: TrainConfig, refs: list[SampleRef]) -> float | No
     return None if d is None else round(d, 2)
 
 
-def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
-    """Train the U-Net described by ``cfg``; return the run folder (``cfg.out_dir``).
+def _callbacks(
+    cfg: TrainConfig, run_dir: Path, has_val: bool, extra: list[Any] | None
+) -> tuple[Any, list[Any]]:
+    """The best-checkpoint callback and every callback of the fit (checkpoints, early stopping, ...)."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    Resumes from ``out_dir/checkpoints/last.ckpt`` when it exists (``resume: auto``), continuing
-    at the same global step; otherwise ``init_from`` (a model folder) gives the starting weights.
-    ``trainer.max_minutes`` caps the wall time of the fit. At the end the best checkpoint (by
-    validation mSA; the last one without validation data) is exported as ``out_dir/model`` and
-    ``out_dir/model.pt``. ``extra_callbacks``: more Lightning callbacks (e.g. progress reporting).
-    """
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-
-    cfg.validate()
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
-    run_dir = Path(cfg.out_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    train_refs = resolve_sources(cfg.data.train)
-    if not train_refs:
-        raise LivecellError("data.train: no training images left after include/exclude")
-    if cfg.model.cell_diameter is None:
-        cfg.model.cell_diameter = measure_cell_diameter(cfg, train_refs)
-    config = config_to_dict(cfg)
-    val_refs = resolve_sources(cfg.data.val, cfg.data.val_max_images) if cfg.data.val else []
-    has_val = bool(val_refs)
-
-    callbacks: list[Any] = []
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename="best-epoch{epoch:04d}-step{step:07d}" if has_val else "epoch{epoch:04d}-step{step:07d}",
@@ -380,19 +360,24 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    callbacks += [ckpt_cb, last_cb]
-    callbacks += list(extra_callbacks or [])
+    callbacks: list[Any] = [ckpt_cb, last_cb, *(extra or [])]
     if has_val and cfg.trainer.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val/mSA", mode="max", patience=cfg.trainer.early_stopping_patience))
+    return ckpt_cb, callbacks
+
+
+def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool, callbacks: list[Any]) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg`` (devices, precision, length, logging)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
     loggers = _loggers(cfg, run_dir)
     if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
     det = cfg.trainer.deterministic
     deterministic = (not _use_gpu(cfg)) if det == "auto" else det
     if _use_gpu(cfg):
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and later
-
-    trainer = pl.Trainer(
+    return pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
@@ -415,6 +400,49 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
+
+
+def _fit(
+    trainer: pl.Trainer, module: SegModule, dm: SegDataModule, resume: Path | None, run_dir: Path
+) -> float:
+    """Run the fit; its seconds. A full or read-only run folder is one line naming the folder."""
+    t0 = time.time()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+            raise
+        # a checkpoint or a log in the run folder could not be written (Lightning names a temporary
+        # file of its own): the run folder is what the user can act on
+        raise OutputFileError(run_dir, f"cannot be written ({describe_os_error(e)}) while training") from None
+    return time.time() - t0
+
+
+def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
+    """Train the U-Net described by ``cfg``; return the run folder (``cfg.out_dir``).
+
+    Resumes from ``out_dir/checkpoints/last.ckpt`` when it exists (``resume: auto``), continuing
+    at the same global step; otherwise ``init_from`` (a model folder) gives the starting weights.
+    ``trainer.max_minutes`` caps the wall time of the fit. At the end the best checkpoint (by
+    validation mSA; the last one without validation data) is exported as ``out_dir/model`` and
+    ``out_dir/model.pt``. ``extra_callbacks``: more Lightning callbacks (e.g. progress reporting).
+    """
+    cfg.validate()
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    run_dir = Path(cfg.out_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    train_refs = resolve_sources(cfg.data.train)
+    if not train_refs:
+        raise LivecellError("data.train: no training images left after include/exclude")
+    if cfg.model.cell_diameter is None:
+        cfg.model.cell_diameter = measure_cell_diameter(cfg, train_refs)
+    config = config_to_dict(cfg)
+    val_refs = resolve_sources(cfg.data.val, cfg.data.val_max_images) if cfg.data.val else []
+    has_val = bool(val_refs)
+    ckpt_cb, callbacks = _callbacks(cfg, run_dir, has_val, extra_callbacks)
+    trainer = _trainer(cfg, run_dir, has_val, callbacks)
     resume = find_resume_checkpoint(cfg)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -424,22 +452,7 @@ def train(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Path:
     module = SegModule(config)
     if cfg.init_from and resume is None:
         init_weights_from(module.net, cfg)
-    dm = SegDataModule(cfg, train_refs, val_refs)
-    t0 = time.time()
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    except OSError as e:
-        import errno
-
-        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
-            raise
-        from ..errors import OutputFileError
-        from ..io import describe_os_error
-
-        # a checkpoint or a log in the run folder could not be written (Lightning names a temporary
-        # file of its own): the run folder is what the user can act on
-        raise OutputFileError(run_dir, f"cannot be written ({describe_os_error(e)}) while training") from None
-    elapsed = time.time() - t0
+    elapsed = _fit(trainer, module, SegDataModule(cfg, train_refs, val_refs), resume, run_dir)
 
     if trainer.is_global_zero:
         best = ckpt_cb.best_model_path or ""

@@ -180,7 +180,7 @@ def load_corrections(inputs: Sequence[str | Path], folder: str | Path, kind: str
     of ``kind`` (``labels``, ``rois`` or ``geojson``) in ``folder``; a missing or unreadable file,
     a shape mismatch or labels without a cell is a one-line error naming the file."""
     from ..io import list_images, read_image
-    from ..model.finetune import CorrectedImage
+    from .finetune import CorrectedImage
 
     if kind not in KINDS:
         raise ValueError(f"unknown annotation kind {kind!r}")

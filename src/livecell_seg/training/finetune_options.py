@@ -1,4 +1,4 @@
-"""Limits of ``livecell-seg finetune`` shared by the CLI and :mod:`livecell_seg.model.finetune`
+"""Limits of ``livecell-seg finetune`` shared by the CLI and :mod:`livecell_seg.training.finetune`
 (pure Python: the CLI reads them without importing torch)."""
 
 #: steps when neither ``steps`` nor ``minutes`` is given (a few minutes on a 2-core CPU)

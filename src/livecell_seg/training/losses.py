@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.heads import BINARY_CHANNELS, head_channels
 from .config import LossConfig
-from .heads import BINARY_CHANNELS, head_channels
 
 EPS = 1e-6
 

@@ -29,25 +29,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import sample_paths
-from ..errors import LivecellError, OutputFileError
-from ..inference.network_export import (
+from .data import sample_paths
+from .errors import LivecellError, OutputFileError
+from .inference.network_export import (
     ONNX_OPSET,
     export_onnx,
     export_torchscript,
     matching_onnx,
     missing_extra,
 )
-from ..inference.outputs import overlay_image
-from ..inference.postprocess import PostprocessParams
-from ..inference.predict import segment_image
-from ..inference.tiling import predict_maps
-from ..io import describe_os_error, list_images, read_image
-from .folder import MODEL_FILE, model_to_dict, unet_kwargs
-from .heads import CHANNELS, head_channels
+from .inference.outputs import overlay_image
+from .inference.postprocess import PostprocessParams
+from .inference.predict import segment_image
+from .inference.tiling import predict_maps
+from .io import describe_os_error, list_images, read_image
+from .model.folder import MODEL_FILE, model_to_dict, unet_kwargs
+from .model.heads import CHANNELS, head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .folder import LoadedModel
+    from .model.folder import LoadedModel
 
 LIVECELL_CITATION = (
     "Edlund, C., Jackson, T.R., Khalid, N. et al. LIVECell - A large-scale dataset for label-free live "
@@ -353,7 +353,7 @@ def _write_package_files(
 ) -> None:
     """The files of the package into ``files``: ``unet.py``, the weights three ways, test and
     sample tensors, the cover, ``postprocess.json`` (``pp``), ``config.json`` and ``README.md``."""
-    from . import unet as unet_module
+    from .model import unet as unet_module
 
     stride = model.stride
     files.mkdir()

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from .heads import CHANNELS, head_channels
+from ..model.heads import CHANNELS, head_channels
 
 
 def foreground(labels: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..errors import InputFileError, LivecellError
 from ..io import IMAGE_SUFFIXES, normalize_image, read_image, read_labels
-from ..model.config import AugmentConfig, SourceConfig
-from ..model.targets import make_targets
+from .config import AugmentConfig, SourceConfig
+from .targets import make_targets
 
 LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask")
 
@@ -75,7 +75,7 @@ def _folder_refs(folder: Path) -> list[SampleRef]:
 
 
 def _labels_refs(labels_dir: Path, images_dir: Path) -> list[SampleRef]:
-    from .coco import find_image
+    from ..data.coco import find_image
 
     if not labels_dir.is_dir():
         raise InputFileError(labels_dir, "labels folder not found")
@@ -91,7 +91,7 @@ def _labels_refs(labels_dir: Path, images_dir: Path) -> list[SampleRef]:
 
 
 def _json_refs(json_path: Path, images_dir: Path) -> list[SampleRef]:
-    from .coco import find_image, load_coco
+    from ..data.coco import find_image, load_coco
 
     coco = load_coco(json_path)
     refs = []
@@ -141,7 +141,7 @@ def _annotate(
 ) -> SampleRef:
     import dataclasses
 
-    from .coco import cell_type_of
+    from ..data.coco import cell_type_of
 
     mask = None
     if ignore is not None:
@@ -170,7 +170,7 @@ def resolve_sources(sources: Sequence[SourceConfig], max_images: int | None = No
     refs: list[SampleRef] = []
     for index, src in enumerate(sources):
         if src.sample:
-            from . import sample_paths
+            from ..data import sample_paths
 
             js, imgs = sample_paths()
             found = _json_refs(js, imgs)
@@ -202,7 +202,7 @@ def load_sample(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
     if ref.labels is not None:
         labels = read_labels(ref.labels).astype(np.int32, copy=False)
     else:
-        from .coco import annotations_to_labels
+        from ..data.coco import annotations_to_labels
 
         segs = pickle.loads(ref.anns or pickle.dumps([]))
         h, w = (ref.height, ref.width) if ref.height else img.shape

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dataclass_dicts import bounded, settings_from_dict
 from ..errors import InputFileError, LivecellError
-from ..settings import bounded, settings_from_dict
-from .folder import ModelConfig
-from .heads import HEADS
+from ..model.folder import ModelConfig
+from ..model.heads import HEADS
 
 #: how completely a source's images are annotated (see SourceConfig.annotation)
 ANNOTATION_POLICIES = ("full", "partial")

@@ -534,7 +534,7 @@ def test_sha256_file_parsing(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_app_upload_limit_and_memory_bounded_cache(tmp_path):
     from livecell_seg.app import MAX_UPLOAD_MB, streamlit_command
-    from livecell_seg.app.logic import MemoryCache, decode_image
+    from livecell_seg.interactive import MemoryCache, decode_image
 
     assert f"--server.maxUploadSize={MAX_UPLOAD_MB}" in streamlit_command(8501)
     cache = MemoryCache(10_000_000)

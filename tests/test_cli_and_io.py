@@ -12,7 +12,7 @@ from livecell_seg.cli import COMMANDS
 from livecell_seg.errors import InputFileError
 from livecell_seg.io import normalize_image, read_image, write_labels
 from livecell_seg.model.heads import HEADS
-from livecell_seg.model.targets import make_targets
+from livecell_seg.training.targets import make_targets
 
 PRODUCT_COMMANDS = (
     "download convert split eda train predict timecourse finetune tune evaluate demo app".split()

@@ -322,7 +322,7 @@ def _file_names(result: Any, split: str) -> list[str]:
 def _train_config(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, model_dir: Path | None
 ) -> tuple[Any, list[str]]:
-    from .model.config import load_config
+    from .training.config import load_config
 
     overrides = [
         f"out_dir={out / 'train'}",
@@ -347,9 +347,9 @@ def _train(
     opts: DemoOptions, out: Path, images: Path, config_path: Path, split_key: str, prog: _Progress
 ) -> tuple[Path, dict[str, Any]]:
     from .io import read_json, write_json_atomic
-    from .model.config import apply_overrides, config_from_dict, config_to_dict
     from .model.folder import default_model_dir
-    from .model.training import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
+    from .training.config import apply_overrides, config_from_dict, config_to_dict
+    from .training.trainer import CHECKPOINT_DIR, LAST_CKPT, SUMMARY_FILE, train
 
     init = default_model_dir() if opts.pretrained else None
     cfg, overrides = _train_config(opts, out, images, config_path, init)
@@ -413,7 +413,7 @@ def _train(
         with (
             train_log.open("a") as f,
             contextlib.redirect_stdout(f),
-            log_to(logging.StreamHandler(f), "livecell_seg.model.training"),
+            log_to(logging.StreamHandler(f), "livecell_seg.training.trainer"),
             _quiet_lightning(),
         ):
             train(cfg, extra_callbacks=[_train_progress_callback(say, max_steps)])

@@ -43,9 +43,16 @@ import numpy as np
 import torch
 
 from ..errors import LivecellError
+from ..model.folder import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    POSTPROCESS_FILE,
+    LoadedModel,
+    load_model_dir,
+    save_model_dir,
+)
 from ..progress import Progress, ProgressBar
 from .finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
-from .folder import CONFIG_FILE, MODEL_FILE, POSTPROCESS_FILE, LoadedModel, load_model_dir, save_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +214,8 @@ def _crop_side(shapes: list[tuple[int, int]], want: int, stride: int) -> int:
 
 
 def _crop(p: _Prepared, side: int, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, ...]:
-    from ..data.dataset import geometric_flips, intensity_augment
     from .config import AugmentConfig
+    from .dataset import geometric_flips, intensity_augment
 
     h, w = p.image.shape
     y = int(rng.integers(0, h - side + 1))
@@ -403,12 +410,12 @@ def finetune(
     usable folder (the last step's weights, the base watershed parameters) and its resume state.
     Ctrl+C does the same, then re-raises. See the module docstring for the recipe.
     """
+    from ..dataclass_dicts import settings_from_dict
     from ..inference.predict import model_fingerprint
     from ..io import folder_lock, read_json, sweep_stale_parts, write_json_atomic
+    from ..model.folder import default_model_dir, model_to_dict
     from ..options import check_finite
-    from ..settings import settings_from_dict
     from .config import LossConfig
-    from .folder import default_model_dir, model_to_dict
     from .losses import SegLoss
 
     recipe = recipe or Recipe()

@@ -1,6 +1,6 @@
 """Settings dataclasses from plain dicts (parsed YAML/JSON): one strict rule for every settings file.
 
-Pure Python (no numpy, no torch). Used by the training config (:mod:`livecell_seg.model.config`), a model
+Pure Python (no numpy, no torch). Used by the training config (:mod:`livecell_seg.training.config`), a model
 folder's :class:`~livecell_seg.model.folder.ModelConfig` and post-processing parameters
 (:class:`~livecell_seg.inference.postprocess.PostprocessParams`): unknown keys are one-line errors naming the
 key, values are converted to the field's type or refused with the dotted key.
