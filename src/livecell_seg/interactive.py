@@ -249,7 +249,7 @@ def load_model(model_dir: Path) -> LoadedModel:
 def describe_model(model: LoadedModel) -> str:
     """One line about the model: folder, architecture, head, whether post-processing is tuned."""
     cfg = model.model_config
-    tuned = "tuned post-processing" if model.postprocess else "default post-processing (not tuned)"
+    tuned = "tuned post-processing" if model.postprocess_file else "default post-processing (not tuned)"
     name = model.path.name if model.path is not None else "?"
     return f"`{name}`: {cfg.arch}, {cfg.base_features} base features, depth {cfg.depth}, head `{cfg.head}`, {tuned}"
 
