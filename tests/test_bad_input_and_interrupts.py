@@ -359,17 +359,36 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, monkeypatch, capsys):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
-def test_an_interrupt_while_the_temporary_file_is_created_leaves_no_part_file(tmp_path, monkeypatch):
-    # CI once caught SIGTERM landing between mkstemp and the clean-up's knowledge of the file.
+@pytest.mark.parametrize("sender", ["this thread", "another thread"])
+def test_an_interrupt_while_the_temporary_file_is_created_leaves_no_part_file(tmp_path, monkeypatch, sender):
+    # CI once caught SIGTERM landing between mkstemp and the clean-up's knowledge of the file; and
+    # once more when another thread of the process (napari, Dask, torch) took the signal while
+    # the main thread held it blocked
     import tempfile
+    import threading
 
     from livecell_seg.io import atomic_path
 
     real_mkstemp = tempfile.mkstemp
+    go, sent = threading.Event(), threading.Event()
+
+    def other_thread() -> None:  # started before the signals are held back: it does not block them
+        if go.wait(HANG_S) and sender == "another thread" and not sent.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+        sent.set()
+
+    helper = threading.Thread(target=other_thread, daemon=True)
+    helper.start()
 
     def mkstemp_then_interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
         made = real_mkstemp(*a, **k)
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while the file exists but is not yet returned
+        if sender == "this thread":
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while the file exists but is not yet returned
+        else:
+            go.set()
+            sent.wait(HANG_S)
+            for _ in range(1000):  # bytecodes in which an undeferred KeyboardInterrupt would land
+                pass
         return made
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_interrupted)
@@ -379,6 +398,9 @@ def test_an_interrupt_while_the_temporary_file_is_created_leaves_no_part_file(tm
             with atomic_path(tmp_path / "out.bin") as tmp:
                 tmp.write_bytes(b"never")
     finally:
+        sent.set()  # (the helper sends nothing more)
+        go.set()
+        helper.join(HANG_S)
         signal.signal(signal.SIGINT, previous)
     assert list(tmp_path.iterdir()) == []
 

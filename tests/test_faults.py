@@ -112,4 +112,18 @@ def test_predict_killed_then_resumed_gives_identical_outputs(setup, tmp_path, si
     assert not list(out.rglob("*.part")), note  # SIGKILL's leftovers swept
     got, want = _files(out), _files(ref)
     assert sorted(got) == sorted(want), note
-    assert [k for k in want if got[k] != want[k]] == [], note
+    # summary.csv describes the last run: images kept from before are "resumed", the rest as made
+    assert [k for k in want if k != "summary.csv" and got[k] != want[k]] == [], note
+    assert _summary(got["summary.csv"], "status") == _summary(want["summary.csv"], "status"), note
+    assert {r["status"] for r in _rows(got["summary.csv"])} <= {"segmented", "resumed"}, note
+
+
+def _rows(data: bytes) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def _summary(data: bytes, without: str) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != without} for r in _rows(data)]

@@ -156,16 +156,43 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while the body runs (they are delivered when it ends)."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:  # not on this platform
-        yield
+    """Hold SIGINT and SIGTERM back while the body runs; one that arrives meanwhile is handled, by
+    the handler that was in place, when the body ends.
+
+    In the main thread the handlers are swapped for a recorder (a signal can be delivered to any
+    thread of the process, so blocking it in this thread alone would not hold it back once other
+    threads exist); elsewhere, where handlers cannot be changed, the signals are blocked in this
+    thread.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        mask = getattr(signal, "pthread_sigmask", None)
+        if mask is None:  # not on this platform
+            yield
+            return
+        old_mask = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            yield
+        finally:
+            mask(signal.SIG_SETMASK, old_mask)
         return
-    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    old = {
+        sig: signal.signal(sig, lambda n, _frame: arrived.append(n))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):
+            handler = old[sig]
+            if callable(handler):
+                handler(sig, None)  # e.g. KeyboardInterrupt, or the CLI's Terminated
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
 
 
 @contextlib.contextmanager
