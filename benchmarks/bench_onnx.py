@@ -96,7 +96,7 @@ def run(quick: bool, repeats: int) -> str:
             net=OnnxRuntimeNet(s, onnx_path),
             model_config=model.model_config,
             config=model.config,
-            postprocess=model.postprocess,
+            postprocess_file=model.postprocess_file,
             path=model.path,
         )
 

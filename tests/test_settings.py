@@ -115,12 +115,12 @@ def test_a_model_folders_parameters_are_typed_in_one_place(tmp_path: Path) -> No
     d = default_model_dir()
     assert read_params(d) == PostprocessParams.from_dict(read_postprocess(d))
     assert read_params(tmp_path) == PostprocessParams()  # no postprocess.json: the defaults
-    m = LoadedModel(net=None, model_config=ModelConfig(), postprocess={"min_size": 7, "tuning": {}}, path=d)
+    m = LoadedModel(net=None, model_config=ModelConfig(), postprocess_file={"min_size": 7, "tuning": {}}, path=d)
     assert m.params == PostprocessParams(min_size=7)
     assert LoadedModel(net=None, model_config=ModelConfig()).params == PostprocessParams()
-    m.postprocess = {"min_sise": 7}
+    m.postprocess_file = {"min_sise": 7}
     with pytest.raises(InputFileError, match=r"postprocess\.json: postprocess: unknown key\(s\) min_sise"):
         m.params  # noqa: B018
-    m.postprocess = {"fg_threshold": 2.0}
+    m.postprocess_file = {"fg_threshold": 2.0}
     with pytest.raises(InputFileError, match=r"postprocess\.json: invalid parameter value \(fg_threshold"):
         m.params  # noqa: B018

@@ -387,7 +387,7 @@ def _write_package_files(
             stride=stride,
             min_size=4 * stride,
             postprocess=pp,
-            tuned=model.postprocess is not None,
+            tuned=model.postprocess_file is not None,
             test_image=image_name,
             license_id=license_id,
         )
@@ -580,8 +580,8 @@ def export_bioimageio(
     if out.suffix.lower() != ".zip":
         raise LivecellError(f"{out}: a bioimage.io package is a .zip file")
     channels = list(head_channels(model.head))
-    tuned = model.postprocess is not None
-    pp = dict(model.postprocess) if tuned else {**PostprocessParams().to_dict(), "head": model.head}
+    tuned = model.postprocess_file is not None
+    pp = dict(model.postprocess_file) if tuned else {**PostprocessParams().to_dict(), "head": model.head}
     name = name or f"livecell-seg U-Net {model.head}"
     description = description or (
         "U-Net for label-free live-cell segmentation of phase-contrast images (LIVECell), predicting "

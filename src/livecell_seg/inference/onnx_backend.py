@@ -125,6 +125,6 @@ def load_onnx_model(
         net=OnnxRuntimeNet(session, path),
         model_config=mcfg,
         config=config,
-        postprocess=read_postprocess(d),
+        postprocess_file=read_postprocess(d),
         path=d,
     )

@@ -165,7 +165,9 @@ class LoadedModel:
     net: Any
     model_config: ModelConfig
     config: dict[str, Any] = field(default_factory=dict)
-    postprocess: dict[str, Any] | None = None
+    #: the folder's ``postprocess.json`` as read (with its head and tuning records; None: not tuned);
+    #: the typed parameters are :attr:`params`
+    postprocess_file: dict[str, Any] | None = None
     path: Path | None = None
     #: (key, network) of :func:`livecell_seg.inference.tiling.inference_net`'s prepared copy of ``net``
     _prepared: tuple[tuple[Any, ...], Any] | None = field(default=None, init=False, repr=False, compare=False)
@@ -188,7 +190,7 @@ class LoadedModel:
         pseudo-labels, the Dask runner and the app read it here); an invalid file is a one-line
         :class:`InputFileError` naming it.
         """
-        return typed_params(self.postprocess, self.path)
+        return typed_params(self.postprocess_file, self.path)
 
 
 def save_model_dir(
@@ -285,7 +287,7 @@ def load_model_dir(path: str | Path | None = None, device: str = "cpu") -> Loade
         raise InputFileError(weights, f"cannot load weights ({type(e).__name__})") from None
     net.to(device).eval()
     return LoadedModel(
-        net=net, model_config=mcfg, config=config, postprocess=read_postprocess(path), path=path
+        net=net, model_config=mcfg, config=config, postprocess_file=read_postprocess(path), path=path
     )
 
 
