@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from . import __version__
 from .errors import LivecellError, Terminated
+from .progress import log_to
 
 #: subcommand -> (module under livecell_seg.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -123,7 +124,6 @@ class _CliHandler(logging.Handler):
 def _cli_logging(command: str) -> contextlib.AbstractContextManager[None]:
     """While a command runs, the package's messages (``logging.getLogger(__name__)`` in each
     module) are printed on stderr, one line each, info included."""
-    from .progress import log_to
 
     handler = _CliHandler()
     handler.setFormatter(_CliFormatter(command))

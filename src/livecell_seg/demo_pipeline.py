@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .data import sample_paths
 from .errors import InputFileError, LivecellError
 from .progress import log_to
 from .reports import format_metric
@@ -761,7 +762,6 @@ def run_demo(opts: DemoOptions, console: Any = None) -> dict[str, Any]:
     """
     from rich.console import Console
 
-    from .data import sample_paths
     from .io import write_json_atomic
 
     console = console or Console(highlight=False, file=sys.stdout, width=None if sys.stdout.isatty() else 120)

@@ -24,10 +24,51 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .app import MAX_UPLOAD_MB
+from .data import sample_paths
+from .data.coco import annotations_to_labels, load_coco
 from .errors import InputFileError, LivecellError
-from .io import IMAGE_SUFFIXES
+from .evaluation.metrics import coco_mask_ap, match_instances
+from .inference.outputs import (
+    geojson_bytes,
+    measurements_table,
+    overlay_image,
+    rois_zip_bytes,
+    write_measurements_csv,
+)
+from .inference.quality import agreement, mirror_back
+from .inference.tiling import predict_maps_scaled
+from .io import (
+    IMAGE_SUFFIXES,
+    LABELS_SOFTWARE,
+    list_images,
+    max_image_pixels,
+    normalize_image,
+    read_image,
+    read_labels,
+)
+from .model.folder import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    POSTPROCESS_FILE,
+    default_model_dir,
+    load_model_dir,
+    read_model_config,
+)
 from .model.heads import CHANNELS, ParamSpec, get_head
 from .model.heads import PARAM_SPECS as PARAM_SPECS  # re-exported: the app reads the registry
+from .timecourse.analysis import (
+    GROWTH_COLUMNS,
+    PER_IMAGE_COLUMNS,
+    PER_WELL_TIME_COLUMNS,
+    aggregate,
+    csv_text,
+    fit_wells,
+    measure_labels,
+    parse_names,
+    tabulate,
+    unparsed_message,
+)
+from .timecourse.report import format_doubling_time, growth_curves_png, well_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference.postprocess import PostprocessParams
@@ -139,7 +180,6 @@ def digest(data: bytes) -> str:
 
 def sample_images() -> list[Path]:
     """The bundled LIVECell sample images (real data, CC BY-NC 4.0), sorted by file name."""
-    from .data import sample_paths
 
     _json, images_dir = sample_paths()
     if not images_dir.is_dir():
@@ -156,7 +196,6 @@ def decode_image(name: str, data: bytes) -> np.ndarray:
     Raises :class:`InputFileError` naming ``name`` for an unsupported type, an empty or
     unreadable file, or an image too small or too large for the app.
     """
-    from .io import max_image_pixels, read_image
 
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -184,7 +223,6 @@ def decode_image(name: str, data: bytes) -> np.ndarray:
 
 def display_image(image: np.ndarray) -> np.ndarray:
     """The grey image as uint8 for display (percentile-normalized like the network input)."""
-    from .io import normalize_image
 
     return (np.clip(normalize_image(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
@@ -206,7 +244,6 @@ def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
 
     Raises :class:`InputFileError` when it is not a model folder (no ``config.json`` / ``model.pt``).
     """
-    from .model.folder import MODEL_FILE, default_model_dir, read_model_config
 
     if path is None or not str(path).strip():
         p = default_model_dir()
@@ -228,7 +265,6 @@ def model_key(model_dir: Path) -> str:
 
     Retraining or re-tuning a model in place therefore invalidates the cached maps and defaults.
     """
-    from .model.folder import CONFIG_FILE, MODEL_FILE, POSTPROCESS_FILE
 
     stamps = []
     for name in (MODEL_FILE, CONFIG_FILE, POSTPROCESS_FILE):
@@ -240,8 +276,6 @@ def model_key(model_dir: Path) -> str:
 def load_model(model_dir: Path) -> LoadedModel:
     """Load a model folder for inference (CUDA when available, else CPU)."""
     import torch
-
-    from .model.folder import load_model_dir
 
     return load_model_dir(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -262,7 +296,6 @@ def network_maps(
     ``scale``: the zoom the network sees the image at (maps come back at the image's size), or
     ``"auto"``: the zoom ``predict --scale auto`` picks with the model's own post-processing.
     """
-    from .inference.tiling import predict_maps_scaled
 
     t0 = time.perf_counter()
     if scale == "auto":
@@ -281,8 +314,6 @@ def mirrored_maps(
 ) -> np.ndarray:
     """The maps of the horizontally mirrored image at ``zoom``, mirrored back: the second pass of
     the quality estimate (``predict --quality``)."""
-    from .inference.quality import mirror_back
-    from .inference.tiling import predict_maps_scaled
 
     flipped = np.ascontiguousarray(np.asarray(image)[:, ::-1])
     return np.asarray(
@@ -293,7 +324,6 @@ def mirrored_maps(
 def quality_of(labels: np.ndarray, mirrored: np.ndarray, head: str, params: PostprocessParams) -> float:
     """The quality estimate of ``labels`` (0-1): their agreement with the watershed of the mirrored
     pass's maps (:func:`mirrored_maps`) under the same ``params``, as ``predict --quality``."""
-    from .inference.quality import agreement
 
     return agreement(labels, segment(mirrored, head, params))
 
@@ -332,8 +362,6 @@ def segment(maps: np.ndarray, head: str, params: PostprocessParams) -> np.ndarra
 # --------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _sample_coco():  # noqa: ANN202
-    from .data import sample_paths
-    from .data.coco import load_coco
 
     return load_coco(sample_paths()[0])
 
@@ -344,8 +372,6 @@ def sample_ground_truth(name: str, image: np.ndarray) -> np.ndarray | None:
     Matched by file name **and** pixel content, so a different image that merely shares a sample's
     name gets no (wrong) ground truth.
     """
-    from .data.coco import annotations_to_labels
-    from .io import read_image
 
     by_name = {p.name: p for p in sample_images()}
     path = by_name.get(Path(name).name)
@@ -366,7 +392,6 @@ def sample_ground_truth(name: str, image: np.ndarray) -> np.ndarray | None:
 
 def read_ground_truth(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """Decode an uploaded ground-truth label image (integer TIFF/PNG) of the given ``shape``."""
-    from .io import read_labels
 
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -397,7 +422,6 @@ def scores_of(labels: np.ndarray, fg_prob: np.ndarray) -> dict[int, float]:
 def score_against(gt: np.ndarray, labels: np.ndarray, scores: dict[int, float]) -> dict[str, float]:
     """Scores of ``labels`` against ground truth ``gt``: LIVECell-protocol mask ``AP``/``AP50``
     (percent; detections ranked by ``scores``) and ``F1``/``precision``/``recall`` at IoU 0.5."""
-    from .evaluation.metrics import coco_mask_ap, match_instances
 
     m = match_instances(gt, labels, 0.5)
     ap = coco_mask_ap([gt], [labels], [scores])
@@ -463,7 +487,6 @@ def overlay(
     image: np.ndarray, labels: np.ndarray, color_by: str = "label", scores: dict[int, float] | None = None
 ) -> np.ndarray:
     """The instance overlay (``(H, W, 3)`` uint8) drawn by :mod:`livecell_seg.inference.outputs`."""
-    from .inference.outputs import overlay_image
 
     return np.asarray(overlay_image(image, labels, color_by=color_by, scores=scores), dtype=np.uint8)
 
@@ -472,7 +495,6 @@ def measurements(
     labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
 ) -> dict[str, np.ndarray]:
     """The per-cell measurements of :mod:`livecell_seg.inference.outputs` as columns (one row per cell)."""
-    from .inference.outputs import measurements_table
 
     return measurements_table(labels, image, scores)
 
@@ -481,8 +503,6 @@ def labels_tiff_bytes(labels: np.ndarray) -> bytes:
     """The label image as a zlib-compressed TIFF (uint16, or uint32 beyond 65,535 cells), tagged
     like ``predict``'s label images (:data:`livecell_seg.io.LABELS_SOFTWARE`)."""
     import tifffile
-
-    from .io import LABELS_SOFTWARE
 
     labels = np.asarray(labels)
     dtype = np.uint16 if labels.size == 0 or int(labels.max()) <= np.iinfo(np.uint16).max else np.uint32
@@ -504,7 +524,6 @@ def measurements_csv_bytes(
     labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None
 ) -> bytes:
     """The measurements CSV, written by the same function as ``livecell-seg predict`` uses."""
-    from .inference.outputs import write_measurements_csv
 
     with tempfile.TemporaryDirectory(prefix="livecell-app-") as d:
         out = Path(d) / "measurements.csv"
@@ -514,14 +533,12 @@ def measurements_csv_bytes(
 
 def rois_zip(labels: np.ndarray) -> bytes:
     """ImageJ/Fiji ROI zip of the instances."""
-    from .inference.outputs import rois_zip_bytes
 
     return rois_zip_bytes(labels)
 
 
 def geojson(labels: np.ndarray, image: np.ndarray, scores: dict[int, float] | None = None) -> bytes:
     """The cells as QuPath detections (GeoJSON), the same file as ``predict --geojson``."""
-    from .inference.outputs import geojson_bytes
 
     return geojson_bytes(labels, image, scores)
 
@@ -568,7 +585,6 @@ class TimecourseView:
 
 def folder_frames(folder: str) -> list[Path]:
     """The images in a folder on this computer (recursively), for the time-course view."""
-    from .io import list_images
 
     p = Path(str(folder).strip()).expanduser()
     if not str(folder).strip():
@@ -590,7 +606,6 @@ def folder_frames(folder: str) -> list[Path]:
 def parse_frames(names: list[str], pattern: str | None = None) -> tuple[list[Any], list[str]]:
     """Frames parsed from file names (sorted by well and time) and one message for names that
     match nothing (empty when all match). Raises LivecellError for a bad pattern or no match."""
-    from .timecourse.analysis import parse_names, unparsed_message
 
     frames, bad = parse_names([Path(n) for n in names], (pattern or "").strip() or None)
     if not bad:
@@ -606,7 +621,6 @@ def timecourse_view(
 ) -> TimecourseView:
     """Measure, aggregate and fit exactly as ``livecell-seg timecourse`` does; ``labels`` maps the
     frame's file name (``str(frame.path)``) to its instance labels (missing: the frame failed)."""
-    from .timecourse.analysis import aggregate, fit_wells, measure_labels, tabulate
 
     measured = [
         (f, measure_labels(labels[str(f.path)], pixel_size_um), None) for f in frames if str(f.path) in labels
@@ -627,14 +641,12 @@ def timecourse_view(
 
 def timecourse_curves_png(view: TimecourseView) -> bytes:
     """The growth curves of ``livecell-seg timecourse``'s report (fold change, fits dashed)."""
-    from .timecourse.report import growth_curves_png
 
     return growth_curves_png(view.per_well_time, view.growth)
 
 
 def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
     """``per_image``, ``per_well_time`` or ``growth`` as the command's CSV file."""
-    from .timecourse.analysis import GROWTH_COLUMNS, PER_IMAGE_COLUMNS, PER_WELL_TIME_COLUMNS, csv_text
 
     rows, cols = {
         "per_image": (view.per_image, PER_IMAGE_COLUMNS),
@@ -646,7 +658,6 @@ def timecourse_csv_bytes(view: TimecourseView, table: str) -> bytes:
 
 def growth_table(view: TimecourseView) -> list[dict[str, Any]]:
     """The growth fits as display rows (doubling time with its CI, R², points used, verdict)."""
-    from .timecourse.report import format_doubling_time, well_label
 
     return [
         {

@@ -277,7 +277,6 @@ def positive_env_int(name: str, default: int, unit: str) -> int:
 
     Raises a one-line :class:`LivecellError` for anything else.
     """
-    from .errors import LivecellError
 
     v = os.environ.get(name, "").strip()
     if not v:

@@ -16,6 +16,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .errors import LivecellError
+
 #: the zoom range of ``--scale`` (the same as a model folder's ``predict_scale``)
 SCALE_RANGE = (0.05, 20.0)
 #: largest seed (numpy's and torch's generators take 32-bit seeds)
@@ -114,7 +116,6 @@ def check_finite(value: Any, what: str, lo: float | None = None, hi: float | Non
     """The Python API's counterpart of :func:`number`: ``value`` as a finite float in ``[lo, hi]``,
     else a one-line :class:`~livecell_seg.errors.LivecellError` naming ``what``. Booleans are not
     numbers."""
-    from .errors import LivecellError
 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LivecellError(f"{what} must be a number, got {value!r}")

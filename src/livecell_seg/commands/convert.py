@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.coco import DEFAULT_MIN_FRAGMENT
+from ..data.convert import convert
 from ..errors import LivecellError
 from ..options import integer
 
@@ -45,8 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     import sys
-
-    from ..data.convert import convert
 
     if args.workers is not None and args.workers < 1:
         raise LivecellError("--workers must be at least 1")

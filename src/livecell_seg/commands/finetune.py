@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import integer, number, seed
+from ..training.finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from ..options import integer, number, seed
-    from ..training.finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
 
     parser.add_argument(
         "--images",

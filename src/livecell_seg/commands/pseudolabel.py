@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..inference.predict import load_model_for_predict
 from ..inference.pseudolabel import PseudoLabelSettings, pseudo_label_paths
 from ..options import number, scale_or_auto
 
@@ -48,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; exit code 1 when any input was skipped."""
-    from ..inference.predict import load_model_for_predict
 
     scale: float | str = args.scale
     settings = PseudoLabelSettings(

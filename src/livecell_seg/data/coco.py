@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
-from ..io import check_image_size
+from ..io import check_image_size, check_input_file
 
 #: default minimum number of visible pixels a cell must keep after overlaps are resolved
 DEFAULT_MIN_FRAGMENT = 10
@@ -107,7 +107,6 @@ class CocoDataset:
 # --------------------------------------------------------------------------------------------------
 def _check_json_file(p: Path) -> None:
     """Raise InputFileError for a missing/empty file or an HTML page saved as json."""
-    from ..io import check_input_file
 
     if p.is_dir():
         raise InputFileError(p, "is a folder, expected a COCO .json file")

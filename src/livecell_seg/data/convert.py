@@ -37,9 +37,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError, LivecellError
-from ..io import folder_lock, sweep_stale_parts, write_json_atomic
+from ..io import folder_lock, sweep_stale_parts, write_json_atomic, write_labels, write_tiff_atomic
 from ..progress import Progress, progress_bar
-from .coco import DEFAULT_MIN_FRAGMENT, RasterStats, check_images, dedupe_images, find_image, parse_id
+from .coco import (
+    DEFAULT_MIN_FRAGMENT,
+    RasterStats,
+    _check_json_file,
+    check_images,
+    dedupe_images,
+    find_image,
+    parse_id,
+    rasterize_annotations,
+)
 
 _CHUNK = 8 << 20
 _WS = " \t\n\r"
@@ -163,7 +172,6 @@ def scan_coco(path: str | os.PathLike[str], chunk: int | None = None) -> ScanRes
     Memory stays at a few chunks plus the image entries, whatever the number of annotations.
     Raises :class:`InputFileError` for missing, empty, truncated, HTML, non-JSON or non-COCO files.
     """
-    from .coco import _check_json_file
 
     p = Path(path)
     _check_json_file(p)
@@ -394,8 +402,6 @@ def _init_worker(json_path: str, dict_form: bool, min_fragment: int) -> None:
 
 
 def _work(task: _Task) -> tuple[str, dict]:
-    from ..io import write_labels, write_tiff_atomic
-    from .coco import rasterize_annotations
 
     anns: list[dict] = []
     for s, e in task.runs:

@@ -33,6 +33,7 @@ from ..io import atomic_path, read_image, write_json_atomic
 from ..progress import Progress, progress_bar
 from ..reports import CSS, figure_png, format_number, html_table, img_tag
 from .coco import _rasterize_one, _seg_key, cell_type_of, find_image, polygon_parts
+from .convert import read_run, scan_coco
 from .splits import DuplicateImage, ImageCopy, _seg_signature, group_of
 
 #: LIVECell / COCO evaluation area limits in px²: small < 324 <= medium < 961 <= large
@@ -355,7 +356,6 @@ def stream_images(
     with the most annotations (the first on ties); each case is appended to ``duplicates``.
     Returns (number of images, iterator, orphan annotations). Bad files raise InputFileError.
     """
-    from .convert import read_run, scan_coco
 
     p = Path(json_path)
     scan = scan_coco(p)

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_json_atomic, write_tiff_atomic
+from ..errors import LivecellError
+from ..io import check_image_size, folder_lock, write_json_atomic, write_tiff_atomic
+from ..options import check_finite
+from .coco import annotations_to_labels
 
 #: LIVECell's image size (height, width)
 LIVECELL_SIZE = (520, 704)
@@ -319,10 +322,6 @@ def make_synthetic_dataset(
     cells (at least two per image). Images cycle through the 8 cell types, each with 2-3 wells.
     The images folder is ``out/images`` (pass it to ``convert --images``).
     """
-    from ..errors import LivecellError
-    from ..io import check_image_size
-    from ..options import check_finite
-    from .coco import annotations_to_labels
 
     if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_IMAGES:
         raise LivecellError(f"n_images must be an integer in [1, {MAX_IMAGES:,}], got {n_images!r}")
@@ -334,7 +333,6 @@ def make_synthetic_dataset(
         raise LivecellError(f"size must be at least 16x16, got {h}x{w}")
     check_image_size("size", h, w, what="the image")  # the limit of every command (predict, ...)
     out = Path(out)
-    from ..io import folder_lock
 
     with folder_lock(out, "synth"):  # a second run into the same folder at once is refused
         rng = np.random.default_rng(seed)

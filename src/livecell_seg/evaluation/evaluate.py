@@ -40,9 +40,19 @@ from typing import Any
 
 import numpy as np
 
-from ..data.coco import find_image
+from ..data.coco import (
+    annotations_to_labels,
+    cell_type_of,
+    checked_rle,
+    find_image,
+    load_coco,
+    parse_id,
+    polygon_parts,
+    short_repr,
+)
 from ..errors import InputFileError, LivecellError
-from ..io import atomic_path, read_image
+from ..io import atomic_path, normalize_image, read_image, read_json, read_labels, write_json_atomic
+from ..options import check_finite
 from ..progress import Progress, progress_bar
 from ..reports import figure_png, format_metric, html_table, img_tag
 from . import metrics as M
@@ -116,8 +126,6 @@ def _segmentation_rle(seg: Any, h: int, w: int) -> dict[str, Any] | None | str:
     """
     from pycocotools import mask as mask_utils
 
-    from ..data.coco import checked_rle, polygon_parts
-
     if isinstance(seg, dict):
         rle = checked_rle(seg, h, w)
         if rle is None:
@@ -145,8 +153,6 @@ def gt_coco_dict(ds: Any, image_ids: list[int]) -> tuple[dict[str, Any], int]:
     Returns (dict, number of annotations dropped).
     """
     from pycocotools import mask as mask_utils
-
-    from ..data.coco import checked_rle, polygon_parts
 
     d = ds.to_coco_dict(image_ids)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in d["images"]}
@@ -197,8 +203,6 @@ def load_results(path: str | Path, ds: Any) -> dict[int, list[dict[str, Any]]]:
 
     Detections of image ids that are not in the ground truth are an error (a wrong json pairing).
     """
-    from ..data.coco import parse_id, short_repr
-    from ..io import read_json
 
     p = Path(path)
     data = read_json(p)
@@ -312,8 +316,6 @@ class _Predictions:
         ``source``: ``results``, ``missing`` (no prediction file: empty), ``constant`` (labels, no
         maps) or ``maps`` (labels scored by the mean foreground probability of the saved maps).
         """
-        from ..data.coco import annotations_to_labels
-        from ..io import read_labels
 
         im = self.ds.image_by_file(file_name)
         h, w = int(im["height"]), int(im["width"])
@@ -396,7 +398,6 @@ def _match_images(
 
     Returns ``(per_image rows, COCO results, score sources seen, seconds spent matching)``.
     """
-    from ..data.coco import cell_type_of
 
     per_image: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -573,13 +574,11 @@ def evaluate(
     COCO AP (:func:`_coco_ap`), aggregation (:func:`_aggregate`), the paper comparison
     (:func:`paper_comparison`) and the precision-recall curves (:func:`_pr_curves`).
     """
-    from ..data.coco import load_coco
 
     if max_images is not None and (
         isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
     ):  # a negative slice would score all but the last images (exit 0, a wrong answer)
         raise LivecellError(f"max_images must be a positive integer, got {max_images!r}")
-    from ..options import check_finite
 
     check_finite(score_threshold, "score_threshold", 0, 1)
     t_start = time.perf_counter()
@@ -639,7 +638,6 @@ def evaluate(
 
 def write_metrics_json(result: EvaluationResult, path: str | Path) -> None:
     """Write ``metrics.json`` atomically (NaN written as null)."""
-    from ..io import write_json_atomic
 
     write_json_atomic(path, result.metrics)
 
@@ -750,8 +748,6 @@ def error_overlay(
     """RGB uint8 picture of the errors at ``iou_threshold``: outlines of matched predictions (green),
     missed ground-truth cells (FN, red) and false-positive predictions (yellow)."""
     from skimage.segmentation import find_boundaries
-
-    from ..io import normalize_image
 
     ov = M.instance_overlap(gt, pred)
     mg, mp, _ = M._optimal_pairs(ov, iou_threshold)

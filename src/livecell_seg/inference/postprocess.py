@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputFileError, LivecellError
+from ..io import atomic_path, check_image_size, read_json, write_json_atomic
 from ..model.heads import HEADS, get_head, head_channels
 from ..model.params import RECORD_KEYS, PostprocessParams  # noqa: F401 - re-exported: their old home
 
@@ -323,7 +324,6 @@ def save_maps(path: str | Path, maps: np.ndarray, head: str) -> Path:
     ``maps.json`` (next to the file) holds ``{"head": ..., "channels": [...], "dtype": "float16",
     "layout": "CHW"}``; one folder holds maps of one head. Returns the written path.
     """
-    from ..io import atomic_path, read_json, write_json_atomic
 
     channels = head_channels(head)
     maps = _check_maps(maps, head)
@@ -360,7 +360,6 @@ def load_maps(path: str | Path) -> tuple[np.ndarray, str]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
-    from ..io import check_image_size, read_json
 
     try:
         if p.suffix.lower() == ".npy":

@@ -20,7 +20,34 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputFileError, LivecellError
+from ..errors import InputFileError, LivecellError, OutputFileError
+from ..io import (
+    LABELS_OUTCOME_KEY,
+    check_image_size,
+    read_image,
+    read_json,
+    read_labels,
+    read_labels_outcome,
+    read_labels_record,
+    sweep_stale_parts,
+    write_json_atomic,
+    write_labels,
+    write_text_atomic,
+)
+from ..model.folder import MODEL_FILE, default_model_dir, load_model_dir, model_to_dict, read_model_config
+from ..options import SCALE_RANGE
+from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
+from .quality import (
+    RANKING_FILE,
+    SUMMARY_FILE,
+    ImageRow,
+    mirror_back,
+    rank_for_correction,
+    ranking_csv_text,
+    summary_csv_text,
+)
+from .scale import estimate_diameter, scaled_shape
+from .tiling import predict_maps_scaled, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +250,6 @@ def resolve_scale(
     if scale == "auto":
         model_cell_diameter(model)
         return "auto"
-    from ..options import SCALE_RANGE
 
     try:
         s = float(scale)
@@ -250,7 +276,6 @@ def auto_zoom_for(diameter: float | None, target: float) -> float:
 def _auto_zoom(model: LoadedModel, run: Any) -> tuple[float, np.ndarray, np.ndarray, float | None]:
     """``scale="auto"``: one pass at zoom 1, then one at :func:`auto_zoom_for` when the cells found
     are far from the model's cell diameter; (zoom, maps, labels, diameter measured at 1x)."""
-    from .scale import estimate_diameter
 
     maps, labels = run(1.0)
     measured = estimate_diameter(labels)
@@ -286,7 +311,6 @@ def segment_image(
     way, and the agreement of the two label images (:func:`livecell_seg.inference.quality.agreement`).
     """
     from .postprocess import instance_scores, instances_from_maps
-    from .tiling import predict_maps_scaled
 
     p = params if params is not None else model.params
     zoom = resolve_scale(model, scale, diameter)
@@ -294,9 +318,6 @@ def segment_image(
 
     def run(s: float, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         nonlocal t_net, t_post
-        from ..io import check_image_size
-        from .quality import mirror_back
-        from .scale import scaled_shape
 
         # the zoomed image is held in memory too: it obeys the same size limit as a file
         check_image_size(f"zoomed by {s:g}", *scaled_shape(image.shape, s), what="the image")
@@ -369,8 +390,6 @@ def load_model_for_predict(
     ``backend="onnxruntime"`` runs the network with ONNX Runtime on the CPU
     (:mod:`livecell_seg.inference.onnx_backend`, the ``[onnx]`` extra) with ``num_threads``.
     """
-    from ..model.folder import default_model_dir, load_model_dir
-    from .tiling import resolve_device
 
     check_backend(backend, device)
     if model_dir is None:
@@ -420,7 +439,6 @@ def _output_stems(paths: list[Path], out: Path | None = None, save: bool = True)
     wrote ``x.tif`` for ``a/x.tif`` does not shift anything (``--resume`` stays right). ``save``
     records the names in that file.
     """
-    from ..io import read_json, write_json_atomic
 
     known: dict[str, str] = {}
     names_path = out / NAMES_FILE if out is not None else None
@@ -457,8 +475,6 @@ def model_fingerprint(model_dir: str | Path | None = None, model: LoadedModel | 
     that has no folder, its weights in memory). Part of :func:`run_record`."""
     import hashlib
     import json
-
-    from ..model.folder import MODEL_FILE, default_model_dir, model_to_dict, read_model_config
 
     h = hashlib.sha256()
     folder = Path(model.path) if model is not None and model.path is not None else None
@@ -520,7 +536,6 @@ def finished(options: PredictOptions, out: Path, stem: str, record: dict[str, An
     """``"done"`` when every output of ``stem`` exists and its labels were made with ``record``;
     ``"missing"`` when an output is missing; ``"other"`` when they were made with other settings
     (or by a version that kept no record)."""
-    from ..io import read_labels_record
 
     targets = options.targets(out, stem)
     if not all(t.is_file() for t in targets):
@@ -551,7 +566,6 @@ def report_redone(out: Path, redone: list[str], record: dict[str, Any], options:
     settings differ from this run's."""
     if not redone:
         return
-    from ..io import read_labels_record
 
     old = read_labels_record(options.targets(out, redone[0])[0])
     log.warning(
@@ -598,7 +612,6 @@ def check_outputs(paths: list[Path], out: Path, options: PredictOptions) -> list
 def open_outputs(paths: list[Path], out: Path) -> None:
     """The first writes of a run, once every check passed: create ``out``, delete the temporary
     files a killed earlier run left there and record the output names (``predict_names.json``)."""
-    from ..io import sweep_stale_parts
 
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_parts(out)
@@ -622,9 +635,6 @@ def segment_file(
     :class:`~livecell_seg.errors.OutputFileError`: the run stops. ``record`` (:func:`run_record`)
     is written into the label image.
     """
-    from ..errors import OutputFileError
-    from ..io import LABELS_OUTCOME_KEY, read_image, write_labels
-    from .outputs import save_overlay_png, write_geojson, write_measurements_csv, write_rois_zip
 
     out = Path(out_dir)
     try:
@@ -692,7 +702,6 @@ def outcome_record(n_cells: int, zoom: float | None, quality: float | None) -> d
 def outcome_from_labels(path: Path, label_file: Path) -> ImageOutcome:
     """The outcome of an image segmented earlier, from its label TIFF: the recorded cells, zoom
     and quality, or (a label image without that record) its cells counted."""
-    from ..io import read_labels, read_labels_outcome
 
     rec = read_labels_outcome(label_file)
     if rec is not None and isinstance(rec.get("n_cells"), int):
@@ -712,7 +721,6 @@ def summary_rows(
 ) -> list[ImageRow]:
     """One :class:`~livecell_seg.inference.quality.ImageRow` per input image of a run: segmented
     now, kept by ``--resume`` (read from its label TIFF) or failed."""
-    from .quality import ImageRow
 
     failed = dict(summary.failed)
     done = {str(q) for q in summary.processed}
@@ -757,14 +765,6 @@ def write_run_summary(
     """Write ``OUT/summary.csv`` (one row per input image: cells, zoom, quality) and, when the
     quality was estimated, ``OUT/correction_order.csv`` (the images worst first), atomically;
     fills ``summary.rows``."""
-    from ..io import write_text_atomic
-    from .quality import (
-        RANKING_FILE,
-        SUMMARY_FILE,
-        rank_for_correction,
-        ranking_csv_text,
-        summary_csv_text,
-    )
 
     summary.rows = summary_rows(paths, stems, out, summary, options)
     write_text_atomic(out / SUMMARY_FILE, summary_csv_text(summary.rows))

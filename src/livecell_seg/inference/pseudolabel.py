@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import LivecellError
+from ..evaluation.metrics import instance_overlap
+from ..io import folder_lock, list_images, read_image, write_json_atomic, write_labels, write_tiff_atomic
 from ..progress import Progress, progress_bar
+from .predict import segment_image
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,6 @@ class PseudoLabel:
 
 def best_iou_per_cell(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For each label 1..max of ``a``: its best IoU with any cell of ``b`` (0 where none overlaps)."""
-    from ..evaluation.metrics import instance_overlap
 
     out = np.zeros((int(a.max()) if a.size else 0) + 1)
     ov = instance_overlap(a, b)
@@ -115,7 +117,6 @@ def pseudo_label(
     **predict_kwargs: Any,
 ) -> PseudoLabel:
     """Confident cells of ``image`` and the mask of everything not trusted (two network views)."""
-    from .predict import segment_image
 
     s = settings or PseudoLabelSettings()
     first = segment_image(model, image, params, scale=s.scale, tta=s.tta, **predict_kwargs)
@@ -145,7 +146,6 @@ def pseudo_label_paths(
     progress: Progress = True,
 ) -> PseudoLabelSummary:
     """Pseudo-label every image of ``inputs`` into ``OUT/labels`` and ``OUT/ignore`` (+ ``summary.json``)."""
-    from ..io import folder_lock, list_images
 
     out = Path(out_dir)
     paths = [p for p in list_images(inputs) if out.resolve() not in p.resolve().parents]
@@ -177,7 +177,6 @@ def _pseudo_label_locked(
     resume: bool,
     progress: Progress,
 ) -> PseudoLabelSummary:
-    from ..io import read_image, write_json_atomic, write_labels, write_tiff_atomic
 
     summary = PseudoLabelSummary(out_dir=out)
     old = out / "summary.json"

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..evaluation.metrics import match_instances
+
 #: IoU at which a cell of one pass counts as the same cell in the other
 QUALITY_IOU = 0.5
 
@@ -29,7 +31,6 @@ QUALITY_IOU = 0.5
 def agreement(labels: np.ndarray, other: np.ndarray, iou_threshold: float = QUALITY_IOU) -> float:
     """F1 of the one-to-one matching of two label images of the same image at ``iou_threshold``,
     in [0, 1] (1: same cells; 0: none in common; 1 when both are empty)."""
-    from ..evaluation.metrics import match_instances
 
     a, b = np.asarray(labels), np.asarray(other)
     if a.shape != b.shape:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..io import normalize_image
+from .scale import zoom_image, zoom_maps
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -269,7 +270,6 @@ def predict_maps_scaled(
     The image is normalized first (so the zoom does not change its intensity statistics), zoomed
     with :func:`livecell_seg.inference.scale.zoom_image` and the ``(C, h, w)`` maps linearly resized back.
     """
-    from .scale import zoom_image, zoom_maps
 
     if scale == 1.0:
         return predict_maps(model, image, **kwargs)

@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..data.coco import annotations_to_labels, find_image, load_coco
 from ..errors import LivecellError
+from ..evaluation.metrics import coco_mask_ap
+from ..io import read_image, write_json_atomic
+from ..model.folder import POSTPROCESS_FILE, load_model_dir
 from ..model.heads import GRID_SIZES, get_head
 from .postprocess import (
     FINISH_FIELDS,
@@ -32,6 +36,7 @@ from .postprocess import (
     instance_scores,
     instances_from_maps,
 )
+from .tiling import predict_maps
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,6 @@ def mask_ap_score(
     gt_list: Sequence[np.ndarray], pred_list: Sequence[np.ndarray], scores_list: Sequence[dict[int, float]]
 ) -> float:
     """COCO mask AP (LIVECell protocol, in percent) of predicted label images against ground truth."""
-    from ..evaluation.metrics import coco_mask_ap
 
     res = coco_mask_ap(list(gt_list), list(pred_list), list(scores_list))
     if isinstance(res, dict):
@@ -202,10 +206,6 @@ def tune_model_dir(
     ``tuning`` record: head, metric, score, default-parameter score, image count, grid, method,
     evaluations. Returns that dict. Progress (maps computed, best score so far) is logged.
     """
-    from ..data.coco import annotations_to_labels, find_image, load_coco
-    from ..io import read_image, write_json_atomic
-    from ..model.folder import POSTPROCESS_FILE, load_model_dir
-    from .tiling import predict_maps
 
     model_dir = Path(model_dir)
     loaded = load_model_dir(model_dir, device=device)

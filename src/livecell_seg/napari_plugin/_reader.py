@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
+from ..io import is_labels_tiff, read_json, read_labels
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -61,7 +62,6 @@ def _is_roi_zip(path: Path) -> bool:
 
 def read_tiff(path: str | list[str]) -> list[LayerData]:
     """A label TIFF written by livecell-seg as Labels; any other TIFF as an Image layer."""
-    from ..io import is_labels_tiff, read_labels
 
     p = _one(path)
     if is_labels_tiff(p):
@@ -116,7 +116,6 @@ def read_geojson(path: str | list[str]) -> list[LayerData]:
     Every ring of every (Multi)Polygon becomes an outline; features: ``label`` (the property, else
     the feature's position) and the numeric ``measurements``, repeated for each ring of a cell.
     """
-    from ..io import read_json
 
     p = _one(path)
     doc = read_json(p)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import LivecellError
+
 #: sample key -> file name in ``livecell_seg/sample_data/images/``
 SAMPLES: dict[str, str] = {
     "bt474_b3": "BT474_Phase_B3_2_02d12h00m_3.tif",
@@ -21,7 +23,6 @@ SAMPLES: dict[str, str] = {
 def load_sample(key: str) -> list[tuple[Any, dict[str, Any], str]]:
     """napari layer data of one sample: ``[(image, meta, "image"), (annotations, meta, "labels")]``."""
     from .. import interactive as logic
-    from ..errors import LivecellError
     from ..io import read_image
 
     by_name = {p.name: p for p in logic.sample_images()}

@@ -42,6 +42,9 @@ from magicgui.widgets import (
 
 from .. import interactive as logic
 from ..errors import LivecellError
+from ..io import _to_grey
+from ..model.folder import LoadedModel, read_model_config, read_params, read_postprocess
+from ..model.heads import head_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.postprocess import PostprocessParams
@@ -61,7 +64,6 @@ def image_planes(data: Any, rgb: bool = False, name: str = "image") -> tuple[np.
     A 2-D image is one plane (leading shape ``()``); leading axes (time, z, ...) are flattened;
     an RGB(A) layer is converted to grey as ``predict`` does. Raises :class:`LivecellError`.
     """
-    from ..io import _to_grey
 
     arr = np.asarray(data)
     if rgb:
@@ -252,7 +254,6 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ model and parameters
     def _on_model_changed(self, _value: Any = None) -> None:
         """Read the chosen model folder's head and ``postprocess.json`` (no torch) and rebuild the fields."""
-        from ..model.folder import read_model_config, read_params, read_postprocess
 
         self.model_dir.visible = self.model_kind.value == FOLDER
         folder = str(self.model_dir.value or "") if self.model_kind.value == FOLDER else None
@@ -275,7 +276,6 @@ class SegmentWidget(Container):
             mcfg.head,
             base,
         )
-        from ..model.folder import LoadedModel
 
         zooms = logic.zoom_choices(LoadedModel(net=None, model_config=mcfg, path=d))
         self.zoom.choices = zooms
@@ -457,7 +457,6 @@ class SegmentWidget(Container):
             )
 
     def _show_maps(self, layer: Any, maps: np.ndarray, lead: tuple[int, ...]) -> None:
-        from ..model.heads import head_channels
 
         for c, ch in enumerate(head_channels(self._head)):
             data = maps[:, c].reshape((*lead, *maps.shape[-2:]))

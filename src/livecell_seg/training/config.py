@@ -16,6 +16,7 @@ from typing import Any
 
 from ..dataclass_dicts import bounded, settings_from_dict
 from ..errors import InputFileError, LivecellError
+from ..io import check_input_file
 from ..model.folder import ModelConfig
 from ..model.heads import HEADS
 
@@ -336,8 +337,6 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 
 def _read_mapping(p: Path) -> dict[str, Any]:
     import yaml
-
-    from ..io import check_input_file
 
     check_input_file(p, "config file")
     try:

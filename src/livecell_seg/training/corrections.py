@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from ..inference.predict import _short_stem
+from ..io import list_images, read_image, read_json
 
 #: annotation kind -> (file suffixes, sub-folders tried besides the folder itself)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -118,7 +120,6 @@ def _rings(geometry: object, p: Path, i: int) -> list[tuple[np.ndarray, list[np.
 def read_geojson(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """A GeoJSON file (QuPath's export: a ``FeatureCollection``, a list of features or one feature)
     as an int32 label image of ``shape``: one cell per (Multi)Polygon feature, in file order."""
-    from ..io import read_json
 
     p = Path(path)
     doc = read_json(p)  # one-line InputFileError for non-JSON
@@ -147,7 +148,6 @@ def read_geojson(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 def find_annotation(folder: Path, image: Path, kind: str) -> Path:
     """The annotation file of ``image`` in ``folder``: ``<stem><suffix>`` (also under the folder
     predict writes that kind to, e.g. ``rois/``); a one-line error naming what was looked for."""
-    from ..inference.predict import _short_stem
 
     suffixes, subs = KINDS[kind]
     stems = dict.fromkeys([image.stem, _short_stem(image.stem)])
@@ -179,7 +179,6 @@ def load_corrections(inputs: Sequence[str | Path], folder: str | Path, kind: str
     """``CorrectedImage`` s of the images in ``inputs`` (files or folders) with their annotations
     of ``kind`` (``labels``, ``rois`` or ``geojson``) in ``folder``; a missing or unreadable file,
     a shape mismatch or labels without a cell is a one-line error naming the file."""
-    from ..io import list_images, read_image
     from .finetune import CorrectedImage
 
     if kind not in KINDS:

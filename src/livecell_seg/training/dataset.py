@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.coco import cell_type_of, find_image, load_coco
 from ..errors import InputFileError, LivecellError
-from ..io import IMAGE_SUFFIXES, normalize_image, read_image, read_labels
+from ..io import IMAGE_SUFFIXES, normalize_image, read_image, read_json, read_labels
 from .config import AugmentConfig, SourceConfig
 from .targets import make_targets
 
@@ -75,7 +76,6 @@ def _folder_refs(folder: Path) -> list[SampleRef]:
 
 
 def _labels_refs(labels_dir: Path, images_dir: Path) -> list[SampleRef]:
-    from ..data.coco import find_image
 
     if not labels_dir.is_dir():
         raise InputFileError(labels_dir, "labels folder not found")
@@ -91,7 +91,6 @@ def _labels_refs(labels_dir: Path, images_dir: Path) -> list[SampleRef]:
 
 
 def _json_refs(json_path: Path, images_dir: Path) -> list[SampleRef]:
-    from ..data.coco import find_image, load_coco
 
     coco = load_coco(json_path)
     refs = []
@@ -112,7 +111,6 @@ def _json_refs(json_path: Path, images_dir: Path) -> list[SampleRef]:
 
 def _cell_types(src: SourceConfig) -> dict[str, str]:
     """Stem -> cell type from the source's ``cell_types`` json (or a folder's ``cell_types.json``)."""
-    from ..io import read_json
 
     path = Path(src.cell_types) if src.cell_types else None
     if path is None and src.folder is not None and (Path(src.folder) / "cell_types.json").is_file():
@@ -140,8 +138,6 @@ def _annotate(
     ref: SampleRef, index: int, src: SourceConfig, types: dict[str, str], ignore: Path | None
 ) -> SampleRef:
     import dataclasses
-
-    from ..data.coco import cell_type_of
 
     mask = None
     if ignore is not None:

@@ -42,17 +42,38 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import sample_paths
+from ..dataclass_dicts import settings_from_dict
 from ..errors import LivecellError
+from ..evaluation.metrics import match_instances
+from ..inference.predict import model_fingerprint, segment_image
+from ..inference.scale import scaled_shape, zoom_image
+from ..inference.tiling import predict_maps_scaled
+from ..io import (
+    atomic_path,
+    folder_lock,
+    list_images,
+    normalize_image,
+    read_image,
+    read_json,
+    sweep_stale_parts,
+    write_json_atomic,
+)
 from ..model.folder import (
     CONFIG_FILE,
     MODEL_FILE,
     POSTPROCESS_FILE,
     LoadedModel,
+    default_model_dir,
     load_model_dir,
+    model_to_dict,
     save_model_dir,
 )
+from ..options import check_finite
 from ..progress import Progress, ProgressBar
+from .config import AugmentConfig, LossConfig
 from .finetune_options import DEFAULT_STEPS, MAX_MINUTES, MAX_STEPS
+from .losses import SegLoss
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +122,6 @@ class Recipe:
     zoom: str = "auto"  # auto (the zoom predict --scale auto picks) | none (native size)
 
     def __post_init__(self) -> None:
-        from ..options import check_finite
 
         check_finite(self.lr, "lr", 0, 1)
         check_finite(self.weight_decay, "weight_decay", 0, 10)
@@ -157,8 +177,6 @@ def zoom_labels(labels: np.ndarray, zoom: float) -> np.ndarray:
     """Instance labels zoomed by ``zoom`` (nearest neighbour, the image's :func:`~livecell_seg.inference.scale.scaled_shape`)."""
     from skimage.transform import resize
 
-    from ..inference.scale import scaled_shape
-
     if zoom == 1.0:
         return labels.astype(np.int32, copy=False)
     out = resize(labels, scaled_shape(labels.shape, zoom), order=0, preserve_range=True, anti_aliasing=False)
@@ -175,14 +193,11 @@ class _Prepared:
 
 def auto_zoom(model: LoadedModel, image: np.ndarray) -> float:
     """The zoom ``predict --scale auto`` chooses for ``image`` with ``model`` (one or two passes)."""
-    from ..inference.predict import segment_image
 
     return float(segment_image(model, image, scale="auto").scale)
 
 
 def _prepare(image: np.ndarray, labels: np.ndarray | None, zoom: float, head: str) -> _Prepared:
-    from ..inference.scale import zoom_image
-    from ..io import normalize_image
     from .targets import make_targets
 
     x = zoom_image(normalize_image(image), zoom)
@@ -194,8 +209,6 @@ def _prepare(image: np.ndarray, labels: np.ndarray | None, zoom: float, head: st
 
 def replay_images() -> list[tuple[str, np.ndarray]]:
     """The bundled LIVECell sample images (the base model trained on them): (name, image)."""
-    from ..data import sample_paths
-    from ..io import list_images, read_image
 
     _, folder = sample_paths()
     return [(p.name, read_image(p)) for p in list_images(folder)]
@@ -214,7 +227,6 @@ def _crop_side(shapes: list[tuple[int, int]], want: int, stride: int) -> int:
 
 
 def _crop(p: _Prepared, side: int, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, ...]:
-    from .config import AugmentConfig
     from .dataset import geometric_flips, intensity_augment
 
     h, w = p.image.shape
@@ -256,7 +268,6 @@ def freeze_batchnorm(net: torch.nn.Module) -> int:
 
 # ------------------------------------------------------------------------------------ watershed
 def _f1_score(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray], _scores: Sequence[Any]) -> float:
-    from ..evaluation.metrics import match_instances
 
     return float(np.mean([match_instances(g, p, 0.5).f1 for g, p in zip(gts, preds)]))
 
@@ -279,7 +290,6 @@ def retune_watershed(
     tuned without that part beats ``base_params``' held-out score; else ``base_params``.
     Returns (params, record).
     """
-    from ..inference.tiling import predict_maps_scaled
     from ..inference.tuning import tune_params
 
     pieces: list[list[tuple[np.ndarray, np.ndarray]]] = []
@@ -357,7 +367,6 @@ class _State:
 
 
 def _save_state(path: Path, key: str, net: Any, opt: Any, st: _State, rng: np.random.Generator) -> None:
-    from ..io import atomic_path
 
     blob = {
         "key": key,
@@ -410,13 +419,6 @@ def finetune(
     usable folder (the last step's weights, the base watershed parameters) and its resume state.
     Ctrl+C does the same, then re-raises. See the module docstring for the recipe.
     """
-    from ..dataclass_dicts import settings_from_dict
-    from ..inference.predict import model_fingerprint
-    from ..io import folder_lock, read_json, sweep_stale_parts, write_json_atomic
-    from ..model.folder import default_model_dir, model_to_dict
-    from ..options import check_finite
-    from .config import LossConfig
-    from .losses import SegLoss
 
     recipe = recipe or Recipe()
     examples = check_examples(examples)

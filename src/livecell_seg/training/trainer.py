@@ -29,11 +29,31 @@ import numpy as np
 import torch
 
 from ..errors import InputFileError, LivecellError, OutputFileError
+from ..evaluation.metrics import segmentation_accuracies
+from ..inference.postprocess import PostprocessParams
+from ..inference.predict import segment_image
+from ..inference.scale import image_diameter, training_diameter
 from ..io import describe_os_error, read_json, write_json_atomic
-from ..model.folder import CONFIG_FILE, MODEL_FILE, LoadedModel, build_model, save_model_dir
+from ..model.folder import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    LoadedModel,
+    ModelConfig,
+    build_model,
+    read_model_config,
+    save_model_dir,
+)
 from ..model.heads import head_channels
+from ..model.unet import pad_to_multiple
 from .config import TrainConfig, config_from_dict, config_to_dict
-from .dataset import CropDataset, FullImageDataset, SampleRef, resolve_sources, sampling_probabilities
+from .dataset import (
+    CropDataset,
+    FullImageDataset,
+    SampleRef,
+    load_sample,
+    resolve_sources,
+    sampling_probabilities,
+)
 from .losses import SegLoss
 
 log = logging.getLogger(__name__)
@@ -86,7 +106,6 @@ class SegModule(pl.LightningModule):
 
     def _full_forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits of whole images (padded to the stride, cropped back): the validation loss."""
-        from ..model.unet import pad_to_multiple
 
         h, w = image.shape[-2:]
         return self.net(pad_to_multiple(image, self.cfg.model.stride))[..., :h, :w]
@@ -103,9 +122,6 @@ class SegModule(pl.LightningModule):
         runs on a prepared copy (:func:`~livecell_seg.inference.tiling.inference_net`): the training
         network itself is neither switched to eval mode nor modified.
         """
-        from ..evaluation.metrics import segmentation_accuracies
-        from ..inference.postprocess import PostprocessParams
-        from ..inference.predict import segment_image
 
         logits = self._full_forward(batch["image"]).float()
         loss, _ = self.loss_fn(logits, batch["target"])
@@ -265,7 +281,6 @@ def export_checkpoint(
     ckpt: str | Path, run_dir: Path, config: dict[str, Any], summary: dict[str, Any]
 ) -> Path:
     """Write the checkpoint's network as ``run_dir/model.pt`` and as a model folder ``run_dir/model``."""
-    from ..model.folder import ModelConfig
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     net = build_model(ModelConfig.from_dict(config["model"]))
@@ -303,7 +318,6 @@ def export_last(run_dir: str | Path, dst: str | Path | None = None) -> Path:
 
 def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
     """Load ``cfg.init_from`` (a model folder) into ``net``; its architecture must match ``cfg.model``."""
-    from ..model.folder import read_model_config
 
     src = Path(str(cfg.init_from))
     _, mcfg = read_model_config(src)  # InputFileError when it is not a model folder
@@ -325,8 +339,6 @@ def init_weights_from(net: torch.nn.Module, cfg: TrainConfig) -> Path:
 def measure_cell_diameter(cfg: TrainConfig, refs: list[SampleRef]) -> float | None:
     """Typical cell diameter (pixels) of the training data: the median of per-image median
     diameters, each image weighted by how often training draws it (``scale.training_diameter``)."""
-    from ..inference.scale import image_diameter, training_diameter
-    from .dataset import load_sample
 
     probs = sampling_probabilities(refs, [s.weight for s in cfg.data.train], cfg.data.balance)
     diameters = [image_diameter(load_sample(r)[1]) for r in refs]
