@@ -382,12 +382,12 @@ def test_cli_busy_port_and_bad_model_are_one_line_errors(tmp_path):
 
 
 def test_resolve_model_dir_default_and_errors(tiny_model, tmp_path, monkeypatch):
-    import livecell_seg.model.folder as model_mod
+    import livecell_seg.interactive as interactive_mod
 
-    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "missing")
+    monkeypatch.setattr(interactive_mod, "default_model_dir", lambda: tmp_path / "missing")
     with pytest.raises(InputFileError, match="bundled model is not installed"):
         logic.resolve_model_dir(None)
-    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tiny_model)
+    monkeypatch.setattr(interactive_mod, "default_model_dir", lambda: tiny_model)
     assert logic.resolve_model_dir("  ") == tiny_model.resolve()
     assert logic.resolve_model_dir(str(tiny_model)) == tiny_model.resolve()
     with pytest.raises(InputFileError, match="no such model folder"):

@@ -93,10 +93,10 @@ def test_new_folder_loads_predicts_keeps_architecture_diameter_and_records_prove
 def test_it_trains_at_the_zoom_predict_auto_chooses(base, tmp_path, monkeypatch):
     """The cells measure 8 px at zoom 1 against the model's 12: auto zooms by 1.5, and so does
     the training (image and labels rescaled)."""
-    import livecell_seg.inference.scale as scale
+    import livecell_seg.inference.predict as predict_mod
     from livecell_seg.inference.predict import segment_image
 
-    monkeypatch.setattr(scale, "estimate_diameter", lambda labels: 8.0)
+    monkeypatch.setattr(predict_mod, "estimate_diameter", lambda labels: 8.0)
     img, lab = discs()
     auto = segment_image(load_model_dir(base), img, scale="auto").scale
     assert auto == 1.5

@@ -202,9 +202,9 @@ def test_postprocess_json_of_the_model_folder_is_used(tmp_path, model_dir):
 def test_missing_default_model_is_one_clear_line(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    import livecell_seg.model.folder as model_mod
+    import livecell_seg.inference.predict as predict_mod
 
-    monkeypatch.setattr(model_mod, "default_model_dir", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr(predict_mod, "default_model_dir", lambda: tmp_path / "nowhere")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     rc = main(["predict", "--input", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()

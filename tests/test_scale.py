@@ -83,7 +83,6 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
     20), and runs once more at the zoom that brings them to 20 px, where the cells come out whole:
     two passes, not a scan."""
     from livecell_seg.inference import predict
-    from livecell_seg.inference import tiling as inference
 
     truth = disk_labels(240, 240, 20, 60)  # diameter 40
     calls = []
@@ -97,7 +96,7 @@ def test_segment_image_auto_scale_zooms_large_cells_to_training_size(monkeypatch
             lab = np.where((lab > 0) & top, lab + 1000, lab)
         return oracle_maps(lab)
 
-    monkeypatch.setattr(inference, "predict_maps_scaled", fake)
+    monkeypatch.setattr(predict, "predict_maps_scaled", fake)
     res = predict.segment_image(_Model(20.0), np.zeros_like(truth, np.float32), scale="auto")
     assert len(calls) == 2 and calls[0] == 1.0
     assert res.scale == calls[1] == pytest.approx(20 / res.diameter)
@@ -116,12 +115,11 @@ def test_auto_keeps_dense_small_cells_at_zoom_one_or_zooms_in(monkeypatch):
     """Dense small cells are never zoomed *out* (that merges them): cells near the model's size keep
     the single pass at zoom 1; cells much smaller get one pass zoomed in (at most AUTO_LIMITS[1])."""
     from livecell_seg.inference import predict
-    from livecell_seg.inference import tiling as inference
 
     truth = disk_labels(200, 200, 8, 20)  # diameter 16, touching neighbours 20 px apart
     calls = []
     monkeypatch.setattr(
-        inference, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
+        predict, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
     )
     res = predict.segment_image(_Model(18.0), np.zeros_like(truth, np.float32), scale="auto")
     assert calls == [1.0] and res.scale == 1.0 and res.n_cells == int(truth.max())
@@ -205,7 +203,6 @@ def test_confident_cells_keeps_only_agreeing_confident_cells():
 def test_default_zoom_is_the_model_folders_predict_scale(monkeypatch):
     """No scale given: the zoom the model folder records (``predict_scale``), else 1."""
     from livecell_seg.inference import predict
-    from livecell_seg.inference import tiling as inference
     from livecell_seg.model.folder import ModelConfig
 
     assert predict.resolve_scale(_Model(20.0)) == 1.0  # records none: as is
@@ -216,7 +213,7 @@ def test_default_zoom_is_the_model_folders_predict_scale(monkeypatch):
     truth = disk_labels(120, 120, 10, 40)
     calls = []
     monkeypatch.setattr(
-        inference, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
+        predict, "predict_maps_scaled", lambda m, im, s=1.0, **kw: calls.append(s) or oracle_maps(truth)
     )
     predict.segment_image(auto, np.zeros_like(truth, np.float32))
     assert calls[0] == 1.0 and calls[1:] == [

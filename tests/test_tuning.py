@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -139,9 +137,9 @@ def fake_model(tmp_path, monkeypatch):
         seen.append(image.shape)
         return maps[(len(seen) - 1) % len(maps)]  # images are visited in json order
 
-    fake = types.ModuleType("livecell_seg.inference.tiling")
-    fake.predict_maps = fake_predict_maps
-    monkeypatch.setitem(sys.modules, "livecell_seg.inference.tiling", fake)
+    from livecell_seg.inference import tuning as tuning_mod
+
+    monkeypatch.setattr(tuning_mod, "predict_maps", fake_predict_maps)
     # a deliberately bad tuned file to start from
     (model_dir / "postprocess.json").write_text(
         json.dumps({"fg_threshold": 0.75, "boundary_threshold": 0.05})
