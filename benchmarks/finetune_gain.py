@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/finetune_gain"))
+    ap.add_argument("--table-only", action="store_true", help="only the results kept in --out (no new run)")
     ap.add_argument("--write", action="store_true", help="rewrite the finetune section of BENCHMARKS.md")
     args = ap.parse_args(argv)
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    g = groups()
+    g = {} if args.table_only else groups()
     base = load_model_dir()
     base_cache_path = args.out / "base_scores.json"
     base_cache = json.loads(base_cache_path.read_text()) if base_cache_path.is_file() else {}
@@ -168,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     for recipe_name in args.recipes.split(","):
         for case in args.cases.split(","):
             own, i = CASES[case]
+            res_path = args.out / f"{recipe_name}_{case}_{args.steps}.json"
+            if args.table_only:
+                if res_path.is_file():
+                    rows.append(json.loads(res_path.read_text()))
+                continue
             sets = scored_sets(case, g)
             before = score_all(base, sets, base_cache)
             base_cache_path.write_text(json.dumps(base_cache, indent=1))
-            res_path = args.out / f"{recipe_name}_{case}_{args.steps}.json"
             if res_path.is_file():
                 rows.append(json.loads(res_path.read_text()))
                 continue
@@ -224,7 +229,12 @@ def markdown(rows: list[dict], argv: list[str]) -> str:
         "Usiigaci images were training images of the base model). A172 and MCF7 are LIVECell dev "
         "images (used for choosing: not a held-out claim); the SH-SY5Y images are the held-out Kaggle ones. "
         f"Seconds: the fine-tuning run on this shared {os.cpu_count()}-core CPU (2 torch threads), "
-        "zoom passes and watershed re-tuning included.",
+        "zoom passes and watershed re-tuning included; it varied up to 4x with the machine's load.",
+        "",
+        "Recipes: `guarded` = the default `Recipe` (BatchNorm frozen, lr 1e-4, 2 of 4 crops replay of the "
+        "5 sample images at 0.7/1/1.5x their zoom with distillation weight 10; the chosen one); "
+        "`guarded_v1` = the same with distillation weight 1 and replay at the images' own zoom only; "
+        "`lowlr` = `guarded` at lr 3e-5; `naive` = BatchNorm training, lr 3e-4, no replay (at the auto zoom).",
         "",
         "| recipe | case (trained on) | steps | zoom | s / run | same type | worst other type | other types | watershed |",
         "|---|---|---|---|---|---|---|---|---|",
