@@ -86,7 +86,7 @@ class Recipe:
     batch: int = 4
     replay: int = 2
     distill: float = 10.0
-    replay_zooms: tuple[float, ...] = (0.7, 1.0, 1.5)
+    replay_zooms: tuple[float, ...] = (0.5, 0.7, 1.0, 1.5)
     crop: int = 256
     freeze_bn: bool = True
     intensity: float = 0.5
