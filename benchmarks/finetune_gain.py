@@ -15,7 +15,8 @@ on the OTHER images of that type, and on other cell types (forgetting):
 
 Recipes (``--recipes``): ``guarded`` (the default :class:`livecell_seg.training.finetune.Recipe`),
 ``naive`` (BatchNorm training, lr 3e-4, no replay: plain fine-tuning at the auto zoom),
-``nodistill`` (the default without replay/distillation), ``native`` (the default at zoom 1).
+``nodistill`` (the default without replay/distillation), ``native`` (the default at zoom 1); the
+earlier variants of the guard (see the table's legend).
 Results are kept per (recipe, case) in ``--out`` so an interrupted run resumes::
 
     python benchmarks/finetune_gain.py --cases a172,shsy5y --recipes guarded --write
@@ -103,7 +104,9 @@ def recipe_for(name: str):  # noqa: ANN201
     return {
         "guarded": r,
         "guarded_v1": replace(r, distill=1.0, replay_zooms=(1.0,)),
-        "lowlr": replace(r, lr=3e-5),
+        "guarded_v2": replace(r, replay_zooms=(0.7, 1.0, 1.5)),
+        "guarded_v3": replace(r, replay_zooms=(0.7, 1.0, 1.5)),
+        "lowlr": replace(r, lr=3e-5, replay_zooms=(0.7, 1.0, 1.5)),
         "naive": replace(r, lr=3e-4, replay=0, distill=0.0, freeze_bn=False),
         "nodistill": replace(r, replay=0, distill=0.0),
         "native": replace(r, zoom="none"),
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/finetune_gain"))
+    ap.add_argument("--table-only", action="store_true", help="only the results kept in --out (no new run)")
     ap.add_argument("--write", action="store_true", help="rewrite the finetune section of BENCHMARKS.md")
     args = ap.parse_args(argv)
 
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    g = groups()
+    g = {} if args.table_only else groups()
     base = load_model_dir()
     base_cache_path = args.out / "base_scores.json"
     base_cache = json.loads(base_cache_path.read_text()) if base_cache_path.is_file() else {}
@@ -168,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     for recipe_name in args.recipes.split(","):
         for case in args.cases.split(","):
             own, i = CASES[case]
+            res_path = args.out / f"{recipe_name}_{case}_{args.steps}.json"
+            if args.table_only:
+                if res_path.is_file():
+                    rows.append(json.loads(res_path.read_text()))
+                continue
             sets = scored_sets(case, g)
             before = score_all(base, sets, base_cache)
             base_cache_path.write_text(json.dumps(base_cache, indent=1))
-            res_path = args.out / f"{recipe_name}_{case}_{args.steps}.json"
             if res_path.is_file():
                 rows.append(json.loads(res_path.read_text()))
                 continue
@@ -224,7 +232,15 @@ def markdown(rows: list[dict], argv: list[str]) -> str:
         "Usiigaci images were training images of the base model). A172 and MCF7 are LIVECell dev "
         "images (used for choosing: not a held-out claim); the SH-SY5Y images are the held-out Kaggle ones. "
         f"Seconds: the fine-tuning run on this shared {os.cpu_count()}-core CPU (2 torch threads), "
-        "zoom passes and watershed re-tuning included.",
+        "zoom passes and watershed re-tuning included; it varied up to 4x with the machine's load.",
+        "",
+        "Recipes, in the order they were tried (each row measured in its own run; the earlier rows are "
+        "kept from the code of their commit, `--table-only` prints them): `naive` = BatchNorm training, "
+        "lr 3e-4, no replay; `guarded_v1` = BatchNorm frozen, lr 1e-4, 2 of 4 crops replay of the 5 sample "
+        "images with distillation weight 1 at their own zoom; `guarded_v2` = distillation weight 10, replay "
+        "at 0.7/1/1.5x; `lowlr` = `guarded_v2` at lr 3e-5 (these four trained at the zoom the BASE model's "
+        "`--scale auto` chose); `guarded_v3` = `guarded_v2` trained at the zoom auto chooses for the "
+        "CORRECTED cells; `guarded` = `guarded_v3` with replay also at 0.5x (the default `Recipe`).",
         "",
         "| recipe | case (trained on) | steps | zoom | s / run | same type | worst other type | other types | watershed |",
         "|---|---|---|---|---|---|---|---|---|",

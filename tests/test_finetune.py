@@ -90,23 +90,27 @@ def test_new_folder_loads_predicts_keeps_architecture_diameter_and_records_prove
     assert json.loads((out / "config.json").read_text())["init_from"] == str(base)
 
 
-def test_it_trains_at_the_zoom_predict_auto_chooses(base, tmp_path, monkeypatch):
-    """The cells measure 8 px at zoom 1 against the model's 12: auto zooms by 1.5, and so does
-    the training (image and labels rescaled)."""
+def test_it_trains_at_the_zoom_predict_auto_chooses_for_the_corrected_cells(base, tmp_path, monkeypatch):
+    """The corrected cells measure 8 px against the model's 12: --scale auto, once it finds them,
+    zooms by 1.5, and so does the training (image and labels rescaled). The base model's own
+    cells (here 20 px, zoom 0.6) do not decide it: they are the ones that were wrong."""
     import livecell_seg.inference.predict as predict_mod
-    from livecell_seg.inference.predict import segment_image
+    from livecell_seg.inference.predict import auto_zoom_for, segment_image
 
-    monkeypatch.setattr(predict_mod, "estimate_diameter", lambda labels: 8.0)
     img, lab = discs()
-    auto = segment_image(load_model_dir(base), img, scale="auto").scale
-    assert auto == 1.5
+    fake = lambda labels: 8.0 if labels is lab else 20.0  # noqa: E731
+    monkeypatch.setattr(predict_mod, "estimate_diameter", fake)
+    monkeypatch.setattr(ft, "estimate_diameter", fake)
+    assert segment_image(load_model_dir(base), img, scale="auto").scale == 0.6  # the base's wrong cells
+    want = auto_zoom_for(8.0, 12.0)
+    assert want == 1.5 == ft.training_zoom(load_model_dir(base), lab)
     seen = []
     real = ft._prepare
     monkeypatch.setattr(ft, "_prepare", lambda *a: seen.append(a[2]) or real(*a))
     out = finetune([CorrectedImage("a", img, lab)], tmp_path / "z", base, steps=1, recipe=FAST)
-    assert seen == [auto]
-    assert json.loads((out / "provenance.json").read_text())["finetune"]["zooms"] == [auto]
-    prepared = real(img, lab, auto, "fg+dist")
+    assert seen == [want]
+    assert json.loads((out / "provenance.json").read_text())["finetune"]["zooms"] == [want]
+    prepared = real(img, lab, want, "fg+dist")
     assert prepared.image.shape == (96, 120) and prepared.targets.shape[1:] == (96, 120)
     assert load_model_dir(out).model_config.cell_diameter == 12.0  # not the image's 8 px
 
