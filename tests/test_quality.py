@@ -99,6 +99,11 @@ def model_dir(random_model_dir) -> Path:
     return random_model_dir("fg+dist", base_features=4, depth=2)
 
 
+def _predict_argv(model_dir: Path, inp: Path, out: Path) -> list[str]:
+    """``predict`` of the folder ``inp`` into ``out`` at zoom 1 with the test model."""
+    return ["predict", "--model", str(model_dir), "-i", str(inp), "--out", str(out), "--scale", "1"]
+
+
 def _images(folder: Path, n: int = 3) -> list[Path]:
     from PIL import Image
     from skimage.draw import disk
@@ -148,17 +153,7 @@ def test_summary_csv_resume_and_the_ranking(tmp_path, model_dir, capsys):
 
     imgs = _images(tmp_path / "in")
     out = tmp_path / "o"
-    argv = [
-        "predict",
-        "--model",
-        str(model_dir),
-        "-i",
-        str(tmp_path / "in"),
-        "--out",
-        str(out),
-        "--scale",
-        "1",
-    ]
+    argv = _predict_argv(model_dir, tmp_path / "in", out)
     # without the estimate: summary.csv with cells and zoom, no quality, no ranking
     assert main([*argv, "-q"]) == 0
     rows = _csv(out / "summary.csv")
@@ -207,17 +202,7 @@ def test_a_failed_image_is_a_row_and_no_quality_contradicts_the_ranking(tmp_path
     _images(tmp_path / "in", 1)
     (tmp_path / "in" / "broken.tif").write_bytes(b"<html>404</html>")
     out = tmp_path / "o"
-    argv = [
-        "predict",
-        "--model",
-        str(model_dir),
-        "-i",
-        str(tmp_path / "in"),
-        "--out",
-        str(out),
-        "--scale",
-        "1",
-    ]
+    argv = _predict_argv(model_dir, tmp_path / "in", out)
     assert main([*argv, "--quality", "-q"]) == 1
     rows = {Path(r["image"]).name: r for r in _csv(out / "summary.csv")}
     assert rows["broken.tif"]["status"] == "failed" and "broken.tif" in rows["broken.tif"]["error"]

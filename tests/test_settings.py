@@ -115,7 +115,9 @@ def test_a_model_folders_parameters_are_typed_in_one_place(tmp_path: Path) -> No
     d = default_model_dir()
     assert read_params(d) == PostprocessParams.from_dict(read_postprocess(d))
     assert read_params(tmp_path) == PostprocessParams()  # no postprocess.json: the defaults
-    m = LoadedModel(net=None, model_config=ModelConfig(), postprocess_file={"min_size": 7, "tuning": {}}, path=d)
+    m = LoadedModel(
+        net=None, model_config=ModelConfig(), postprocess_file={"min_size": 7, "tuning": {}}, path=d
+    )
     assert m.params == PostprocessParams(min_size=7)
     assert LoadedModel(net=None, model_config=ModelConfig()).params == PostprocessParams()
     m.postprocess_file = {"min_sise": 7}

@@ -460,6 +460,11 @@ class _Run:
     interrupted: bool = False
 
     @property
+    def complete(self) -> bool:
+        """The run reached its step count or time box (neither stopped nor interrupted)."""
+        return not (self.stopped or self.interrupted)
+
+    @property
     def n_user(self) -> int:
         """Crops per batch from the corrected images (the rest are replay crops)."""
         return self.recipe.batch - (self.recipe.replay if self.data.replay else 0)
@@ -579,7 +584,7 @@ def _watershed_for(
 ) -> tuple[Any, dict[str, Any], list[float]]:
     """The watershed parameters for the fine-tuned network (re-tuned when the run completed, else
     the base model's), their record, and the zooms ``--scale auto`` now picks for the examples."""
-    if run.stopped or run.interrupted:
+    if not run.complete:
         return base.params, {"kept": "base (the run was stopped before the end)"}, []
     new = LoadedModel(net=run.student, model_config=base.model_config, config=base.config, path=None)
     tuning_log = logging.getLogger("livecell_seg.inference.tuning")
@@ -613,7 +618,7 @@ def _provenance(
     steps, minutes, seed = asked
     record = {
         "key": run.key,
-        "complete": not (run.stopped or run.interrupted),
+        "complete": run.complete,
         "base_model": str(base_path),
         "base_fingerprint": fp,
         "images": [{"name": n, "image_sha256": a, "labels_sha256": b} for n, a, b in shas],
@@ -714,7 +719,7 @@ def finetune(
         save_model_dir(out, run.student, config, pp)
         prov = _provenance(run, base, base_path, fp, shas, (steps, minutes, seed), tuning, zooms_after)
         write_json_atomic(out / PROVENANCE_FILE, prov)
-        if not (run.stopped or run.interrupted):
+        if run.complete:
             run.state_path.unlink(missing_ok=True)
         else:
             _save_state(run.state_path, key, run.student, run.opt, run.st, run.rng)
